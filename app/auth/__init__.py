@@ -1,0 +1,1 @@
+"""Credentials: API keys scoped to one organization or admin, their store and their checks."""

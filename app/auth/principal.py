@@ -1,0 +1,32 @@
+"""Who is calling: the result of a verified credential."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from app.errors import Forbidden, NotFound
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    key_id: str
+    org_id: str | None  # None for admin keys
+    admin: bool
+    expires_at: datetime | None
+
+    @property
+    def label(self) -> str:
+        return "admin" if self.admin else f"org:{self.org_id}"
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise Forbidden()
+
+    def can_read(self, org_id: str) -> bool:
+        return self.admin or self.org_id == org_id
+
+    def check_org(self, org_id: str) -> None:
+        """Another organization's data is NOT_FOUND, indistinguishable from a missing one."""
+        if not self.can_read(org_id):
+            raise NotFound("Organization not found")

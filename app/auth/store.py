@@ -1,0 +1,78 @@
+"""The `api_keys` collection: `_id` is the public key id; only the key's hash is stored."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.storage.mongo import translate_errors
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    key_id: str
+    hash: str
+    org_id: str | None
+    admin: bool
+    name: str | None
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+def _from_doc(doc: dict) -> KeyRecord:
+    return KeyRecord(
+        key_id=doc["_id"],
+        hash=doc["hash"],
+        org_id=doc.get("org_id"),
+        admin=bool(doc.get("admin")),
+        name=doc.get("name"),
+        created_at=doc["created_at"],
+        expires_at=doc.get("expires_at"),
+        revoked_at=doc.get("revoked_at"),
+    )
+
+
+class KeyStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._col = db["api_keys"]
+
+    async def ensure_indexes(self) -> None:
+        # Lookups are by `_id` (the key id); listing a tenant's keys filters on org_id.
+        async with translate_errors("api_keys.indexes"):
+            await self._col.create_index([("org_id", 1)], name="org_id")
+
+    async def insert(self, record: KeyRecord) -> None:
+        async with translate_errors("api_keys.insert"):
+            await self._col.insert_one(
+                {
+                    "_id": record.key_id,
+                    "hash": record.hash,
+                    "org_id": record.org_id,
+                    "admin": record.admin,
+                    "name": record.name,
+                    "created_at": record.created_at,
+                    "expires_at": record.expires_at,
+                    "revoked_at": record.revoked_at,
+                }
+            )
+
+    async def get(self, key_id: str) -> KeyRecord | None:
+        async with translate_errors("api_keys.get"):
+            doc = await self._col.find_one({"_id": key_id})
+        return _from_doc(doc) if doc else None
+
+    async def list(self, org_id: str | None = None) -> list[KeyRecord]:
+        query = {"org_id": org_id} if org_id else {}
+        async with translate_errors("api_keys.list"):
+            docs = await self._col.find(query).sort("created_at", 1).to_list()
+        return [_from_doc(doc) for doc in docs]
+
+    async def revoke(self, key_id: str, when: datetime) -> bool:
+        async with translate_errors("api_keys.revoke"):
+            result = await self._col.update_one(
+                {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": when}}
+            )
+        return result.modified_count == 1

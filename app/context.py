@@ -1,0 +1,49 @@
+"""The per-request context every resolver receives, and the services it carries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from app.errors import InvalidApiKey
+
+if TYPE_CHECKING:
+    from app.auth.principal import Principal
+    from app.auth.service import AuthService
+    from app.events.service import EventService
+    from app.orgs.service import OrgService
+    from app.pubsub import PubSub
+    from app.status.service import StatusService
+
+
+@dataclass(slots=True)
+class Services:
+    """Built once by the app's lifespan; shared by every request."""
+
+    auth: AuthService
+    orgs: OrgService
+    events: EventService
+    status: StatusService
+    pubsub: PubSub
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    services: Services
+    principal: Principal | None = None
+    idempotency_key: str | None = None  # the X-Idempotency-Key header, if sent
+    # Filled in by the transport and the error extension for the request log line.
+    operation_name: str | None = None
+    operation_type: str | None = None
+    org_id: str | None = None
+    outcome: str = "OK"
+    connection_params: dict[str, Any] | None = field(default=None)
+    # Strawberry's view passes these through; kept so its own hooks keep working.
+    request: Any = None
+    response: Any = None
+
+    def require_principal(self) -> Principal:
+        if self.principal is None:
+            raise InvalidApiKey()
+        return self.principal

@@ -1,0 +1,122 @@
+"""The one place where exceptions become what a client sees.
+
+`to_wire` turns any GraphQLError (wrapping an AppError, a graphql-core document error, or an
+unexpected exception) into the shape of errors.md; `ErrorFormatter` applies it to every GraphQL result
+(HTTP and WebSocket alike); `error_body` builds the body of a request refused before execution.
+Unexpected exceptions are logged here with their stack trace and request id, then masked.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from graphql import GraphQLError, GraphQLSyntaxError, VariableDefinitionNode
+from strawberry.extensions import SchemaExtension
+
+from app.errors import CODES_WITH_DETAILS, AppError, ErrorCode, FieldProblem, InternalError
+from app.scalars import format_datetime
+
+log = logging.getLogger("app.errors")
+
+_VARIABLE_RE = re.compile(r"^Variable '\$(\w+)' (?:got invalid value .*? at '([^']+)'; )?", re.DOTALL)
+
+
+def extensions(
+    code: ErrorCode,
+    request_id: str,
+    details: list[FieldProblem] | None = None,
+    retry_after: int | None = None,
+) -> dict[str, Any]:
+    ext: dict[str, Any] = {
+        "code": code.value,
+        "status": code.status,
+        "requestId": request_id,
+        "timestamp": format_datetime(datetime.now(UTC)),
+    }
+    if code in CODES_WITH_DETAILS or details:
+        ext["details"] = [{"field": d.field, "message": d.message} for d in details or []]
+    if retry_after is not None:
+        ext["retryAfter"] = retry_after
+    return ext
+
+
+def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[FieldProblem]]:
+    """The AppError behind `error`, or (code, message, details) for GraphQL's own errors."""
+    original = error.original_error
+    if isinstance(original, AppError):
+        return original
+    if isinstance(error, GraphQLSyntaxError):
+        return ErrorCode.GRAPHQL_PARSE_FAILED, error.message, []
+    if original is None and error.path is None:
+        if any(isinstance(node, VariableDefinitionNode) for node in error.nodes or ()):
+            match = _VARIABLE_RE.match(error.message)
+            field = (match.group(2) or match.group(1)) if match else "variables"
+            return ErrorCode.INVALID_REQUEST, "Request validation failed", [FieldProblem(field, error.message)]
+        return ErrorCode.GRAPHQL_VALIDATION_FAILED, error.message, []
+    return InternalError()
+
+
+def to_wire(error: GraphQLError, request_id: str) -> tuple[ErrorCode, GraphQLError]:
+    found = classify(error)
+    if isinstance(found, AppError):
+        code, message = found.code, found.message
+        ext = extensions(code, request_id, found.details, found.retry_after)
+    else:
+        code, message, details = found
+        ext = extensions(code, request_id, details)
+    wire = GraphQLError(
+        message, nodes=error.nodes, source=error.source, positions=error.positions,
+        path=error.path, original_error=None, extensions=ext,
+    )
+    return code, wire
+
+
+def log_unexpected(errors: list[GraphQLError], request_id: str) -> None:
+    for error in errors:
+        original = error.original_error
+        if original is not None and not isinstance(original, AppError):
+            log.error(
+                "unexpected error in %s", ".".join(map(str, error.path or [])) or "operation",
+                exc_info=original, extra={"request_id": request_id},
+            )
+        elif isinstance(original, AppError) and original.code is ErrorCode.INTERNAL_ERROR:
+            cause = original.__cause__ or original
+            log.error("internal error", exc_info=cause, extra={"request_id": request_id})
+
+
+def worst(codes: list[ErrorCode]) -> ErrorCode:
+    return max(codes, key=lambda c: c.status)
+
+
+class ErrorFormatter(SchemaExtension):
+    """Rewrites every error of a result into the catalogued shape (the stock MaskErrors drops
+    extensions) and records the outcome for the request log line."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        ctx = self.execution_context.context
+        result = self.execution_context.result
+        ctx.operation_name = self.execution_context.operation_name
+        try:
+            ctx.operation_type = self.execution_context.operation_type.value
+        except RuntimeError:  # the document did not parse
+            ctx.operation_type = None
+        if result is None or not result.errors:
+            return
+        codes, errors = [], []
+        for error in result.errors:
+            code, wire = to_wire(error, ctx.request_id)
+            codes.append(code)
+            errors.append(wire)
+        result.errors = errors
+        ctx.outcome = worst(codes).value
+
+
+def error_body(error: AppError, request_id: str) -> dict[str, Any]:
+    """`{"errors": [...]}` for a request refused before execution (auth, body, transport)."""
+    ext = extensions(error.code, request_id, error.details, error.retry_after)
+    return {"errors": [{"message": error.message, "extensions": ext}]}

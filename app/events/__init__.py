@@ -1,0 +1,1 @@
+"""Error events: logging them, listing them, reading one."""

@@ -1,0 +1,218 @@
+"""The input rules of the error-event operations, checked with pydantic at the edge.
+
+Field names and aliases are the GraphQL names, so `details[].field` reads as the client wrote it
+(`error.message`, `filter.from`). Every rule is listed in the README's "Input rules" table.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+import orjson
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from app.errors import ErrorCode
+from app.events import cursor
+from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder
+from app.orgs.service import SLUG_RE, SLUG_RULE
+from app.validation import app_error_from, parse_datetime
+
+MAX_MESSAGE_CHARS = 8192
+MAX_CONTEXT_BYTES = 16 * 1024
+MAX_CONTEXT_DEPTH = 5
+MAX_FUTURE_SKEW = timedelta(minutes=5)
+MAX_PAGE = 100
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # ids are ULIDs, which start at the Unix epoch
+
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
+_IDEMPOTENCY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+DateTimeIn = Annotated[datetime, BeforeValidator(parse_datetime)]
+OrgId = Annotated[str, _matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
+# Reporter-supplied codes and source names: printable, no spaces, safe in logs and URLs.
+Token = Annotated[
+    str,
+    _matching(
+        _TOKEN_RE, "Must be 1 to 128 characters of letters, digits and . _ : / @ - "
+        "starting with a letter or digit"
+    ),
+]
+IdempotencyKey = Annotated[
+    str,
+    _matching(_IDEMPOTENCY_RE, "Idempotency key must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"),
+]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _json_depth(value: Any) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_json_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_json_depth(v) for v in value), default=0)
+    return 0
+
+
+class LogErrorInputModel(_Input):
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    severity: Severity
+    timestamp: DateTimeIn | None = None
+    code: Token | None = None
+    source: Token | None = None
+    context: Any = None
+
+    @field_validator("message")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("Message must not be blank")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+            raise ValueError("Timestamp must not be more than 5 minutes in the future")
+        if value < EARLIEST:
+            raise ValueError("Timestamp must not be before 1970-01-01T00:00:00Z")
+        return value
+
+    @field_validator("context")
+    @classmethod
+    def _bounded_object(cls, value: Any) -> dict[str, Any] | None:
+        if value is None:
+            return None
+        if not isinstance(value, dict):
+            raise ValueError("Context must be a JSON object")
+        try:
+            size = len(orjson.dumps(value))
+        except (TypeError, orjson.JSONEncodeError):
+            raise ValueError("Context must be encodable as JSON") from None
+        if size > MAX_CONTEXT_BYTES:
+            raise ValueError(f"Context must be at most {MAX_CONTEXT_BYTES} bytes as JSON")
+        if _json_depth(value) > MAX_CONTEXT_DEPTH:
+            raise ValueError(f"Context must be nested at most {MAX_CONTEXT_DEPTH} levels deep")
+        return value
+
+
+class LogErrorArgs(_Input):
+    org_id: OrgId = Field(alias="orgId")
+    error: LogErrorInputModel
+    idempotency_key: IdempotencyKey | None = Field(default=None, alias="idempotencyKey")
+
+
+class FilterModel(_Input):
+    severities: list[Severity] | None = Field(default=None, max_length=len(Severity))
+    min_severity: Severity | None = Field(default=None, alias="minSeverity")
+    from_: DateTimeIn | None = Field(default=None, alias="from")
+    to: DateTimeIn | None = None
+    code: str | None = Field(default=None, min_length=1, max_length=128)
+    source: str | None = Field(default=None, min_length=1, max_length=128)
+    fingerprint: str | None = Field(default=None, min_length=1, max_length=128)
+    search: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _ordered_range(self) -> FilterModel:
+        if self.from_ and self.to and self.to <= self.from_:
+            raise ValueError("filter.to must be later than filter.from")
+        return self
+
+    def to_domain(self) -> EventFilter:
+        severities: frozenset[Severity] | None = None
+        if self.severities is not None:
+            severities = frozenset(self.severities)
+        if self.min_severity is not None:
+            above = self.min_severity.and_above()
+            severities = above if severities is None else severities & above
+        return EventFilter(
+            severities=severities,
+            from_=self.from_,
+            to=self.to,
+            code=self.code,
+            source=self.source,
+            fingerprint=self.fingerprint,
+            search=self.search,
+        )
+
+
+def _page_size(value: int) -> int:
+    if not 1 <= value <= MAX_PAGE:
+        raise ValueError(f"Limit must be a positive number of at most {MAX_PAGE}")
+    return value
+
+
+class OrgErrorsArgs(_Input):
+    org_id: OrgId = Field(alias="orgId")
+    filter: FilterModel | None = None
+    first: Annotated[int, AfterValidator(_page_size)] = 20
+    after: str | None = None
+    sort_order: SortOrder = Field(default=SortOrder.DESC, alias="sortOrder")
+
+    @field_validator("after")
+    @classmethod
+    def _decodable(cls, value: str | None) -> str | None:
+        return None if value is None else cursor.decode(value)
+
+    def to_domain(self) -> EventQuery:
+        return EventQuery(
+            org_id=self.org_id,
+            filter=self.filter.to_domain() if self.filter else EventFilter(),
+            first=self.first,
+            after=self.after,
+            order=self.sort_order,
+        )
+
+
+def validate_log_error(raw: dict[str, Any]) -> tuple[str, NewEvent, str | None]:
+    """(org_id, event, idempotency key) or one AppError listing every problem."""
+    try:
+        args = LogErrorArgs.model_validate(raw)
+    except ValidationError as exc:
+        raise app_error_from(
+            exc,
+            {"orgId": ErrorCode.INVALID_REQUEST, "idempotencyKey": ErrorCode.INVALID_REQUEST},
+            default=ErrorCode.VALIDATION_ERROR,
+        ) from None
+    e = args.error
+    event = NewEvent(
+        message=e.message,
+        severity=e.severity,
+        timestamp=e.timestamp,
+        code=e.code,
+        source=e.source,
+        context=e.context,
+    )
+    return args.org_id, event, args.idempotency_key
+
+
+def validate_org_errors(raw: dict[str, Any]) -> EventQuery:
+    try:
+        return OrgErrorsArgs.model_validate(raw).to_domain()
+    except ValidationError as exc:
+        raise app_error_from(exc, {}, default=ErrorCode.INVALID_REQUEST) from None
+

@@ -1,0 +1,108 @@
+"""The rules of error events: who may read and write which organization, idempotent logging."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from app.auth.principal import Principal
+from app.errors import Conflict
+from app.events.fingerprint import fingerprint
+from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent
+from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
+from app.orgs.service import OrgService
+from app.pubsub import PubSub
+
+EVENTS_TOPIC = "error-events"
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedEvent:
+    event: ErrorEventRecord
+    replayed: bool
+
+
+def payload_hash(event: NewEvent) -> str:
+    """What a retry must repeat exactly to be a replay rather than a conflict."""
+    payload = {
+        "message": event.message,
+        "severity": event.severity.value,
+        "timestamp": event.timestamp.isoformat() if event.timestamp else None,
+        "code": event.code,
+        "source": event.source,
+        "context": event.context,
+    }
+    return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class EventService:
+    def __init__(self, store: EventStore, orgs: OrgService, pubsub: PubSub) -> None:
+        self._store = store
+        self._orgs = orgs
+        self._pubsub = pubsub
+
+    async def authorize(self, principal: Principal, org_id: str) -> None:
+        """NOT_FOUND unless the organization exists and the credential may use it."""
+        principal.check_org(org_id)
+        await self._orgs.require(org_id)
+
+    async def log(
+        self, principal: Principal, org_id: str, new: NewEvent, idempotency_key: str | None
+    ) -> LoggedEvent:
+        await self.authorize(principal, org_id)
+        received_at = datetime.now(UTC)
+        received_at = received_at.replace(microsecond=received_at.microsecond // 1000 * 1000)
+        timestamp = new.timestamp or received_at
+        event = ErrorEventRecord(
+            id=new_event_id(timestamp),
+            org_id=org_id,
+            message=new.message,
+            severity=new.severity,
+            timestamp=timestamp,
+            received_at=received_at,
+            code=new.code,
+            source=new.source,
+            context=new.context,
+            fingerprint=fingerprint(new.message, new.code, new.source),
+        )
+        if idempotency_key is None:
+            await self._store.insert(event)
+        else:
+            idem_key = f"{org_id}\x1f{idempotency_key}"
+            digest = payload_hash(new)
+            try:
+                await self._store.insert(event, idem_key, digest)
+            except DuplicateIdempotencyKey:
+                return await self._replay(idem_key, digest)
+        self._pubsub.publish(EVENTS_TOPIC, event)
+        return LoggedEvent(event=event, replayed=False)
+
+    async def _replay(self, idem_key: str, digest: str) -> LoggedEvent:
+        found = await self._store.find_by_idempotency_key(idem_key)
+        if found is None:  # the first write was removed (retention) between insert and read
+            raise Conflict("Idempotency key is being reused; retry with a new key")
+        event, stored_digest = found
+        if stored_digest != digest:
+            raise Conflict()
+        return LoggedEvent(event=event, replayed=True)
+
+    async def page(self, principal: Principal, query: EventQuery) -> EventPage:
+        await self.authorize(principal, query.org_id)
+        if query.filter.severities is not None and not query.filter.severities:
+            return EventPage(events=[], has_next_page=False)
+        return await self._store.page(query)
+
+    async def count(self, query: EventQuery) -> int:
+        """Total matching events; only called after `page` authorized the same query."""
+        if query.filter.severities is not None and not query.filter.severities:
+            return 0
+        return await self._store.count(query.org_id, query.filter)
+
+    async def get(self, principal: Principal, org_id: str, event_id: str) -> ErrorEventRecord | None:
+        await self.authorize(principal, org_id)
+        if len(event_id) > 64:
+            return None
+        return await self._store.get(org_id, event_id)

@@ -1,0 +1,180 @@
+"""The `error_events` collection: the only code that reads and writes error events.
+
+Document shape:
+    event_id     "error-<ULID>", public id. The ULID's time part is the event's timestamp (ms), so
+                 ordering by event_id is ordering by timestamp with a unique tie-break. One string key
+                 thus serves sorting, time-range filters and keyset pagination.
+    org_id, message, severity, code?, source?, fingerprint
+    timestamp    BSON date (UTC, ms): when it happened; kept for people, retention and statistics
+    received_at  BSON date: when the server stored it
+    context      the reporter's JSON object, stored as JSON text: `$`-prefixed or dotted keys, huge
+                 integers and key order all come back exactly as sent, and nothing queries inside it
+    idem_key?    "<org>\\x1f<idempotency key>", unique where present (sparse)
+    idem_hash?   hash of the first payload sent with that key
+
+Why not `_id` = public id: nx-27017 (the embedded stand-in) rejects inserts when `_id` is part of a
+compound index, and keyset pagination needs (org_id, sort key) in one index. `_id` stays an ObjectId.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+import orjson
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+from ulid import ULID
+
+from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
+from app.storage.mongo import translate_errors
+
+ID_PREFIX = "error-"
+
+
+class DuplicateIdempotencyKey(Exception):
+    """The idempotency key is already taken; the caller decides between replay and conflict."""
+
+
+def new_event_id(timestamp: datetime) -> str:
+    return ID_PREFIX + str(ULID.from_datetime(timestamp))
+
+
+def _id_floor(moment: datetime) -> str:
+    """The smallest event id of the millisecond containing `moment` (rounded up to a whole ms)."""
+    ms = -(-int(moment.timestamp() * 1_000_000) // 1000)
+    return ID_PREFIX + str(ULID.from_bytes(ms.to_bytes(6, "big") + bytes(10)))
+
+
+def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "event_id": event.id,
+        "org_id": event.org_id,
+        "message": event.message,
+        "severity": event.severity.value,
+        "timestamp": event.timestamp,
+        "received_at": event.received_at,
+        "fingerprint": event.fingerprint,
+    }
+    for name in ("code", "source"):
+        if getattr(event, name) is not None:
+            doc[name] = getattr(event, name)
+    if event.context is not None:
+        doc["context"] = orjson.dumps(event.context).decode()
+    if idem_key is not None:
+        doc["idem_key"] = idem_key
+        doc["idem_hash"] = idem_hash
+    return doc
+
+
+def _from_doc(doc: dict[str, Any]) -> ErrorEventRecord:
+    context = doc.get("context")
+    return ErrorEventRecord(
+        id=doc["event_id"],
+        org_id=doc["org_id"],
+        message=doc["message"],
+        severity=Severity(doc["severity"]),
+        timestamp=doc["timestamp"],
+        received_at=doc["received_at"],
+        code=doc.get("code"),
+        source=doc.get("source"),
+        context=orjson.loads(context) if context is not None else None,
+        fingerprint=doc["fingerprint"],
+    )
+
+
+def _match(org_id: str, flt: EventFilter) -> dict[str, Any]:
+    match: dict[str, Any] = {"org_id": org_id}
+    id_range: dict[str, str] = {}
+    if flt.from_ is not None:
+        id_range["$gte"] = _id_floor(flt.from_)
+    if flt.to is not None:
+        id_range["$lt"] = _id_floor(flt.to)
+    if id_range:
+        match["event_id"] = id_range
+    if flt.severities is not None:
+        match["severity"] = {"$in": sorted(s.value for s in flt.severities)}
+    for name in ("code", "source", "fingerprint"):
+        if getattr(flt, name) is not None:
+            match[name] = getattr(flt, name)
+    if flt.search is not None:
+        # Escaped: the client's text is matched literally, never interpreted as a pattern.
+        match["message"] = {"$regex": re.escape(flt.search), "$options": "i"}
+    return match
+
+
+class EventStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._col = db["error_events"]
+
+    async def ensure_indexes(self) -> None:
+        """Idempotent; each index is named after the query it serves."""
+        async with translate_errors("error_events.indexes"):
+            # errorEvent(id): one event by its public id; also enforces global uniqueness.
+            await self._col.create_index([("event_id", ASCENDING)], unique=True, name="event_id")
+            # orgErrors: equality on org_id, then range/sort/seek on event_id (= timestamp order), in
+            # both directions. Severity, code, source and search are residual filters on this scan.
+            await self._col.create_index(
+                [("org_id", ASCENDING), ("event_id", DESCENDING)], name="org_timeline"
+            )
+            # orgErrors(filter: {fingerprint}): one problem's events, newest first.
+            await self._col.create_index(
+                [("org_id", ASCENDING), ("fingerprint", ASCENDING), ("event_id", DESCENDING)],
+                name="org_fingerprint_timeline",
+            )
+            # Idempotent logError: the unique index, not a read-then-write, makes retries safe under
+            # concurrency. Sparse: events logged without a key do not collide on a missing value.
+            await self._col.create_index(
+                [("idem_key", ASCENDING)], unique=True, sparse=True, name="idempotency"
+            )
+
+    async def insert(
+        self, event: ErrorEventRecord, idem_key: str | None = None, idem_hash: str | None = None
+    ) -> None:
+        async with translate_errors("error_events.insert"):
+            try:
+                await self._col.insert_one(_to_doc(event, idem_key, idem_hash))
+            except DuplicateKeyError as exc:
+                if idem_key is not None and "idem" in str(exc):
+                    raise DuplicateIdempotencyKey() from exc
+                raise
+
+    async def find_by_idempotency_key(self, idem_key: str) -> tuple[ErrorEventRecord, str] | None:
+        async with translate_errors("error_events.find_idem"):
+            doc = await self._col.find_one({"idem_key": idem_key})
+        return (_from_doc(doc), doc["idem_hash"]) if doc else None
+
+    async def get(self, org_id: str, event_id: str) -> ErrorEventRecord | None:
+        async with translate_errors("error_events.get"):
+            doc = await self._col.find_one({"event_id": event_id, "org_id": org_id})
+        return _from_doc(doc) if doc else None
+
+    async def page(self, query: EventQuery) -> EventPage:
+        match = _match(query.org_id, query.filter)
+        descending = query.order is SortOrder.DESC
+        if query.after is not None:
+            bounds = dict(match.get("event_id", {}))
+            if descending:
+                bounds["$lt"] = min(bounds.get("$lt", query.after), query.after)
+            else:
+                bounds["$gt"] = query.after
+            match["event_id"] = bounds
+        pipeline = [
+            {"$match": match},
+            {"$sort": {"event_id": DESCENDING if descending else ASCENDING}},
+            {"$limit": query.first + 1},  # one more than asked tells whether a next page exists
+        ]
+        async with translate_errors("error_events.page"):
+            docs = await (await self._col.aggregate(pipeline)).to_list()
+        events = [_from_doc(doc) for doc in docs[: query.first]]
+        return EventPage(events=events, has_next_page=len(docs) > query.first)
+
+    async def count(self, org_id: str, flt: EventFilter) -> int:
+        # $match + $count rather than count_documents: same plan on MongoDB, far cheaper on nx-27017.
+        pipeline = [{"$match": _match(org_id, flt)}, {"$count": "n"}]
+        async with translate_errors("error_events.count"):
+            result = await (await self._col.aggregate(pipeline)).to_list()
+        return result[0]["n"] if result else 0
+

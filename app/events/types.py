@@ -1,0 +1,258 @@
+"""GraphQL types and resolvers of error events: orgErrors, errorEvent, logError, errorLogged."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import strawberry
+from strawberry.types.unset import UNSET
+
+from app.context import RequestContext
+from app.events import cursor
+from app.events.inputs import validate_log_error, validate_org_errors
+from app.events.model import ErrorEventRecord, EventQuery
+from app.events.model import Severity as SeverityEnum
+from app.events.model import SortOrder as SortOrderEnum
+from app.events.service import EVENTS_TOPIC
+from app.scalars import JSON, DateTime
+
+Info = strawberry.Info[RequestContext, None]
+
+Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
+SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
+
+
+def _given(value: Any) -> bool:
+    return value is not UNSET and value is not None
+
+
+def _raw(obj: Any, names: dict[str, str]) -> dict[str, Any]:
+    """A strawberry input as a dict keyed by GraphQL names, leaving out what the client omitted."""
+    return {gql: getattr(obj, attr) for attr, gql in names.items() if getattr(obj, attr) is not UNSET}
+
+
+@strawberry.type(description="One reported error.")
+class ErrorEvent:
+    id: strawberry.ID = strawberry.field(
+        description='Stable public id, e.g. "error-01JD3...". Unique across all organizations; '
+        "sortable by timestamp."
+    )
+    org_id: strawberry.ID
+    message: str
+    severity: Severity  # type: ignore[valid-type]
+    timestamp: DateTime = strawberry.field(  # type: ignore[valid-type]
+        description="When the error happened (client-supplied, or the time it was received)."
+    )
+    received_at: DateTime = strawberry.field(description="When the server stored it.")  # type: ignore[valid-type]
+    code: str | None = strawberry.field(
+        description="Machine-readable code supplied by the reporter, e.g. FILE_UPLOAD_FAILED."
+    )
+    source: str | None = strawberry.field(
+        description='Name of the component that raised it, e.g. "upload-service".'
+    )
+    context: JSON | None = strawberry.field(description="Free-form JSON object from the reporter.")
+    fingerprint: str = strawberry.field(
+        description="Grouping key: events with the same fingerprint are the same problem. "
+        "From the code (and source) when given, else from the message with numbers, ids, UUIDs, "
+        "e-mail addresses and quoted values normalized away (and source)."
+    )
+
+    @classmethod
+    def from_record(cls, r: ErrorEventRecord) -> ErrorEvent:
+        return cls(
+            id=strawberry.ID(r.id),
+            org_id=strawberry.ID(r.org_id),
+            message=r.message,
+            severity=r.severity,
+            timestamp=r.timestamp,
+            received_at=r.received_at,
+            code=r.code,
+            source=r.source,
+            context=r.context,
+            fingerprint=r.fingerprint,
+        )
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool = strawberry.field(
+        description="True when the page was requested with `after` (pagination is forward-only)."
+    )
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class ErrorEventEdge:
+    cursor: str
+    node: ErrorEvent
+
+
+@strawberry.type(description="Relay-style connection. Cursors are opaque and stable under concurrent inserts.")
+class ErrorEventConnection:
+    edges: list[ErrorEventEdge]
+    nodes: list[ErrorEvent]
+    page_info: PageInfo
+    _query: strawberry.Private[EventQuery]
+
+    @strawberry.field(description="Number of events matching the filter (ignores pagination). "
+                      "Counted only when asked for.")
+    async def total_count(self, info: Info) -> int:
+        return await info.context.services.events.count(self._query)
+
+
+@strawberry.input(description="All given conditions must hold.")
+class ErrorFilter:
+    severities: list[Severity] | None = UNSET  # type: ignore[valid-type]
+    min_severity: Severity | None = strawberry.field(  # type: ignore[valid-type]
+        default=UNSET, description="Only events at or above this severity."
+    )
+    from_: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+        name="from", default=UNSET, description="Inclusive lower bound on timestamp."
+    )
+    to: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+        default=UNSET, description="Exclusive upper bound on timestamp."
+    )
+    code: str | None = UNSET
+    source: str | None = UNSET
+    fingerprint: str | None = UNSET
+    search: str | None = strawberry.field(
+        default=UNSET, description="Case-insensitive substring match on message (literal text)."
+    )
+
+
+_FILTER_NAMES = {
+    "severities": "severities", "min_severity": "minSeverity", "from_": "from", "to": "to",
+    "code": "code", "source": "source", "fingerprint": "fingerprint", "search": "search",
+}
+
+
+@strawberry.input
+class LogErrorInput:
+    message: str = strawberry.field(description="1 to 8192 characters, not blank.")
+    severity: Severity  # type: ignore[valid-type]
+    timestamp: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+        default=UNSET,
+        description="Defaults to the time the server receives it; at most 5 minutes in the future.",
+    )
+    code: str | None = strawberry.field(default=UNSET, description="1 to 128 of A-Z a-z 0-9 . _ : / @ -")
+    source: str | None = strawberry.field(default=UNSET, description="1 to 128 of A-Z a-z 0-9 . _ : / @ -")
+    context: JSON | None = strawberry.field(
+        default=UNSET, description="A JSON object of at most 16 KB encoded, nested at most 5 deep."
+    )
+
+
+_INPUT_NAMES = {n: n for n in ("message", "severity", "timestamp", "code", "source", "context")}
+
+
+@strawberry.type
+class LogErrorPayload:
+    message: str = strawberry.field(description='Always "Error logged successfully".')
+    error_id: strawberry.ID
+    error: ErrorEvent
+    replayed: bool = strawberry.field(
+        description="True when this response replays an earlier request with the same idempotency key."
+    )
+
+
+def _connection(records: list[ErrorEventRecord], has_next: bool, query: EventQuery) -> ErrorEventConnection:
+    nodes = [ErrorEvent.from_record(r) for r in records]
+    edges = [ErrorEventEdge(cursor=cursor.encode(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
+    return ErrorEventConnection(
+        edges=edges,
+        nodes=nodes,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=query.after is not None,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        _query=query,
+    )
+
+
+@strawberry.type
+class EventQueries:
+    @strawberry.field(description="Error events of one organization, newest first by default.")
+    async def org_errors(
+        self,
+        info: Info,
+        org_id: strawberry.ID,
+        filter: ErrorFilter | None = UNSET,
+        first: int | None = 20,
+        after: str | None = UNSET,
+        sort_order: SortOrder | None = SortOrderEnum.DESC,  # type: ignore[valid-type]
+    ) -> ErrorEventConnection:
+        ctx = info.context
+        principal = ctx.require_principal()
+        ctx.org_id = org_id
+        raw: dict[str, Any] = {"orgId": org_id}
+        if _given(filter):
+            raw["filter"] = _raw(filter, _FILTER_NAMES)
+        if first is not None:
+            raw["first"] = first
+        if _given(after):
+            raw["after"] = after
+        if sort_order is not None:
+            raw["sortOrder"] = sort_order
+        query = validate_org_errors(raw)
+        page = await ctx.services.events.page(principal, query)
+        return _connection(page.events, page.has_next_page, query)
+
+    @strawberry.field(description="One error event; null when it does not exist in that organization.")
+    async def error_event(self, info: Info, org_id: strawberry.ID, id: strawberry.ID) -> ErrorEvent | None:
+        ctx = info.context
+        principal = ctx.require_principal()
+        ctx.org_id = org_id
+        record = await ctx.services.events.get(principal, org_id, id)
+        return ErrorEvent.from_record(record) if record else None
+
+
+@strawberry.type
+class EventMutations:
+    @strawberry.mutation(
+        description="Record a new error event. Retrying with the same idempotencyKey (or the "
+        "X-Idempotency-Key header) never stores a duplicate: the first result is replayed."
+    )
+    async def log_error(
+        self, info: Info, org_id: strawberry.ID, error: LogErrorInput, idempotency_key: str | None = UNSET
+    ) -> LogErrorPayload:
+        ctx = info.context
+        principal = ctx.require_principal()
+        ctx.org_id = org_id
+        raw: dict[str, Any] = {"orgId": org_id, "error": _raw(error, _INPUT_NAMES)}
+        key = idempotency_key if _given(idempotency_key) else ctx.idempotency_key
+        if key is not None:
+            raw["idempotencyKey"] = key
+        org, new, key = validate_log_error(raw)
+        logged = await ctx.services.events.log(principal, org, new, key)
+        return LogErrorPayload(
+            message="Error logged successfully",
+            error_id=strawberry.ID(logged.event.id),
+            error=ErrorEvent.from_record(logged.event),
+            replayed=logged.replayed,
+        )
+
+
+@strawberry.type
+class EventSubscriptions:
+    @strawberry.subscription(description="Live feed of newly logged error events of one organization.")
+    async def error_logged(
+        self, info: Info, org_id: strawberry.ID, min_severity: Severity | None = UNSET  # type: ignore[valid-type]
+    ) -> AsyncGenerator[ErrorEvent, None]:
+        ctx = info.context
+        principal = ctx.require_principal()
+        raw: dict[str, Any] = {"orgId": org_id}
+        if _given(min_severity):
+            raw["filter"] = {"minSeverity": min_severity}
+        query = validate_org_errors(raw)
+        await ctx.services.events.authorize(principal, query.org_id)
+        wanted = query.filter.severities
+        async with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as queue:
+            while True:
+                record: ErrorEventRecord = await queue.get()
+                if record.org_id == query.org_id and (wanted is None or record.severity in wanted):
+                    yield ErrorEvent.from_record(record)
+

@@ -1,0 +1,80 @@
+"""ASGI middleware: the request id and the one structured log line per request."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from ulid import ULID
+
+from app.log_config import request_id_var
+
+log = logging.getLogger("app.request")
+_CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def new_request_id() -> str:
+    return f"req_{ULID()}"
+
+
+def _client_request_id(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            text = value.decode("latin-1")
+            return text if _CLIENT_ID_RE.match(text) else None
+    return None
+
+
+class RequestIdMiddleware:
+    """Keeps a well-formed client X-Request-ID or makes `req_<ULID>`; echoes it on every response;
+    logs one line per HTTP request with what the GraphQL layer recorded in the request context."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        request_id = _client_request_id(scope) or new_request_id()
+        scope.setdefault("state", {})["request_id"] = request_id
+        token = request_id_var.set(request_id)
+        status = 500
+        started = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            if scope["type"] == "http":
+                self._log(scope, status, time.perf_counter() - started, request_id)
+            request_id_var.reset(token)
+
+    @staticmethod
+    def _log(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        ctx = scope["state"].get("ctx")
+        log.info(
+            "%s %s %s",
+            scope["method"],
+            scope["path"],
+            status,
+            extra={
+                "request_id": request_id,
+                "status": status,
+                "duration_ms": round(elapsed * 1000, 2),
+                "operation": getattr(ctx, "operation_name", None),
+                "operation_type": getattr(ctx, "operation_type", None),
+                "outcome": scope["state"].get("outcome") or getattr(ctx, "outcome", None),
+                "org_id": getattr(ctx, "org_id", None),
+                "principal": getattr(getattr(ctx, "principal", None), "label", None),
+            },
+        )

@@ -1,0 +1,54 @@
+"""Logging: JSON lines in production, readable lines in development, request id on every line."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+# Attributes every LogRecord has; anything else was passed through `extra=` and is printed.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}
+
+
+class _RequestIdFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        return True
+
+
+class _ReadableFormatter(logging.Formatter):
+    """`time level logger message key=value ...` with the extras a JSON line would carry."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        extras = " ".join(
+            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and v not in (None, "-")
+        )
+        head, _, tail = base.partition("\n")
+        line = f"{head} {extras}" if extras else head
+        return f"{line}\n{tail}" if tail else line
+
+
+def configure(level: str, json_lines: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_RequestIdFilter())
+    if json_lines:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            )
+        )
+    else:
+        handler.setFormatter(_ReadableFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    # uvicorn's own access log would duplicate our one line per request.
+    logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("pymongo").setLevel(max(logging.WARNING, root.level))

@@ -1,0 +1,155 @@
+"""The ASGI application: routes, middleware, and the lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from pymongo import AsyncMongoClient
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+
+from app.auth.service import AuthService
+from app.auth.store import KeyStore
+from app.context import Services
+from app.demo import ensure_demo
+from app.events.service import EventService
+from app.events.store import EventStore
+from app.graphql_view import GraphQLView, json_response
+from app.http import RequestIdMiddleware
+from app.orgs.service import OrgService
+from app.orgs.store import OrgStore
+from app.pubsub import PubSub
+from app.scalars import format_datetime
+from app.schema import build_schema
+from app.settings import Settings
+from app.status.service import ServiceState, StatusService
+from app.storage.embedded import EmbeddedMongo
+from app.storage.mongo import create_client
+
+log = logging.getLogger("app")
+
+
+@dataclass(slots=True)
+class Runtime:
+    """What the lifespan opened; kept on app.state for the health route and for tests."""
+
+    services: Services
+    client: AsyncMongoClient
+    embedded: EmbeddedMongo | None
+    demo_key: str | None
+
+
+async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
+    """Connect (starting the embedded database if no MONGODB_URI), ensure indexes, build services.
+
+    `serving=False` is for the management commands: no probes, no demo data, and the embedded
+    database's pid file goes to a temporary folder so it can run beside a serving instance."""
+    embedded = None
+    uri = settings.mongodb_uri
+    if uri is None:
+        data_dir = settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        embedded = EmbeddedMongo(data_dir / "nx-27017.db", run_dir=data_dir if serving else None)
+        uri = await asyncio.to_thread(embedded.start)
+        log.info("no MONGODB_URI: started the embedded database", extra={"data_dir": str(settings.data_dir)})
+    client = create_client(uri, settings.mongodb_timeout_ms)
+    try:
+        db = client[settings.mongodb_db]
+        pubsub = PubSub()
+        orgs = OrgService(OrgStore(db))
+        key_store, event_store = KeyStore(db), EventStore(db)
+        await key_store.ensure_indexes()
+        await event_store.ensure_indexes()
+        services = Services(
+            auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
+            orgs=orgs,
+            events=EventService(event_store, orgs, pubsub),
+            status=StatusService(db, pubsub, settings.status_probe_interval_seconds),
+            pubsub=pubsub,
+        )
+        demo_key = None
+        if serving:
+            await services.status.start()
+            if settings.demo_data_enabled:
+                demo_key = await ensure_demo(services, settings.data_dir)
+    except BaseException:
+        await client.close()
+        if embedded:
+            embedded.stop()
+        raise
+    return Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key)
+
+
+async def close_runtime(runtime: Runtime) -> None:
+    await runtime.services.status.stop()
+    await runtime.client.close()
+    if runtime.embedded is not None:
+        await asyncio.to_thread(runtime.embedded.stop)
+
+
+def _banner(settings: Settings, runtime: Runtime) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [f"GraphQL endpoint: {base}/graphql"]
+    if settings.graphiql_enabled:
+        lines.append(f"GraphiQL:         {base}/graphql  (open in a browser)")
+    if runtime.demo_key:
+        lines += [
+            f"Demo credential:  {runtime.demo_key}  (organization 'demo')",
+            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{runtime.demo_key}"}}',
+            f"  curl: curl -s {base}/graphql -H 'X-API-KEY: {runtime.demo_key}' -H 'Content-Type: "
+            "application/json' -d '{\"query\": \"{ orgErrors(orgId: \\\"demo\\\") { totalCount nodes { id message } } }\"}'",
+        ]
+    print("\n".join(lines), flush=True)
+
+
+def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
+    view = GraphQLView(graphiql=settings.graphiql_enabled)
+    view.schema = build_schema()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        runtime = await open_runtime(settings)
+        view.services = runtime.services
+        app.state.runtime = runtime
+        if banner:
+            _banner(settings, runtime)
+        try:
+            yield
+        finally:
+            await close_runtime(runtime)
+
+    async def health(request: Request) -> Response:
+        snapshot = request.app.state.runtime.services.status.snapshot()
+        storage = next(c for c in snapshot.services if c.name == "storage")
+        database = storage.status is not ServiceState.MAJOR_OUTAGE
+        state = {ServiceState.OPERATIONAL: "healthy", ServiceState.UNDER_MAINTENANCE: "degraded"}.get(
+            snapshot.status, "degraded" if database else "unhealthy"
+        )
+        body = {
+            "status": state,
+            "checks": {"database": database, "messageQueue": True, "websocket": True},
+            "timestamp": format_datetime(datetime.now(UTC)),
+        }
+        return json_response(body, 200 if database else 503)
+
+    async def live(_: Request) -> Response:
+        return json_response({"status": "alive"}, 200)
+
+    return Starlette(
+        routes=[
+            Route("/graphql", view, methods=["GET", "POST"]),
+            WebSocketRoute("/graphql", view),
+            Route("/health", health),
+            Route("/livez", live),
+        ],
+        middleware=[Middleware(RequestIdMiddleware)],
+        lifespan=lifespan,
+    )

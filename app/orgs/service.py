@@ -1,0 +1,45 @@
+"""Creating, listing and checking organizations."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from app.errors import Conflict, FieldProblem, InvalidRequest, NotFound
+from app.orgs.store import Organization, OrgStore
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+SLUG_RULE = "must be a slug of 1 to 64 lowercase letters, digits and inner hyphens"
+
+
+def is_slug(value: str) -> bool:
+    return bool(SLUG_RE.match(value))
+
+
+class OrgService:
+    def __init__(self, store: OrgStore) -> None:
+        self._store = store
+        # Organizations are never deleted, so a slug once seen stays known: no expiry needed.
+        self._known: set[str] = set()
+
+    async def create(self, org_id: str, name: str | None = None) -> Organization:
+        if not is_slug(org_id):
+            raise InvalidRequest(details=[FieldProblem("org", f"Organization id {SLUG_RULE}")])
+        org = Organization(id=org_id, name=name or org_id, created_at=datetime.now(UTC))
+        if not await self._store.insert(org):
+            raise Conflict(f"Organization {org_id!r} already exists")
+        self._known.add(org_id)
+        return org
+
+    async def list(self) -> list[Organization]:
+        return await self._store.list()
+
+    async def get(self, org_id: str) -> Organization | None:
+        return await self._store.get(org_id)
+
+    async def require(self, org_id: str) -> None:
+        if org_id in self._known:
+            return
+        if await self._store.get(org_id) is None:
+            raise NotFound("Organization not found")
+        self._known.add(org_id)

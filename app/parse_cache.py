@@ -1,0 +1,33 @@
+"""A parse cache that leaves syntax errors to Strawberry.
+
+Strawberry's ParserCache parses in `on_parse` before yielding, so a syntax error escapes the parsing
+step, skips every extension's post-operation hook and reaches the client without our error shape.
+This one caches successful parses only; a document that does not parse is left for Strawberry's own
+parser, whose error takes the normal path through the ErrorFormatter.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from functools import lru_cache
+
+from graphql import DocumentNode, GraphQLError, parse
+from strawberry.extensions import SchemaExtension
+
+MAX_DOCUMENTS = 512
+
+
+@lru_cache(maxsize=MAX_DOCUMENTS)
+def _parse(query: str) -> DocumentNode:
+    return parse(query)
+
+
+class ParseCache(SchemaExtension):
+    def on_parse(self) -> Iterator[None]:
+        ctx = self.execution_context
+        if ctx.query and ctx.graphql_document is None and not ctx.parse_options:
+            try:
+                ctx.graphql_document = _parse(ctx.query)
+            except GraphQLError:
+                pass  # reported by Strawberry's parse, inside its error handling
+        yield

@@ -1,0 +1,41 @@
+"""The GraphQL schema, composed from the domains."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import ValidationCache
+from strawberry.tools import merge_types
+from strawberry.types import ExecutionContext
+
+from app.error_mapping import ErrorFormatter, log_unexpected
+from app.parse_cache import ParseCache
+from app.events.types import EventMutations, EventQueries, EventSubscriptions
+from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
+
+Query = merge_types("Query", (EventQueries, StatusQueries))
+Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
+Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
+
+
+class AppSchema(strawberry.Schema):
+    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+        """Logs unexpected errors with their stack trace and request id; the client sees a masked one."""
+        context: Any = execution_context.context if execution_context else None
+        log_unexpected(errors, getattr(context, "request_id", "-"))
+
+
+def build_schema() -> AppSchema:
+    return AppSchema(
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
+        extensions=[ErrorFormatter, ParseCache, lambda: ValidationCache(maxsize=512)],
+    )
+
+
+def schema_sdl() -> str:
+    return build_schema().as_str() + "\n"

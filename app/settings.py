@@ -1,0 +1,96 @@
+"""All configuration, read once from the environment (and an optional `.env`), validated at start-up.
+
+One instance is built by the command line and passed down; nothing reads the environment at import time.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Environment(str, Enum):
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+class SettingsError(Exception):
+    """Raised with a message naming every bad variable, for the command line to print."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    mongodb_uri: str | None = Field(
+        default=None,
+        description="MongoDB connection string. Unset: start the embedded nx-27017 under DATA_DIR.",
+    )
+    mongodb_db: str = Field(default="error_tracker", pattern=r"^[A-Za-z0-9_-]{1,63}$")
+    mongodb_timeout_ms: int = Field(
+        default=5000, ge=100, le=60000,
+        description="Upper bound for server selection and each database call.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    log_level: str = "INFO"
+    environment: Environment = Environment.DEVELOPMENT
+    graphiql: bool | None = Field(
+        default=None, description="Serve GraphiQL at GET /graphql. Default: on in development."
+    )
+    demo_data: bool | None = Field(
+        default=None,
+        description="Create a demo organization, key and sample events on first start "
+        "(development only).",
+    )
+    auth_cache_ttl_seconds: float = Field(
+        default=10.0, ge=0, le=3600,
+        description="How long a verified API key is trusted without asking the database: "
+        "the longest a revocation or a new expiry takes to apply.",
+    )
+    status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @model_validator(mode="after")
+    def _production_needs_mongodb(self) -> Settings:
+        if self.environment is Environment.PRODUCTION and not self.mongodb_uri:
+            raise ValueError(
+                "MONGODB_URI is required when ENVIRONMENT=production "
+                "(the embedded database is for development)"
+            )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment is Environment.PRODUCTION
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return (not self.is_production) if self.graphiql is None else self.graphiql
+
+    @property
+    def demo_data_enabled(self) -> bool:
+        return False if self.is_production else (self.demo_data is not False)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment; a SettingsError names each offending variable."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for problem in exc.errors(include_url=False):
+            name = "_".join(str(part) for part in problem["loc"]).upper() or "settings"
+            lines.append(f"  {name}: {problem['msg']}")
+        raise SettingsError("Invalid configuration:\n" + "\n".join(lines)) from None

@@ -1,0 +1,1 @@
+"""Operational status of the platform's services."""

@@ -1,0 +1,90 @@
+"""Turning pydantic validation failures into one catalogued error that lists every problem.
+
+Input models declare which catalog code a broken field means (`FIELD_CODES`); when several codes
+apply to one input, the most basic wins (a malformed argument before a bad date before a broken rule),
+and `details` still lists every problem so the client can fix them all in one go.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from pydantic_core import PydanticCustomError
+
+from app.errors import (
+    AppError,
+    ErrorCode,
+    FieldProblem,
+    InvalidDateFormat,
+    InvalidRequest,
+    ValidationFailed,
+)
+
+# Error type raised by `parse_datetime`; recognised below whatever field it sits on.
+DATE_ERROR_TYPE = "invalid_date_format"
+
+_PRIORITY = (ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_DATE_FORMAT, ErrorCode.VALIDATION_ERROR)
+_EXCEPTIONS: dict[ErrorCode, type[AppError]] = {
+    ErrorCode.INVALID_REQUEST: InvalidRequest,
+    ErrorCode.INVALID_DATE_FORMAT: InvalidDateFormat,
+    ErrorCode.VALIDATION_ERROR: ValidationFailed,
+}
+
+
+def parse_datetime(value: Any) -> datetime:
+    """ISO 8601 text to an aware UTC datetime truncated to milliseconds (the stored precision).
+
+    A value without an offset is read as UTC. Anything else raises the date error type."""
+    if isinstance(value, datetime):
+        parsed = value
+    elif isinstance(value, str) and 0 < len(value) <= 64:
+        text = value.strip()
+        # Python 3.11 reads "Z" and most ISO 8601 forms; lowercase "z" and "t" are ISO-legal too.
+        text = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+        try:
+            parsed = datetime.fromisoformat(text.replace("t", "T", 1))
+        except ValueError:
+            raise PydanticCustomError(
+                DATE_ERROR_TYPE, "Invalid date format: expected ISO 8601, e.g. 2025-11-20T17:00:00Z"
+            ) from None
+    else:
+        raise PydanticCustomError(
+            DATE_ERROR_TYPE, "Invalid date format: expected an ISO 8601 string"
+        )
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    parsed = parsed.astimezone(UTC)
+    return parsed.replace(microsecond=parsed.microsecond - parsed.microsecond % 1000)
+
+
+def app_error_from(
+    exc: ValidationError,
+    field_codes: dict[str, ErrorCode],
+    default: ErrorCode = ErrorCode.VALIDATION_ERROR,
+    prefix: str = "",
+) -> AppError:
+    """One AppError for every problem in `exc`; `field_codes` maps a top-level field to its code."""
+    details: list[FieldProblem] = []
+    codes: set[ErrorCode] = set()
+    for problem in exc.errors(include_url=False, include_input=False):
+        loc = [str(part) for part in problem["loc"]]
+        field = ".".join(([prefix] if prefix else []) + loc) or prefix or "input"
+        if problem["type"] == DATE_ERROR_TYPE:
+            codes.add(ErrorCode.INVALID_DATE_FORMAT)
+        else:
+            codes.add(field_codes.get(loc[0] if loc else "", default))
+        details.append(FieldProblem(field=field, message=_clean(problem["msg"])))
+    return combine(details, codes)
+
+
+def combine(details: list[FieldProblem], codes: set[ErrorCode]) -> AppError:
+    code = next((c for c in _PRIORITY if c in codes), ErrorCode.VALIDATION_ERROR)
+    error = _EXCEPTIONS[code](details=details)
+    return error
+
+
+def _clean(message: str) -> str:
+    # pydantic prefixes messages raised from validators with "Value error, ".
+    return message.removeprefix("Value error, ")
