@@ -13,7 +13,7 @@ from typing import Any, NewType
 import strawberry
 from strawberry.scalars import JSON
 
-__all__ = ["JSON", "DateTime", "format_datetime"]
+__all__ = ["JSON", "SCALAR_MAP", "DateTime", "format_datetime"]
 
 
 def format_datetime(value: datetime) -> str:
@@ -27,12 +27,15 @@ def _serialize(value: Any) -> str:
     raise TypeError(f"DateTime cannot represent {type(value).__name__}")
 
 
-DateTime = strawberry.scalar(
-    NewType("DateTime", object),
-    name="DateTime",
-    description="ISO 8601 date-time. Output: always UTC with millisecond precision "
-    "(2025-11-20T17:00:00.000Z). Input: any ISO 8601 offset, converted to UTC; without an offset "
-    "the time is read as UTC; anything else is INVALID_DATE_FORMAT.",
-    serialize=_serialize,
-    parse_value=lambda value: value,
-)
+DateTime = NewType("DateTime", object)
+
+SCALAR_MAP = {
+    DateTime: strawberry.scalar(
+        name="DateTime",
+        description="ISO 8601 date-time. Output: always UTC with millisecond precision "
+        "(2025-11-20T17:00:00.000Z). Input: any ISO 8601 offset, converted to UTC; without an offset "
+        "the time is read as UTC; anything else is INVALID_DATE_FORMAT.",
+        serialize=_serialize,
+        parse_value=lambda value: value,
+    )
+}

@@ -7,11 +7,13 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import ValidationCache
+from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.error_mapping import ErrorFormatter, log_unexpected
 from app.parse_cache import ParseCache
+from app.scalars import SCALAR_MAP
 from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
 
@@ -33,6 +35,7 @@ def build_schema() -> AppSchema:
         mutation=Mutation,
         subscription=Subscription,
         # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
         extensions=[ErrorFormatter, ParseCache, lambda: ValidationCache(maxsize=512)],
     )
 

@@ -1,0 +1,182 @@
+"""Test harness: a real wire-protocol database, a real uvicorn server, one organization per test.
+
+The database is `MONGODB_URI` when set (run the same suite against a real MongoDB), otherwise an
+in-memory nx-27017 started here on a free port. The server runs in a thread with its own event loop,
+exactly as in production (lifespan, middleware, WebSockets); tests talk to it over HTTP and WebSocket.
+Set-up that has no public API (creating organizations and keys, which the CLI does) runs on the
+server's own loop through `admin_call`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from ulid import ULID
+
+from app.context import Services
+from app.main import create_app
+from app.settings import Settings
+from app.storage.embedded import EmbeddedMongo
+
+
+@pytest.fixture(scope="session")
+def mongo_uri() -> Iterator[str]:
+    if os.environ.get("MONGODB_URI"):
+        yield os.environ["MONGODB_URI"]
+        return
+    embedded = EmbeddedMongo("memory")
+    uri = embedded.start()
+    try:
+        yield uri
+    finally:
+        embedded.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    url: str
+    ws_url: str
+    app: Any
+    loop: asyncio.AbstractEventLoop
+    settings: Settings
+
+    @property
+    def services(self) -> Services:
+        return self.app.state.runtime.services
+
+    def call(self, make: Callable[[Services], Awaitable[Any]]) -> Any:
+        """Run a coroutine on the server's loop (where its database client lives) and wait for it."""
+        return asyncio.run_coroutine_threadsafe(make(self.services), self.loop).result(timeout=30)
+
+
+def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=settings.port, loop="asyncio", log_config=None, lifespan="on",
+        ws_ping_interval=None,
+    )
+    server = uvicorn.Server(config)
+    loop_box: list[asyncio.AbstractEventLoop] = []
+
+    def run() -> None:
+        loop = asyncio.new_event_loop()
+        loop_box.append(loop)
+        loop.run_until_complete(server.serve())
+        loop.close()
+
+    thread = threading.Thread(target=run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if not server.started:
+        raise RuntimeError("test server did not start")
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+    base = f"127.0.0.1:{settings.port}"
+    return LiveServer(f"http://{base}", f"ws://{base}/graphql", app, loop_box[0], settings), stop
+
+
+@pytest.fixture(scope="session")
+def server(mongo_uri: str) -> Iterator[LiveServer]:
+    settings = Settings(
+        mongodb_uri=mongo_uri,
+        mongodb_db=f"test_{str(ULID()).lower()}",
+        port=_free_port(),
+        demo_data=False,
+        # Revocations apply at once in tests; the cache itself is covered by a unit test.
+        auth_cache_ttl_seconds=0,
+        status_probe_interval_seconds=60,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    live, stop = start_server(settings)
+    try:
+        yield live
+    finally:
+        stop()
+
+
+@pytest.fixture(scope="session")
+def admin_key(server: LiveServer) -> str:
+    return server.call(lambda s: s.auth.create_key(org_id=None, admin=True, name="tests")).plaintext
+
+
+@dataclass
+class Org:
+    id: str
+    key: str
+
+
+def make_org(server: LiveServer, expires_at: datetime | None = None) -> Org:
+    org_id = f"org-{str(ULID()).lower()}"
+
+    async def create(services: Services) -> str:
+        await services.orgs.create(org_id)
+        return (await services.auth.create_key(org_id=org_id, expires_at=expires_at)).plaintext
+
+    return Org(org_id, server.call(create))
+
+
+@pytest.fixture
+def org(server: LiveServer) -> Org:
+    """A fresh organization with its own key: tests never see each other's data."""
+    return make_org(server)
+
+
+@pytest.fixture
+async def http(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        yield client
+
+
+class GraphQLClient:
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None, *, key: str | None,
+                   headers: dict[str, str] | None = None) -> httpx.Response:
+        all_headers = {"X-API-KEY": key} if key else {}
+        all_headers.update(headers or {})
+        return await self.http.post("/graphql", json={"query": query, "variables": variables or {}},
+                                    headers=all_headers)
+
+    async def data(self, query: str, variables: dict[str, Any] | None = None, *, key: str) -> dict[str, Any]:
+        """The `data` of a response that must have no errors."""
+        response = await self.post(query, variables, key=key)
+        body = response.json()
+        assert response.status_code == 200, body
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    async def error(self, query: str, variables: dict[str, Any] | None = None, *, key: str | None,
+                    headers: dict[str, str] | None = None) -> dict[str, Any]:
+        """The single error of a response that must fail."""
+        response = await self.post(query, variables, key=key, headers=headers)
+        errors = response.json()["errors"]
+        assert len(errors) == 1, errors
+        return errors[0]
+
+
+@pytest.fixture
+def gql(http: httpx.AsyncClient) -> GraphQLClient:
+    return GraphQLClient(http)
