@@ -1,6 +1,6 @@
 """The one place where exceptions become what a client sees.
 
-`to_wire` turns any GraphQLError (wrapping an AppError, a graphql-core document error, or an
+`format_errors` turns every GraphQLError (wrapping an AppError, a graphql-core document error, or an
 unexpected exception) into the shape of errors.md; `ErrorFormatter` applies it to every GraphQL result
 (HTTP and WebSocket alike); `error_body` builds the body of a request refused before execution.
 Unexpected exceptions are logged here with their stack trace and request id, then masked.
@@ -51,7 +51,8 @@ def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[Field
         return original
     if isinstance(error, GraphQLSyntaxError):
         return ErrorCode.GRAPHQL_PARSE_FAILED, error.message, []
-    if original is None and error.path is None:
+    # Document and variable errors carry no path; graphql-core may chain its own GraphQLError.
+    if error.path is None and (original is None or isinstance(original, GraphQLError)):
         if any(isinstance(node, VariableDefinitionNode) for node in error.nodes or ()):
             match = _VARIABLE_RE.match(error.message)
             field = (match.group(2) or match.group(1)) if match else "variables"
@@ -60,25 +61,45 @@ def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[Field
     return InternalError()
 
 
-def to_wire(error: GraphQLError, request_id: str) -> tuple[ErrorCode, GraphQLError]:
-    found = classify(error)
-    if isinstance(found, AppError):
-        code, message = found.code, found.message
-        ext = extensions(code, request_id, found.details, found.retry_after)
-    else:
-        code, message, details = found
-        ext = extensions(code, request_id, details)
-    wire = GraphQLError(
+def _wire(error: GraphQLError, message: str, ext: dict[str, Any]) -> GraphQLError:
+    return GraphQLError(
         message, nodes=error.nodes, source=error.source, positions=error.positions,
         path=error.path, original_error=None, extensions=ext,
     )
-    return code, wire
+
+
+def format_errors(errors: list[GraphQLError], request_id: str) -> tuple[list[ErrorCode], list[GraphQLError]]:
+    """Catalogued copies of `errors`. graphql-core reports each bad variable separately; those are
+    merged into one INVALID_REQUEST so that every problem of the input is listed together."""
+    codes: list[ErrorCode] = []
+    wires: list[GraphQLError] = []
+    variable_problems: list[FieldProblem] = []
+    first_variable_error: GraphQLError | None = None
+    for error in errors:
+        found = classify(error)
+        if isinstance(found, AppError):
+            codes.append(found.code)
+            wires.append(_wire(error, found.message, extensions(
+                found.code, request_id, found.details, found.retry_after)))
+            continue
+        code, message, details = found
+        if code is ErrorCode.INVALID_REQUEST and error.path is None:
+            first_variable_error = first_variable_error or error
+            variable_problems += details
+            continue
+        codes.append(code)
+        wires.append(_wire(error, message, extensions(code, request_id, details)))
+    if first_variable_error is not None:
+        codes.append(ErrorCode.INVALID_REQUEST)
+        ext = extensions(ErrorCode.INVALID_REQUEST, request_id, variable_problems)
+        wires.insert(0, _wire(first_variable_error, "Request validation failed", ext))
+    return codes, wires
 
 
 def log_unexpected(errors: list[GraphQLError], request_id: str) -> None:
     for error in errors:
         original = error.original_error
-        if original is not None and not isinstance(original, AppError):
+        if original is not None and not isinstance(original, (AppError, GraphQLError)):
             log.error(
                 "unexpected error in %s", ".".join(map(str, error.path or [])) or "operation",
                 exc_info=original, extra={"request_id": request_id},
@@ -107,12 +128,7 @@ class ErrorFormatter(SchemaExtension):
             ctx.operation_type = None
         if result is None or not result.errors:
             return
-        codes, errors = [], []
-        for error in result.errors:
-            code, wire = to_wire(error, ctx.request_id)
-            codes.append(code)
-            errors.append(wire)
-        result.errors = errors
+        codes, result.errors = format_errors(result.errors, ctx.request_id)
         ctx.outcome = worst(codes).value
 
 
