@@ -115,19 +115,32 @@ def worst(codes: list[ErrorCode]) -> ErrorCode:
 
 class ErrorFormatter(SchemaExtension):
     """Rewrites every error of a result into the catalogued shape (the stock MaskErrors drops
-    extensions) and records the outcome for the request log line."""
+    extensions) and records the outcome for the request log line. Streamed results (subscriptions)
+    are rewritten one by one as they are sent; the others once the operation ends."""
+
+    def __init__(self) -> None:
+        self._streamed = False
 
     def on_operation(self) -> Iterator[None]:
         yield
         ctx = self.execution_context.context
-        result = self.execution_context.result
         ctx.operation_name = self.execution_context.operation_name
         try:
             ctx.operation_type = self.execution_context.operation_type.value
         except RuntimeError:  # the document did not parse
             ctx.operation_type = None
-        if result is None or not result.errors:
+        if not self._streamed:
+            self._format(self.execution_context.result)
+
+    def on_stream_result(self, result: Any) -> Iterator[None]:
+        self._streamed = True
+        self._format(result)
+        yield
+
+    def _format(self, result: Any) -> None:
+        if result is None or not getattr(result, "errors", None):
             return
+        ctx = self.execution_context.context
         codes, result.errors = format_errors(result.errors, ctx.request_id)
         ctx.outcome = worst(codes).value
 

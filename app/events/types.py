@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 import strawberry
@@ -241,7 +241,9 @@ class EventSubscriptions:
     @strawberry.subscription(description="Live feed of newly logged error events of one organization.")
     async def error_logged(
         self, info: Info, org_id: strawberry.ID, min_severity: Severity | None = UNSET  # type: ignore[valid-type]
-    ) -> AsyncGenerator[ErrorEvent, None]:
+    ) -> AsyncIterator[ErrorEvent]:
+        # A plain coroutine returning the stream: its checks run when the subscription is created, so a
+        # refusal is the operation's `error` message, not an error inside a `next` payload.
         ctx = info.context
         principal = ctx.require_principal()
         raw: dict[str, Any] = {"orgId": org_id}
@@ -249,10 +251,14 @@ class EventSubscriptions:
             raw["filter"] = {"minSeverity": min_severity}
         query = validate_org_errors(raw)
         await ctx.services.events.authorize(principal, query.org_id)
-        wanted = query.filter.severities
-        async with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as queue:
-            while True:
-                record: ErrorEventRecord = await queue.get()
-                if record.org_id == query.org_id and (wanted is None or record.severity in wanted):
-                    yield ErrorEvent.from_record(record)
+        return _feed(ctx, query.org_id, query.filter.severities)
 
+
+async def _feed(
+    ctx: RequestContext, org_id: str, wanted: frozenset[SeverityEnum] | None
+) -> AsyncGenerator[ErrorEvent, None]:
+    async with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as queue:
+        while True:
+            record: ErrorEventRecord = await queue.get()
+            if record.org_id == org_id and (wanted is None or record.severity in wanted):
+                yield ErrorEvent.from_record(record)
