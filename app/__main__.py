@@ -63,15 +63,23 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
     """(machine-readable result, human-readable text)."""
     if args.area == "orgs" and args.action == "create":
         org = await _with_services(lambda s: s.orgs.create(args.slug, args.name))
-        return {"id": org.id, "name": org.name, "createdAt": _iso(org.created_at)}, f"Created organization {org.id}"
+        return {
+            "id": org.id,
+            "name": org.name,
+            "createdAt": _iso(org.created_at),
+        }, f"Created organization {org.id}"
     if args.area == "orgs":
         orgs = await _with_services(lambda s: s.orgs.list())
         rows = [{"id": o.id, "name": o.name, "createdAt": _iso(o.created_at)} for o in orgs]
-        return rows, "\n".join(f"{r['id']}\t{r['name']}\t{r['createdAt']}" for r in rows) or "(no organizations)"
+        return rows, "\n".join(
+            f"{r['id']}\t{r['name']}\t{r['createdAt']}" for r in rows
+        ) or "(no organizations)"
     if args.action == "create":
         expires_at = _expiry(args)
         created = await _with_services(
-            lambda s: s.auth.create_key(org_id=args.org, admin=args.admin, name=args.name, expires_at=expires_at)
+            lambda s: s.auth.create_key(
+                org_id=args.org, admin=args.admin, name=args.name, expires_at=expires_at
+            )
         )
         row = {**_key_row(created.record), "apiKey": created.plaintext}
         text = (
@@ -112,7 +120,9 @@ def _parser() -> argparse.ArgumentParser:
     create_key = keys.add_parser("create", help="create a key (shown once)")
     scope = create_key.add_mutually_exclusive_group(required=True)
     scope.add_argument("--org", help="scope the key to this organization")
-    scope.add_argument("--admin", action="store_true", help="an admin key (all organizations, operator mutations)")
+    scope.add_argument(
+        "--admin", action="store_true", help="an admin key (all organizations, operator mutations)"
+    )
     create_key.add_argument("--name", help="a label, e.g. the service that will use it")
     expiry = create_key.add_mutually_exclusive_group()
     expiry.add_argument("--expires-in", type=float, metavar="DAYS", help="expire after this many days")

@@ -21,7 +21,12 @@ log = logging.getLogger("app.demo")
 DEMO_ORG = "demo"
 
 _SAMPLES = [
-    ("Upload of invoice-4411.pdf failed: storage timeout", Severity.HIGH, "FILE_UPLOAD_FAILED", "upload-service"),
+    (
+        "Upload of invoice-4411.pdf failed: storage timeout",
+        Severity.HIGH,
+        "FILE_UPLOAD_FAILED",
+        "upload-service",
+    ),
     ("Payment provider answered 502", Severity.CRITICAL, "PAYMENT_GATEWAY_ERROR", "billing"),
     ("Slow query on /reports took 4210 ms", Severity.MEDIUM, None, "reports"),
     ("User 1042 not found", Severity.LOW, None, "accounts"),
@@ -49,18 +54,26 @@ async def ensure_demo(services: Services, data_dir: Path) -> str:
         await services.orgs.create(DEMO_ORG, "Demo organization")
         created_org = True
     created = await services.auth.create_key(org_id=DEMO_ORG, name="demo")
-    data_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"orgId": DEMO_ORG, "apiKey": created.plaintext}, handle)
+    _save(path, {"orgId": DEMO_ORG, "apiKey": created.plaintext})
     if created_org:
         principal = Principal(key_id=created.record.key_id, org_id=DEMO_ORG, admin=False, expires_at=None)
         now = datetime.now(UTC)
         for minutes_ago, (message, severity, code, source) in enumerate(reversed(_SAMPLES)):
             event = NewEvent(
-                message=message, severity=severity, timestamp=now - timedelta(minutes=minutes_ago * 7),
-                code=code, source=source, context={"sample": True},
+                message=message,
+                severity=severity,
+                timestamp=now - timedelta(minutes=minutes_ago * 7),
+                code=code,
+                source=source,
+                context={"sample": True},
             )
             await services.events.log(principal, DEMO_ORG, event, None)
         log.info("demo organization created with %d sample events", len(_SAMPLES))
     return created.plaintext
+
+
+def _save(path: Path, credentials: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(credentials, handle)

@@ -30,10 +30,11 @@ def extensions(
     request_id: str,
     details: list[FieldProblem] | None = None,
     retry_after: int | None = None,
+    status: int | None = None,
 ) -> dict[str, Any]:
     ext: dict[str, Any] = {
         "code": code.value,
-        "status": code.status,
+        "status": status or code.status,
         "requestId": request_id,
         "timestamp": format_datetime(datetime.now(UTC)),
     }
@@ -56,15 +57,24 @@ def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[Field
         if any(isinstance(node, VariableDefinitionNode) for node in error.nodes or ()):
             match = _VARIABLE_RE.match(error.message)
             field = (match.group(2) or match.group(1)) if match else "variables"
-            return ErrorCode.INVALID_REQUEST, "Request validation failed", [FieldProblem(field, error.message)]
+            return (
+                ErrorCode.INVALID_REQUEST,
+                "Request validation failed",
+                [FieldProblem(field, error.message)],
+            )
         return ErrorCode.GRAPHQL_VALIDATION_FAILED, error.message, []
     return InternalError()
 
 
 def _wire(error: GraphQLError, message: str, ext: dict[str, Any]) -> GraphQLError:
     return GraphQLError(
-        message, nodes=error.nodes, source=error.source, positions=error.positions,
-        path=error.path, original_error=None, extensions=ext,
+        message,
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        original_error=None,
+        extensions=ext,
     )
 
 
@@ -79,8 +89,11 @@ def format_errors(errors: list[GraphQLError], request_id: str) -> tuple[list[Err
         found = classify(error)
         if isinstance(found, AppError):
             codes.append(found.code)
-            wires.append(_wire(error, found.message, extensions(
-                found.code, request_id, found.details, found.retry_after)))
+            wires.append(
+                _wire(
+                    error, found.message, extensions(found.code, request_id, found.details, found.retry_after)
+                )
+            )
             continue
         code, message, details = found
         if code is ErrorCode.INVALID_REQUEST and error.path is None:
@@ -101,8 +114,10 @@ def log_unexpected(errors: list[GraphQLError], request_id: str) -> None:
         original = error.original_error
         if original is not None and not isinstance(original, (AppError, GraphQLError)):
             log.error(
-                "unexpected error in %s", ".".join(map(str, error.path or [])) or "operation",
-                exc_info=original, extra={"request_id": request_id},
+                "unexpected error in %s",
+                ".".join(map(str, error.path or [])) or "operation",
+                exc_info=original,
+                extra={"request_id": request_id},
             )
         elif isinstance(original, AppError) and original.code is ErrorCode.INTERNAL_ERROR:
             cause = original.__cause__ or original
@@ -145,7 +160,8 @@ class ErrorFormatter(SchemaExtension):
         ctx.outcome = worst(codes).value
 
 
-def error_body(error: AppError, request_id: str) -> dict[str, Any]:
-    """`{"errors": [...]}` for a request refused before execution (auth, body, transport)."""
-    ext = extensions(error.code, request_id, error.details, error.retry_after)
+def error_body(error: AppError, request_id: str, status: int | None = None) -> dict[str, Any]:
+    """`{"errors": [...]}` for a request refused before execution (auth, body, transport).
+    `status` overrides the code's own where the transport answers otherwise (405, 413)."""
+    ext = extensions(error.code, request_id, error.details, error.retry_after, status)
     return {"errors": [{"message": error.message, "extensions": ext}]}

@@ -7,27 +7,23 @@ from datetime import timedelta
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from cross_web import HTTPException
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
 from app.context import RequestContext, Services
 from app.error_mapping import error_body
 from app.errors import AppError, FieldProblem, InvalidRequest
-from app.http import new_request_id
+from app.http import json_response, new_request_id
 
 KEEP_ALIVE_SECONDS = 15.0
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
-
-
-def json_response(body: Any, status: int, headers: dict[str, str] | None = None) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def refusal(error: AppError, request_id: str) -> Response:
@@ -66,7 +62,7 @@ class GraphQLView(GraphQL):
             # Transport-level problems (bad JSON, wrong method, no query): same body shape.
             error = InvalidRequest(exc.reason, details=[FieldProblem("body", exc.reason)])
             scope["state"]["outcome"] = error.code.value
-            response = json_response(error_body(error, request_id), exc.status_code)
+            response = json_response(error_body(error, request_id, exc.status_code), exc.status_code)
         await response(scope, receive, send)
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:

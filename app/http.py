@@ -1,4 +1,4 @@
-"""ASGI middleware: the request id and the one structured log line per request."""
+"""ASGI middleware (request id, one log line per request, body size limit) and JSON responses."""
 
 from __future__ import annotations
 
@@ -6,13 +6,21 @@ import logging
 import re
 import time
 
+import orjson
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
+from app.error_mapping import error_body
+from app.errors import FieldProblem, InvalidRequest
 from app.log_config import request_id_var
 
 log = logging.getLogger("app.request")
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+def json_response(body: object, status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
 def new_request_id() -> str:
@@ -78,3 +86,53 @@ class RequestIdMiddleware:
                 "principal": getattr(getattr(ctx, "principal", None), "label", None),
             },
         )
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuses request bodies over `max_bytes` with 413, whether declared by Content-Length or streamed."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", ())).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _BodyTooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._refuse(scope, receive, send)
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope.setdefault("state", {})["outcome"] = "INVALID_REQUEST"
+        message = f"Request body is larger than {self.max_bytes} bytes"
+        error = InvalidRequest(message, details=[FieldProblem("body", message)])
+        request_id = scope["state"].get("request_id") or new_request_id()
+        await json_response(error_body(error, request_id, 413), 413)(scope, receive, send)

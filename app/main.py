@@ -22,8 +22,8 @@ from app.context import Services
 from app.demo import ensure_demo
 from app.events.service import EventService
 from app.events.store import EventStore
-from app.graphql_view import GraphQLView, json_response
-from app.http import RequestIdMiddleware
+from app.graphql_view import GraphQLView
+from app.http import BodySizeLimit, RequestIdMiddleware, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
 from app.pubsub import PubSub
@@ -104,8 +104,9 @@ def _banner(settings: Settings, runtime: Runtime) -> None:
         lines += [
             f"Demo credential:  {runtime.demo_key}  (organization 'demo')",
             f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{runtime.demo_key}"}}',
-            f"  curl: curl -s {base}/graphql -H 'X-API-KEY: {runtime.demo_key}' -H 'Content-Type: "
-            "application/json' -d '{\"query\": \"{ orgErrors(orgId: \\\"demo\\\") { totalCount nodes { id message } } }\"}'",
+            f"  curl -s {base}/graphql -H 'X-API-KEY: {runtime.demo_key}' \\",
+            "    -H 'Content-Type: application/json' \\",
+            """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",
         ]
     print("\n".join(lines), flush=True)
 
@@ -150,6 +151,9 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             Route("/health", health),
             Route("/livez", live),
         ],
-        middleware=[Middleware(RequestIdMiddleware)],
+        middleware=[
+            Middleware(RequestIdMiddleware),
+            Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
+        ],
         lifespan=lifespan,
     )

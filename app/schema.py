@@ -12,9 +12,9 @@ from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
 from app.error_mapping import ErrorFormatter, log_unexpected
+from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.parse_cache import ParseCache
 from app.scalars import SCALAR_MAP
-from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
 
 Query = merge_types("Query", (EventQueries, StatusQueries))
@@ -23,7 +23,9 @@ Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscripti
 
 
 class AppSchema(strawberry.Schema):
-    def process_errors(self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None) -> None:
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
         """Logs unexpected errors with their stack trace and request id; the client sees a masked one."""
         context: Any = execution_context.context if execution_context else None
         log_unexpected(errors, getattr(context, "request_id", "-"))

@@ -15,7 +15,13 @@ def serve(settings: Settings) -> int:
     # asyncio's loop rather than uvloop: uvloop is unfair under overload (p99 in seconds at 64
     # connections on a saturated worker); httptools is where the HTTP CPU is saved.
     uvicorn.run(
-        app, host=settings.host, port=settings.port, loop="asyncio", http="httptools",
-        log_config=None, lifespan="on", timeout_graceful_shutdown=10,
+        app,
+        host=settings.host,
+        port=settings.port,
+        loop="asyncio",
+        http="httptools",
+        log_config=None,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
     )
     return 0

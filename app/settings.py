@@ -30,7 +30,9 @@ class Settings(BaseSettings):
     )
     mongodb_db: str = Field(default="error_tracker", pattern=r"^[A-Za-z0-9_-]{1,63}$")
     mongodb_timeout_ms: int = Field(
-        default=5000, ge=100, le=60000,
+        default=5000,
+        ge=100,
+        le=60000,
         description="Upper bound for server selection and each database call.",
     )
     host: str = "127.0.0.1"
@@ -43,11 +45,12 @@ class Settings(BaseSettings):
     )
     demo_data: bool | None = Field(
         default=None,
-        description="Create a demo organization, key and sample events on first start "
-        "(development only).",
+        description="Create a demo organization, key and sample events on first start (development only).",
     )
     auth_cache_ttl_seconds: float = Field(
-        default=10.0, ge=0, le=3600,
+        default=10.0,
+        ge=0,
+        le=3600,
         description="How long a verified API key is trusted without asking the database: "
         "the longest a revocation or a new expiry takes to apply.",
     )

@@ -50,9 +50,7 @@ def parse_datetime(value: Any) -> datetime:
                 DATE_ERROR_TYPE, "Invalid date format: expected ISO 8601, e.g. 2025-11-20T17:00:00Z"
             ) from None
     else:
-        raise PydanticCustomError(
-            DATE_ERROR_TYPE, "Invalid date format: expected an ISO 8601 string"
-        )
+        raise PydanticCustomError(DATE_ERROR_TYPE, "Invalid date format: expected an ISO 8601 string")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     parsed = parsed.astimezone(UTC)

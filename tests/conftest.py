@@ -69,7 +69,12 @@ class LiveServer:
 def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
     app = create_app(settings)
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=settings.port, loop="asyncio", log_config=None, lifespan="on",
+        app,
+        host="127.0.0.1",
+        port=settings.port,
+        loop="asyncio",
+        log_config=None,
+        lifespan="on",
         ws_ping_interval=None,
     )
     server = uvicorn.Server(config)
@@ -153,12 +158,19 @@ class GraphQLClient:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
 
-    async def post(self, query: str, variables: dict[str, Any] | None = None, *, key: str | None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        key: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         all_headers = {"X-API-KEY": key} if key else {}
         all_headers.update(headers or {})
-        return await self.http.post("/graphql", json={"query": query, "variables": variables or {}},
-                                    headers=all_headers)
+        return await self.http.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=all_headers
+        )
 
     async def data(self, query: str, variables: dict[str, Any] | None = None, *, key: str) -> dict[str, Any]:
         """The `data` of a response that must have no errors."""
@@ -168,8 +180,14 @@ class GraphQLClient:
         assert "errors" not in body, body["errors"]
         return body["data"]
 
-    async def error(self, query: str, variables: dict[str, Any] | None = None, *, key: str | None,
-                    headers: dict[str, str] | None = None) -> dict[str, Any]:
+    async def error(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        *,
+        key: str | None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
         """The single error of a response that must fail."""
         response = await self.post(query, variables, key=key, headers=headers)
         errors = response.json()["errors"]

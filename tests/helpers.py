@@ -23,7 +23,9 @@ async def all_pages(gql: GraphQLClient, org_id: str, key: str, first: int, **var
     ids: list[str] = []
     after = None
     while True:
-        data = await gql.data(PAGE_IDS, {"orgId": org_id, "first": first, "after": after, **variables}, key=key)
+        data = await gql.data(
+            PAGE_IDS, {"orgId": org_id, "first": first, "after": after, **variables}, key=key
+        )
         page = data["orgErrors"]
         ids += [n["id"] for n in page["nodes"]]
         if not page["pageInfo"]["hasNextPage"]:

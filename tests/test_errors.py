@@ -28,18 +28,34 @@ def fields(error: dict) -> list[str]:
 
 
 async def test_every_problem_of_an_input_is_reported_together(gql: GraphQLClient, org: Org) -> None:
-    error = await gql.error(LOG_ERROR, {
-        "orgId": org.id,
-        "error": {"message": "", "severity": "HIGH", "timestamp": "yesterday", "code": "has space",
-                  "source": "x" * 129, "context": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}}},
-        "key": "not ok!",
-    }, key=org.key)
+    error = await gql.error(
+        LOG_ERROR,
+        {
+            "orgId": org.id,
+            "error": {
+                "message": "",
+                "severity": "HIGH",
+                "timestamp": "yesterday",
+                "code": "has space",
+                "source": "x" * 129,
+                "context": {"a": {"b": {"c": {"d": {"e": {"f": 1}}}}}},
+            },
+            "key": "not ok!",
+        },
+        key=org.key,
+    )
     # A malformed argument (the idempotency key) makes the whole input INVALID_REQUEST...
     assert_shape(error, "INVALID_REQUEST", 400)
     assert error["path"] == ["logError"]
     # ...and every problem is listed, with the path as the client wrote it.
-    assert fields(error) == ["error.message", "error.timestamp", "error.code", "error.source",
-                             "error.context", "idempotencyKey"]
+    assert fields(error) == [
+        "error.message",
+        "error.timestamp",
+        "error.code",
+        "error.source",
+        "error.context",
+        "idempotencyKey",
+    ]
     assert all(d["message"] for d in error["extensions"]["details"])
 
 
@@ -70,8 +86,13 @@ async def test_rule_violations_are_validation_errors(
 
 async def test_limits_are_inclusive(gql: GraphQLClient, org: Org) -> None:
     deep = {"a": {"b": {"c": {"d": {"e": 1}}}}}
-    ok = {"message": "m" * 8192, "severity": "LOW", "code": "C" * 128, "context": deep,
-          "timestamp": (datetime.now(UTC) + timedelta(minutes=4)).isoformat()}
+    ok = {
+        "message": "m" * 8192,
+        "severity": "LOW",
+        "code": "C" * 128,
+        "context": deep,
+        "timestamp": (datetime.now(UTC) + timedelta(minutes=4)).isoformat(),
+    }
     data = await gql.data(LOG_ERROR, {"orgId": org.id, "error": ok}, key=org.key)
     assert data["logError"]["error"]["context"] == deep
 
@@ -84,8 +105,11 @@ async def test_malformed_dates_are_invalid_date_format(gql: GraphQLClient, org: 
 
 
 async def test_a_number_is_not_a_date(gql: GraphQLClient, org: Org) -> None:
-    error = await gql.error(LOG_ERROR, {"orgId": org.id, "error": {
-        "message": "m", "severity": "LOW", "timestamp": 1700000000}}, key=org.key)
+    error = await gql.error(
+        LOG_ERROR,
+        {"orgId": org.id, "error": {"message": "m", "severity": "LOW", "timestamp": 1700000000}},
+        key=org.key,
+    )
     assert_shape(error, "INVALID_DATE_FORMAT", 400)
     assert fields(error) == ["error.timestamp"]
 
@@ -123,8 +147,9 @@ async def test_malformed_org_id_is_invalid_request(gql: GraphQLClient, admin_key
 
 
 async def test_wrongly_typed_variables_are_invalid_request(gql: GraphQLClient, org: Org) -> None:
-    error = await gql.error(LOG_ERROR, {"orgId": org.id, "error": {"message": 5, "severity": "SEVERE"}},
-                            key=org.key)
+    error = await gql.error(
+        LOG_ERROR, {"orgId": org.id, "error": {"message": 5, "severity": "SEVERE"}}, key=org.key
+    )
     assert_shape(error, "INVALID_REQUEST", 400)
     assert fields(error)[0].startswith("error")
 
@@ -132,7 +157,7 @@ async def test_wrongly_typed_variables_are_invalid_request(gql: GraphQLClient, o
 async def test_document_errors(gql: GraphQLClient, org: Org) -> None:
     parse = await gql.error("{ orgErrors(orgId: ", key=org.key)
     assert_shape(parse, "GRAPHQL_PARSE_FAILED", 400)
-    invalid = await gql.error("{ orgErrors(orgId: \"x\") { nope } }", key=org.key)
+    invalid = await gql.error('{ orgErrors(orgId: "x") { nope } }', key=org.key)
     assert_shape(invalid, "GRAPHQL_VALIDATION_FAILED", 400)
     assert "nope" in invalid["message"]
 
@@ -144,7 +169,9 @@ async def test_request_ids(gql: GraphQLClient, org: Org, caplog: pytest.LogCaptu
     assert REQUEST_ID.match(generated)
     assert response.json()["errors"][0]["extensions"]["requestId"] == generated
 
-    kept = await gql.post(ORG_ERRORS, {"orgId": org.id}, key=org.key, headers={"X-Request-ID": "client.id-42_x"})
+    kept = await gql.post(
+        ORG_ERRORS, {"orgId": org.id}, key=org.key, headers={"X-Request-ID": "client.id-42_x"}
+    )
     assert kept.headers["x-request-id"] == "client.id-42_x"
     replaced = await gql.post(ORG_ERRORS, {"orgId": org.id}, key=org.key, headers={"X-Request-ID": "bad id!"})
     assert REQUEST_ID.match(replaced.headers["x-request-id"])
@@ -157,26 +184,55 @@ async def test_request_ids(gql: GraphQLClient, org: Org, caplog: pytest.LogCaptu
 
 
 async def test_unexpected_errors_are_masked_and_logged(
-    gql: GraphQLClient, server: LiveServer, org: Org, caplog: pytest.LogCaptureFixture,
+    gql: GraphQLClient,
+    server: LiveServer,
+    org: Org,
+    caplog: pytest.LogCaptureFixture,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async def explode(*_: object) -> None:
         raise RuntimeError("secret internals: password=hunter2")
 
     monkeypatch.setattr(server.services.events, "get", explode)
-    response = await gql.post("query($o: ID!) { errorEvent(orgId: $o, id: \"error-x\") { id } }",
-                              {"o": org.id}, key=org.key)
+    response = await gql.post(
+        'query($o: ID!) { errorEvent(orgId: $o, id: "error-x") { id } }', {"o": org.id}, key=org.key
+    )
     error = response.json()["errors"][0]
     assert_shape(error, "INTERNAL_ERROR", 500)
     assert error["message"] == "An unexpected error occurred"
     assert "hunter2" not in response.text
     request_id = error["extensions"]["requestId"]
-    logged = [r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "request_id", "") == request_id]
+    logged = [
+        r for r in caplog.records if r.levelno == logging.ERROR and getattr(r, "request_id", "") == request_id
+    ]
     assert logged and logged[0].exc_info and "hunter2" in str(logged[0].exc_info[1])
 
 
 async def test_transport_errors_have_the_same_shape(gql: GraphQLClient, org: Org) -> None:
-    response = await gql.http.post("/graphql", content=b"{not json", headers={
-        "X-API-KEY": org.key, "Content-Type": "application/json"})
+    response = await gql.http.post(
+        "/graphql", content=b"{not json", headers={"X-API-KEY": org.key, "Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert_shape(response.json()["errors"][0], "INVALID_REQUEST", 400)
+
+
+async def test_oversized_bodies_are_refused_with_413(
+    gql: GraphQLClient, server: LiveServer, org: Org
+) -> None:
+    huge = "x" * (server.settings.max_body_bytes + 1)
+    response = await gql.post(
+        LOG_ERROR, {"orgId": org.id, "error": {"message": huge, "severity": "LOW"}}, key=org.key
+    )
+    assert response.status_code == 413
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "INVALID_REQUEST" and error["extensions"]["status"] == 413
+    assert error["extensions"]["requestId"] == response.headers["x-request-id"]
+
+    async def chunks():  # no Content-Length: the limit still holds while streaming
+        for _ in range(3):
+            yield b"x" * (server.settings.max_body_bytes // 2)
+
+    streamed = await gql.http.post(
+        "/graphql", content=chunks(), headers={"X-API-KEY": org.key, "Content-Type": "application/json"}
+    )
+    assert streamed.status_code == 413

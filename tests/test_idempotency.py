@@ -40,8 +40,9 @@ async def test_the_header_works_like_the_argument(gql: GraphQLClient, org: Org) 
 
 async def test_same_key_other_payload_is_a_conflict(gql: GraphQLClient, org: Org) -> None:
     await gql.data(LOG_ERROR, {"orgId": org.id, "error": ERROR, "key": "k-1"}, key=org.key)
-    error = await gql.error(LOG_ERROR, {"orgId": org.id, "error": {**ERROR, "severity": "LOW"}, "key": "k-1"},
-                            key=org.key)
+    error = await gql.error(
+        LOG_ERROR, {"orgId": org.id, "error": {**ERROR, "severity": "LOW"}, "key": "k-1"}, key=org.key
+    )
     assert error["extensions"]["code"] == "CONFLICT"
     assert error["extensions"]["status"] == 409
     assert await count(gql, org) == 1
@@ -49,8 +50,8 @@ async def test_same_key_other_payload_is_a_conflict(gql: GraphQLClient, org: Org
 
 async def test_keys_are_scoped_to_the_organization(gql: GraphQLClient, server: LiveServer, org: Org) -> None:
     other = make_org(server)
-    mine = (await gql.data(LOG_ERROR, {"orgId": org.id, "error": ERROR, "key": "shared"}, key=org.key))
-    theirs = (await gql.data(LOG_ERROR, {"orgId": other.id, "error": ERROR, "key": "shared"}, key=other.key))
+    mine = await gql.data(LOG_ERROR, {"orgId": org.id, "error": ERROR, "key": "shared"}, key=org.key)
+    theirs = await gql.data(LOG_ERROR, {"orgId": other.id, "error": ERROR, "key": "shared"}, key=other.key)
     assert mine["logError"]["replayed"] is False and theirs["logError"]["replayed"] is False
     assert mine["logError"]["errorId"] != theirs["logError"]["errorId"]
 

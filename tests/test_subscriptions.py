@@ -17,7 +17,10 @@ from tests.documents import SET_SERVICE_STATUS
 from tests.helpers import log_error
 
 STATUS_SUB = "subscription { serviceStatusChanged { status services { name status description } } }"
-ERRORS_SUB = "subscription($o: ID!, $s: Severity) { errorLogged(orgId: $o, minSeverity: $s) { id orgId message severity } }"
+ERRORS_SUB = (
+    "subscription($o: ID!, $s: Severity) { errorLogged(orgId: $o, minSeverity: $s) "
+    "{ id orgId message severity } }"
+)
 TIMEOUT = 10
 
 
@@ -29,8 +32,9 @@ async def receive(ws: ClientConnection) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def session(server: LiveServer, payload: dict[str, Any], protocol: str = "graphql-transport-ws"
-                  ) -> AsyncIterator[ClientConnection]:
+async def session(
+    server: LiveServer, payload: dict[str, Any], protocol: str = "graphql-transport-ws"
+) -> AsyncIterator[ClientConnection]:
     async with connect(server.ws_url, subprotocols=[protocol]) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = await receive(ws)
@@ -39,25 +43,40 @@ async def session(server: LiveServer, payload: dict[str, Any], protocol: str = "
 
 
 async def subscribe(ws: ClientConnection, op_id: str, query: str, variables: dict | None = None) -> None:
-    await ws.send(json.dumps({"id": op_id, "type": "subscribe",
-                              "payload": {"query": query, "variables": variables or {}}}))
+    await ws.send(
+        json.dumps(
+            {"id": op_id, "type": "subscribe", "payload": {"query": query, "variables": variables or {}}}
+        )
+    )
 
 
-async def test_status_emits_at_once_then_on_change(server: LiveServer, gql: GraphQLClient, admin_key: str) -> None:
+async def test_status_emits_at_once_then_on_change(
+    server: LiveServer, gql: GraphQLClient, admin_key: str
+) -> None:
     async with session(server, {"apiKey": admin_key}) as ws:
         await subscribe(ws, "s1", STATUS_SUB)
         first = await receive(ws)
         assert first["type"] == "next" and first["id"] == "s1"
         assert {s["name"] for s in first["payload"]["data"]["serviceStatusChanged"]["services"]} >= {
-            "api", "storage", "authentication"}
+            "api",
+            "storage",
+            "authentication",
+        }
 
         try:
-            await gql.data(SET_SERVICE_STATUS, {"service": "api", "status": "DEGRADED_PERFORMANCE",
-                                                "description": "Deploy in progress"}, key=admin_key)
+            await gql.data(
+                SET_SERVICE_STATUS,
+                {"service": "api", "status": "DEGRADED_PERFORMANCE", "description": "Deploy in progress"},
+                key=admin_key,
+            )
             changed = (await receive(ws))["payload"]["data"]["serviceStatusChanged"]
             assert changed["status"] == "DEGRADED_PERFORMANCE"
             api = next(s for s in changed["services"] if s["name"] == "api")
-            assert api == {"name": "api", "status": "DEGRADED_PERFORMANCE", "description": "Deploy in progress"}
+            assert api == {
+                "name": "api",
+                "status": "DEGRADED_PERFORMANCE",
+                "description": "Deploy in progress",
+            }
         finally:
             await gql.data(SET_SERVICE_STATUS, {"service": "api", "status": "OPERATIONAL"}, key=admin_key)
         cleared = (await receive(ws))["payload"]["data"]["serviceStatusChanged"]
@@ -76,7 +95,11 @@ async def test_error_feed_is_filtered_and_isolated(server: LiveServer, gql: Grap
         wanted = await log_error(gql, org.id, org.key, message="yours", severity="CRITICAL")
         message = await receive(ws)
         assert message["payload"]["data"]["errorLogged"] == {
-            "id": wanted["id"], "orgId": org.id, "message": "yours", "severity": "CRITICAL"}
+            "id": wanted["id"],
+            "orgId": org.id,
+            "message": "yours",
+            "severity": "CRITICAL",
+        }
 
 
 async def test_feed_of_another_organization_is_refused(server: LiveServer, org: Org) -> None:
@@ -109,7 +132,9 @@ async def wait_for_subscribers(server: LiveServer, at_least: int) -> None:
     from app.events.service import EVENTS_TOPIC
 
     async def registered() -> None:
-        while server.services.pubsub.subscriber_count(EVENTS_TOPIC) < at_least:
-            await asyncio.sleep(0.01)
+        # The server's registry lives on the server thread's loop: nothing there can be awaited from the
+        # test's loop, so this watches it at a short interval, bounded by TIMEOUT.
+        while server.services.pubsub.subscriber_count(EVENTS_TOPIC) < at_least:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
 
     await asyncio.wait_for(registered(), TIMEOUT)

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from app.storage.mongo import translate_errors
+from app.storage.mongo import as_datetime, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ def _from_doc(doc: dict) -> KeyRecord:
         name=doc.get("name"),
         created_at=doc["created_at"],
         expires_at=doc.get("expires_at"),
-        revoked_at=doc.get("revoked_at"),
+        revoked_at=as_datetime(doc.get("revoked_at")),
     )
 
 

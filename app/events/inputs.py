@@ -54,8 +54,8 @@ OrgId = Annotated[str, _matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
 Token = Annotated[
     str,
     _matching(
-        _TOKEN_RE, "Must be 1 to 128 characters of letters, digits and . _ : / @ - "
-        "starting with a letter or digit"
+        _TOKEN_RE,
+        "Must be 1 to 128 characters of letters, digits and . _ : / @ - starting with a letter or digit",
     ),
 ]
 IdempotencyKey = Annotated[
@@ -215,4 +215,3 @@ def validate_org_errors(raw: dict[str, Any]) -> EventQuery:
         return OrgErrorsArgs.model_validate(raw).to_domain()
     except ValidationError as exc:
         raise app_error_from(exc, {}, default=ErrorCode.INVALID_REQUEST) from None
-

@@ -177,4 +177,3 @@ class EventStore:
         async with translate_errors("error_events.count"):
             result = await (await self._col.aggregate(pipeline)).to_list()
         return result[0]["n"] if result else 0
-

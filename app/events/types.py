@@ -90,15 +90,18 @@ class ErrorEventEdge:
     node: ErrorEvent
 
 
-@strawberry.type(description="Relay-style connection. Cursors are opaque and stable under concurrent inserts.")
+@strawberry.type(
+    description="Relay-style connection. Cursors are opaque and stable under concurrent inserts."
+)
 class ErrorEventConnection:
     edges: list[ErrorEventEdge]
     nodes: list[ErrorEvent]
     page_info: PageInfo
     _query: strawberry.Private[EventQuery]
 
-    @strawberry.field(description="Number of events matching the filter (ignores pagination). "
-                      "Counted only when asked for.")
+    @strawberry.field(
+        description="Number of events matching the filter (ignores pagination). Counted only when asked for."
+    )
     async def total_count(self, info: Info) -> int:
         return await info.context.services.events.count(self._query)
 
@@ -124,8 +127,14 @@ class ErrorFilter:
 
 
 _FILTER_NAMES = {
-    "severities": "severities", "min_severity": "minSeverity", "from_": "from", "to": "to",
-    "code": "code", "source": "source", "fingerprint": "fingerprint", "search": "search",
+    "severities": "severities",
+    "min_severity": "minSeverity",
+    "from_": "from",
+    "to": "to",
+    "code": "code",
+    "source": "source",
+    "fingerprint": "fingerprint",
+    "search": "search",
 }
 
 
@@ -240,7 +249,10 @@ class EventMutations:
 class EventSubscriptions:
     @strawberry.subscription(description="Live feed of newly logged error events of one organization.")
     async def error_logged(
-        self, info: Info, org_id: strawberry.ID, min_severity: Severity | None = UNSET  # type: ignore[valid-type]
+        self,
+        info: Info,
+        org_id: strawberry.ID,
+        min_severity: Severity | None = UNSET,  # type: ignore[valid-type]
     ) -> AsyncIterator[ErrorEvent]:
         # A plain coroutine returning the stream: its checks run when the subscription is created, so a
         # refusal is the operation's `error` message, not an error inside a `next` payload.

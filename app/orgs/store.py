@@ -30,9 +30,7 @@ class OrgStore:
         """False when the slug is taken."""
         async with translate_errors("orgs.insert"):
             try:
-                await self._col.insert_one(
-                    {"_id": org.id, "name": org.name, "created_at": org.created_at}
-                )
+                await self._col.insert_one({"_id": org.id, "name": org.name, "created_at": org.created_at})
             except DuplicateKeyError:
                 return False
         return True

@@ -138,10 +138,11 @@ class StatusService:
                 await self._overrides_col.delete_one({"_id": service})
             else:
                 updated = _now()
-                await self._overrides_col.replace_one(
-                    {"_id": service},
-                    {"status": state.value, "description": description, "updated_at": updated},
-                    upsert=True,
+                # Delete then insert rather than an upserting replace: nx-27017 drops the `_id` of
+                # an upserted replacement. Overrides are rare operator actions; the gap is harmless.
+                await self._overrides_col.delete_one({"_id": service})
+                await self._overrides_col.insert_one(
+                    {"_id": service, "status": state.value, "description": description, "updated_at": updated}
                 )
         if state is ServiceState.OPERATIONAL:
             self._overrides.pop(service, None)

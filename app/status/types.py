@@ -42,7 +42,9 @@ class ServiceStatus:
         return cls(
             status=snap.status,
             services=[
-                ServiceComponent(name=c.name, status=c.status, description=c.description, updated_at=c.updated_at)
+                ServiceComponent(
+                    name=c.name, status=c.status, description=c.description, updated_at=c.updated_at
+                )
                 for c in snap.services
             ],
             timestamp=snap.timestamp,

@@ -28,9 +28,7 @@ def _free_port() -> int:
 
 
 def _executable() -> list[str]:
-    found = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or shutil.which(
-        "nx-27017"
-    )
+    found = shutil.which("nx-27017", path=str(Path(sys.executable).parent)) or shutil.which("nx-27017")
     if not found:
         raise RuntimeError("nx-27017 is not installed: pip install nx-27017 (see pyproject.toml)")
     return [found]
@@ -60,12 +58,17 @@ class EmbeddedMongo:
         self.port = _free_port()
         command = [
             *_executable(),
-            "--db", self.db_path,
-            "--host", "127.0.0.1",
-            "-p", str(self.port),
-            "--pid-file", str(run_dir / "nx-27017.pid"),
+            "--db",
+            self.db_path,
+            "--host",
+            "127.0.0.1",
+            "-p",
+            str(self.port),
+            "--pid-file",
+            str(run_dir / "nx-27017.pid"),
             # nx-27017 logs every command at INFO: keep that out of the way (and off the disk).
-            "--log-file", os.devnull,
+            "--log-file",
+            os.devnull,
         ]
         self.process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -50,3 +51,11 @@ async def translate_errors(operation: str) -> AsyncIterator[None]:
 async def ping(db: AsyncDatabase) -> None:
     async with translate_errors("ping"):
         await db.command("ping")
+
+
+def as_datetime(value: datetime | str | None) -> datetime | None:
+    """A stored date. MongoDB returns BSON dates as datetimes; nx-27017 turns a date written by
+    `$set` onto an existing document into text ("2026-11-23 20:14:43.267000", UTC), so read both."""
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value).replace(tzinfo=UTC)

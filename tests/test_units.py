@@ -1,0 +1,77 @@
+"""Units where the logic is intricate: fingerprints, cursors, date parsing, the credential cache."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from pydantic_core import PydanticCustomError
+
+from app.auth.keys import generate, parse_key_id
+from app.events import cursor
+from app.events.fingerprint import fingerprint, normalize_message
+from app.validation import parse_datetime
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ("User 42 not found", "User 7 not found"),
+        ("Timeout after 3.5s on 10.0.0.12", "Timeout after 12.25s on 10.0.0.7"),
+        (
+            "Order 123e4567-e89b-12d3-a456-426614174000 failed",
+            "Order 00000000-0000-0000-0000-000000000000 failed",
+        ),
+        ("Mail to bob@example.com bounced", "Mail to alice.x+tag@mail.example.org bounced"),
+        ("Key 'user:1' missing", 'Key "session:abc" missing'),
+        ("Object a3f9c2d1e8 locked", "Object 0xdeadbeef locked"),
+    ],
+)
+def test_volatile_parts_do_not_split_a_problem(a: str, b: str) -> None:
+    assert fingerprint(a, None, "svc") == fingerprint(b, None, "svc")
+
+
+def test_fingerprint_distinguishes_what_matters() -> None:
+    assert fingerprint("User 1 not found", None, "a") != fingerprint("User 1 not found", None, "b")
+    assert fingerprint("User 1 not found", None, None) != fingerprint("Disk full", None, None)
+    # A reporter's code wins over the message.
+    assert fingerprint("one text", "E1", "s") == fingerprint("other text", "E1", "s")
+    assert fingerprint("same", "E1", "s") != fingerprint("same", "E2", "s")
+    assert normalize_message("Disk  full\n on   decade") == "Disk full on decade"  # words stay words
+
+
+def test_cursor_round_trip_and_rejection() -> None:
+    event_id = "error-01JD3Q8X4T9W2M7V5K6N8P0RZQ"
+    assert cursor.decode(cursor.encode(event_id)) == event_id
+    for bad in ("", "x" * 200, "%%%", cursor.encode("error-short"), "dGVzdA"):
+        with pytest.raises(ValueError, match="Malformed cursor"):
+            cursor.decode(bad)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2025-11-20T17:00:00Z", datetime(2025, 11, 20, 17, tzinfo=UTC)),
+        ("2025-11-20T18:30:00.123456+01:30", datetime(2025, 11, 20, 17, 0, 0, 123000, tzinfo=UTC)),
+        ("2025-11-20t17:00:00z", datetime(2025, 11, 20, 17, tzinfo=UTC)),
+        ("2025-11-20T17:00:00", datetime(2025, 11, 20, 17, tzinfo=UTC)),  # no offset: UTC
+        ("2025-11-20", datetime(2025, 11, 20, tzinfo=UTC)),
+    ],
+)
+def test_iso_dates_become_utc_milliseconds(text: str, expected: datetime) -> None:
+    assert parse_datetime(text) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "now", "2025-02-30", "17:00", 12, None, "x" * 65])
+def test_non_iso_dates_are_refused(bad: object) -> None:
+    with pytest.raises(PydanticCustomError):
+        parse_datetime(bad)
+
+
+def test_keys_are_long_random_and_carry_their_id() -> None:
+    keys = {generate().plaintext for _ in range(50)}
+    assert len(keys) == 50
+    key = generate()
+    assert parse_key_id(key.plaintext) == key.key_id
+    assert key.plaintext.startswith(key.prefix + "_") and len(key.plaintext) == len(key.prefix) + 1 + 43
+    assert parse_key_id(key.plaintext + "x") is None and parse_key_id("etk_short_x") is None
