@@ -75,3 +75,23 @@ def test_keys_are_long_random_and_carry_their_id() -> None:
     assert parse_key_id(key.plaintext) == key.key_id
     assert key.plaintext.startswith(key.prefix + "_") and len(key.plaintext) == len(key.prefix) + 1 + 43
     assert parse_key_id(key.plaintext + "x") is None and parse_key_id("etk_short_x") is None
+
+
+def test_production_logs_are_json_lines_with_the_request_id(capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import logging
+
+    from app.log_config import configure, request_id_var
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("INFO", json_lines=True)
+        token = request_id_var.set("req_TEST")
+        logging.getLogger("app.request").info("POST /graphql 200", extra={"outcome": "OK", "org_id": "acme"})
+        request_id_var.reset(token)
+    finally:
+        root.handlers[:], root.level = saved
+    line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
+    assert line["message"] == "POST /graphql 200" and line["level"] == "INFO"
+    assert (line["request_id"], line["outcome"], line["org_id"]) == ("req_TEST", "OK", "acme")
