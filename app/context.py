@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from app.auth.principal import Principal
     from app.auth.service import AuthService
     from app.events.service import EventService
+    from app.groups.service import GroupService
+    from app.stats.service import StatsService
     from app.orgs.service import OrgService
     from app.pubsub import PubSub
     from app.status.service import StatusService
@@ -23,6 +25,8 @@ class Services:
     auth: AuthService
     orgs: OrgService
     events: EventService
+    groups: GroupService
+    stats: StatsService
     status: StatusService
     pubsub: PubSub
 

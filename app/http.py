@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
+from app import metrics
 from app.error_mapping import error_body
 from app.errors import FieldProblem, InvalidRequest
 from app.log_config import request_id_var
@@ -70,6 +71,13 @@ class RequestIdMiddleware:
     @staticmethod
     def _log(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         ctx = scope["state"].get("ctx")
+        outcome = scope["state"].get("outcome") or getattr(ctx, "outcome", None) or "OK"
+        if scope["path"] != "/metrics":
+            op_type = getattr(ctx, "operation_type", None) or "none"
+            metrics.requests_total.labels(
+                metrics.operation_label(getattr(ctx, "operation_name", None)), op_type, outcome
+            ).inc()
+            metrics.request_seconds.labels(op_type).observe(elapsed)
         log.info(
             "%s %s %s",
             scope["method"],
@@ -81,7 +89,7 @@ class RequestIdMiddleware:
                 "duration_ms": round(elapsed * 1000, 2),
                 "operation": getattr(ctx, "operation_name", None),
                 "operation_type": getattr(ctx, "operation_type", None),
-                "outcome": scope["state"].get("outcome") or getattr(ctx, "outcome", None),
+                "outcome": outcome,
                 "org_id": getattr(ctx, "org_id", None),
                 "principal": getattr(getattr(ctx, "principal", None), "label", None),
             },

@@ -22,6 +22,9 @@ from app.context import Services
 from app.demo import ensure_demo
 from app.events.service import EventService
 from app.events.store import EventStore
+from app.groups.service import GroupService
+from app.groups.store import GroupStore
+from app.stats.service import StatsService
 from app.graphql_view import GraphQLView
 from app.http import BodySizeLimit, RequestIdMiddleware, json_response
 from app.orgs.service import OrgService
@@ -50,7 +53,7 @@ class Runtime:
 async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
     """Connect (starting the embedded database if no MONGODB_URI), ensure indexes, build services.
 
-    `serving=False` is for the management commands: no probes, no demo data, and the embedded
+    `serving=False` is for the management commands: no index changes, no probes, no demo data; the embedded
     database's pid file goes to a temporary folder so it can run beside a serving instance."""
     embedded = None
     uri = settings.mongodb_uri
@@ -65,13 +68,18 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         db = client[settings.mongodb_db]
         pubsub = PubSub()
         orgs = OrgService(OrgStore(db))
-        key_store, event_store = KeyStore(db), EventStore(db)
-        await key_store.ensure_indexes()
-        await event_store.ensure_indexes()
+        key_store, event_store, group_store = KeyStore(db), EventStore(db), GroupStore(db)
+        if serving:  # a management command must not, say, change retention with its own settings
+            await key_store.ensure_indexes()
+            await event_store.ensure_indexes(settings.retention_days)
+            await group_store.ensure_indexes()
+        events = EventService(event_store, group_store, orgs, pubsub)
         services = Services(
             auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
             orgs=orgs,
-            events=EventService(event_store, orgs, pubsub),
+            events=events,
+            groups=GroupService(group_store, events),
+            stats=StatsService(event_store, events),
             status=StatusService(db, pubsub, settings.status_probe_interval_seconds),
             pubsub=pubsub,
         )

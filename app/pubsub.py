@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from app.metrics import active_subscriptions
+
 QUEUE_SIZE = 256
 
 
@@ -29,9 +31,11 @@ class PubSub:
     async def subscribe(self, topic: str) -> AsyncIterator[asyncio.Queue[Any]]:
         queue: asyncio.Queue[Any] = asyncio.Queue(QUEUE_SIZE)
         self._subscribers[topic].add(queue)
+        active_subscriptions.labels(topic).inc()
         try:
             yield queue
         finally:
+            active_subscriptions.labels(topic).dec()
             self._subscribers[topic].discard(queue)
             if not self._subscribers[topic]:
                 del self._subscribers[topic]

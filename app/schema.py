@@ -13,11 +13,13 @@ from strawberry.types import ExecutionContext
 
 from app.error_mapping import ErrorFormatter, log_unexpected
 from app.events.types import EventMutations, EventQueries, EventSubscriptions
+from app.groups.types import GroupQueries
+from app.stats.types import StatsQueries
 from app.parse_cache import ParseCache
 from app.scalars import SCALAR_MAP
 from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
 
-Query = merge_types("Query", (EventQueries, StatusQueries))
+Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries))
 Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
 Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
 

@@ -56,6 +56,13 @@ class Settings(BaseSettings):
     )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    retention_days: float = Field(
+        default=90,
+        gt=0,
+        le=36500,
+        description="Events older than this (by timestamp) are removed by the database (TTL index).",
+    )
+    metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
 
     @field_validator("log_level")
     @classmethod

@@ -112,6 +112,8 @@ def server(mongo_uri: str) -> Iterator[LiveServer]:
         # Revocations apply at once in tests; the cache itself is covered by a unit test.
         auth_cache_ttl_seconds=0,
         status_probe_interval_seconds=60,
+        # Tests log events dated 2025; the retention test checks the TTL index itself.
+        retention_days=3650,
         _env_file=None,  # type: ignore[call-arg]
     )
     live, stop = start_server(settings)

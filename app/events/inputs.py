@@ -82,6 +82,7 @@ class LogErrorInputModel(_Input):
     timestamp: DateTimeIn | None = None
     code: Token | None = None
     source: Token | None = None
+    fingerprint: Token | None = None
     context: Any = None
 
     @field_validator("message")
@@ -206,6 +207,7 @@ def validate_log_error(raw: dict[str, Any]) -> tuple[str, NewEvent, str | None]:
         code=e.code,
         source=e.source,
         context=e.context,
+        fingerprint=e.fingerprint,
     )
     return args.org_id, event, args.idempotency_key
 

@@ -54,6 +54,7 @@ class NewEvent:
     code: str | None
     source: str | None
     context: dict[str, Any] | None
+    fingerprint: str | None = None  # the reporter's own grouping key, if sent
 
 
 @dataclass(frozen=True, slots=True)

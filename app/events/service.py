@@ -13,6 +13,8 @@ from app.errors import Conflict
 from app.events.fingerprint import fingerprint
 from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
+from app.groups.store import GroupStore
+from app.metrics import events_logged
 from app.orgs.service import OrgService
 from app.pubsub import PubSub
 
@@ -23,6 +25,7 @@ EVENTS_TOPIC = "error-events"
 class LoggedEvent:
     event: ErrorEventRecord
     replayed: bool
+    new_group: bool
 
 
 def payload_hash(event: NewEvent) -> str:
@@ -34,13 +37,15 @@ def payload_hash(event: NewEvent) -> str:
         "code": event.code,
         "source": event.source,
         "context": event.context,
+        "fingerprint": event.fingerprint,
     }
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 class EventService:
-    def __init__(self, store: EventStore, orgs: OrgService, pubsub: PubSub) -> None:
+    def __init__(self, store: EventStore, groups: GroupStore, orgs: OrgService, pubsub: PubSub) -> None:
         self._store = store
+        self._groups = groups
         self._orgs = orgs
         self._pubsub = pubsub
 
@@ -66,7 +71,7 @@ class EventService:
             code=new.code,
             source=new.source,
             context=new.context,
-            fingerprint=fingerprint(new.message, new.code, new.source),
+            fingerprint=new.fingerprint or fingerprint(new.message, new.code, new.source),
         )
         if idempotency_key is None:
             await self._store.insert(event)
@@ -77,17 +82,23 @@ class EventService:
                 await self._store.insert(event, idem_key, digest)
             except DuplicateIdempotencyKey:
                 return await self._replay(idem_key, digest)
+        # Counted after the event is stored, so a replayed retry never counts twice. A failure between
+        # the two writes leaves the event uncounted (no multi-document transaction on every deployment).
+        new_group = await self._groups.record(event)
+        if new_group:
+            await self._store.mark_started_group(event.id)
+        events_logged.labels(event.severity.value).inc()
         self._pubsub.publish(EVENTS_TOPIC, event)
-        return LoggedEvent(event=event, replayed=False)
+        return LoggedEvent(event=event, replayed=False, new_group=new_group)
 
     async def _replay(self, idem_key: str, digest: str) -> LoggedEvent:
         found = await self._store.find_by_idempotency_key(idem_key)
         if found is None:  # the first write was removed (retention) between insert and read
             raise Conflict("Idempotency key is being reused; retry with a new key")
-        event, stored_digest = found
+        event, stored_digest, started_group = found
         if stored_digest != digest:
             raise Conflict()
-        return LoggedEvent(event=event, replayed=True)
+        return LoggedEvent(event=event, replayed=True, new_group=started_group)
 
     async def page(self, principal: Principal, query: EventQuery) -> EventPage:
         await self.authorize(principal, query.org_id)

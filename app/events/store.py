@@ -5,7 +5,10 @@ Document shape:
                  ordering by event_id is ordering by timestamp with a unique tie-break. One string key
                  thus serves sorting, time-range filters and keyset pagination.
     org_id, message, severity, code?, source?, fingerprint
-    timestamp    BSON date (UTC, ms): when it happened; kept for people, retention and statistics
+    timestamp    BSON date (UTC, ms): when it happened; the TTL index expires events by it
+    ts_ms        the same instant in epoch milliseconds (int64): statistics bucket it with arithmetic,
+                 which nx-27017 evaluates ($dateTrunc and $toLong it does not)
+    started_group?  true on the event that created its group (replayed as `newGroup`)
     received_at  BSON date: when the server stored it
     context      the reporter's JSON object, stored as JSON text: `$`-prefixed or dotted keys, huge
                  integers and key order all come back exactly as sent, and nothing queries inside it
@@ -19,7 +22,7 @@ compound index, and keyset pagination needs (org_id, sort key) in one index. `_i
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -55,6 +58,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         "message": event.message,
         "severity": event.severity.value,
         "timestamp": event.timestamp,
+        "ts_ms": int(event.timestamp.timestamp() * 1000),
         "received_at": event.received_at,
         "fingerprint": event.fingerprint,
     }
@@ -109,8 +113,9 @@ class EventStore:
     def __init__(self, db: AsyncDatabase) -> None:
         self._col = db["error_events"]
 
-    async def ensure_indexes(self) -> None:
+    async def ensure_indexes(self, retention_days: float) -> None:
         """Idempotent; each index is named after the query it serves."""
+        await self._ensure_retention(int(retention_days * 86400))
         async with translate_errors("error_events.indexes"):
             # errorEvent(id): one event by its public id; also enforces global uniqueness.
             await self._col.create_index([("event_id", ASCENDING)], unique=True, name="event_id")
@@ -130,6 +135,30 @@ class EventStore:
                 [("idem_key", ASCENDING)], unique=True, sparse=True, name="idempotency"
             )
 
+    async def _ensure_retention(self, seconds: int) -> None:
+        """Retention: the database removes events whose timestamp is older than `seconds` (TTL index;
+        MongoDB's TTL monitor runs every 60 s). A changed setting is applied to the existing index."""
+        async with translate_errors("error_events.retention"):
+            for name, spec in (await self._col.index_information()).items():
+                if spec["key"] == [("timestamp", 1)] and spec.get("expireAfterSeconds") != seconds:
+                    # collMod changes it in place on MongoDB; recreate where that did not take.
+                    await self._col.database.command(
+                        "collMod", self._col.name, index={"name": name, "expireAfterSeconds": seconds}
+                    )
+                    spec = (await self._col.index_information()).get(name, {})
+                    if spec.get("expireAfterSeconds") != seconds:
+                        await self._col.drop_index(name)
+            await self._col.create_index(
+                [("timestamp", ASCENDING)], expireAfterSeconds=seconds, name="retention"
+            )
+
+    async def ttl_seconds(self) -> int | None:
+        async with translate_errors("error_events.ttl"):
+            for spec in (await self._col.index_information()).values():
+                if spec["key"] == [("timestamp", 1)]:
+                    return spec.get("expireAfterSeconds")
+        return None
+
     async def insert(
         self, event: ErrorEventRecord, idem_key: str | None = None, idem_hash: str | None = None
     ) -> None:
@@ -141,10 +170,15 @@ class EventStore:
                     raise DuplicateIdempotencyKey() from exc
                 raise
 
-    async def find_by_idempotency_key(self, idem_key: str) -> tuple[ErrorEventRecord, str] | None:
+    async def find_by_idempotency_key(self, idem_key: str) -> tuple[ErrorEventRecord, str, bool] | None:
+        """(event, payload hash, whether it started its group) of the first request with this key."""
         async with translate_errors("error_events.find_idem"):
             doc = await self._col.find_one({"idem_key": idem_key})
-        return (_from_doc(doc), doc["idem_hash"]) if doc else None
+        return (_from_doc(doc), doc["idem_hash"], bool(doc.get("started_group"))) if doc else None
+
+    async def mark_started_group(self, event_id: str) -> None:
+        async with translate_errors("error_events.mark_group"):
+            await self._col.update_one({"event_id": event_id}, {"$set": {"started_group": True}})
 
     async def get(self, org_id: str, event_id: str) -> ErrorEventRecord | None:
         async with translate_errors("error_events.get"):
@@ -177,3 +211,32 @@ class EventStore:
         async with translate_errors("error_events.count"):
             result = await (await self._col.aggregate(pipeline)).to_list()
         return result[0]["n"] if result else 0
+
+    async def bucket_counts(
+        self, org_id: str, start_ms: int, end_ms: int, interval_ms: int, field: str | None
+    ) -> list[tuple[int, str | None, int]]:
+        """(bucket start ms, value of `field` or None, count) for events in [start_ms, end_ms).
+
+        One `$group` on a single computed key: nx-27017 evaluates neither a compound `_id` nor
+        `$dateTrunc` there, so the bucket (arithmetic on ts_ms) and the key are joined in one string,
+        which MongoDB computes the same way."""
+        bucket = {"$subtract": ["$ts_ms", {"$mod": ["$ts_ms", interval_ms]}]}
+        key: Any = bucket
+        if field is not None:
+            key = {"$concat": [{"$toString": bucket}, "|", {"$ifNull": [f"${field}", ""]}]}
+        start = datetime.fromtimestamp(start_ms / 1000, UTC)
+        end = datetime.fromtimestamp(end_ms / 1000, UTC)
+        pipeline = [
+            {"$match": {"org_id": org_id, "event_id": {"$gte": _id_floor(start), "$lt": _id_floor(end)}}},
+            {"$group": {"_id": key, "n": {"$sum": 1}}},
+        ]
+        async with translate_errors("error_events.stats"):
+            rows = await (await self._col.aggregate(pipeline)).to_list()
+        result = []
+        for row in rows:
+            if field is None:
+                result.append((int(float(row["_id"])), None, int(row["n"])))
+            else:
+                bucket_text, _, value = str(row["_id"]).partition("|")
+                result.append((int(float(bucket_text)), value or None, int(row["n"])))
+        return result

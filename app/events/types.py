@@ -15,21 +15,13 @@ from app.events.model import ErrorEventRecord, EventQuery
 from app.events.model import Severity as SeverityEnum
 from app.events.model import SortOrder as SortOrderEnum
 from app.events.service import EVENTS_TOPIC
+from app.gql_args import as_raw, given
 from app.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
 
 Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
 SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
-
-
-def _given(value: Any) -> bool:
-    return value is not UNSET and value is not None
-
-
-def _raw(obj: Any, names: dict[str, str]) -> dict[str, Any]:
-    """A strawberry input as a dict keyed by GraphQL names, leaving out what the client omitted."""
-    return {gql: getattr(obj, attr) for attr, gql in names.items() if getattr(obj, attr) is not UNSET}
 
 
 @strawberry.type(description="One reported error.")
@@ -151,9 +143,16 @@ class LogErrorInput:
     context: JSON | None = strawberry.field(
         default=UNSET, description="A JSON object of at most 16 KB encoded, nested at most 5 deep."
     )
+    fingerprint: str | None = strawberry.field(
+        default=UNSET,
+        description="Your own grouping key (1 to 128 of A-Z a-z 0-9 . _ : / @ -), instead of the "
+        "computed one: events with the same fingerprint are the same problem.",
+    )
 
 
-_INPUT_NAMES = {n: n for n in ("message", "severity", "timestamp", "code", "source", "context")}
+_INPUT_NAMES = {
+    n: n for n in ("message", "severity", "timestamp", "code", "source", "context", "fingerprint")
+}
 
 
 @strawberry.type
@@ -163,6 +162,9 @@ class LogErrorPayload:
     error: ErrorEvent
     replayed: bool = strawberry.field(
         description="True when this response replays an earlier request with the same idempotency key."
+    )
+    new_group: bool = strawberry.field(
+        description="True when this event is the first of its fingerprint: a new problem."
     )
 
 
@@ -198,11 +200,11 @@ class EventQueries:
         principal = ctx.require_principal()
         ctx.org_id = org_id
         raw: dict[str, Any] = {"orgId": org_id}
-        if _given(filter):
-            raw["filter"] = _raw(filter, _FILTER_NAMES)
+        if given(filter):
+            raw["filter"] = as_raw(filter, _FILTER_NAMES)
         if first is not None:
             raw["first"] = first
-        if _given(after):
+        if given(after):
             raw["after"] = after
         if sort_order is not None:
             raw["sortOrder"] = sort_order
@@ -231,8 +233,8 @@ class EventMutations:
         ctx = info.context
         principal = ctx.require_principal()
         ctx.org_id = org_id
-        raw: dict[str, Any] = {"orgId": org_id, "error": _raw(error, _INPUT_NAMES)}
-        key = idempotency_key if _given(idempotency_key) else ctx.idempotency_key
+        raw: dict[str, Any] = {"orgId": org_id, "error": as_raw(error, _INPUT_NAMES)}
+        key = idempotency_key if given(idempotency_key) else ctx.idempotency_key
         if key is not None:
             raw["idempotencyKey"] = key
         org, new, key = validate_log_error(raw)
@@ -242,6 +244,7 @@ class EventMutations:
             error_id=strawberry.ID(logged.event.id),
             error=ErrorEvent.from_record(logged.event),
             replayed=logged.replayed,
+            new_group=logged.new_group,
         )
 
 
@@ -259,7 +262,7 @@ class EventSubscriptions:
         ctx = info.context
         principal = ctx.require_principal()
         raw: dict[str, Any] = {"orgId": org_id}
-        if _given(min_severity):
+        if given(min_severity):
             raw["filter"] = {"minSeverity": min_severity}
         query = validate_org_errors(raw)
         await ctx.services.events.authorize(principal, query.org_id)

@@ -18,6 +18,7 @@ from enum import Enum
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.errors import AppError, FieldProblem, InvalidRequest
+from app.metrics import database_probe_seconds, database_up
 from app.pubsub import PubSub
 from app.storage.mongo import ping, translate_errors
 
@@ -101,12 +102,15 @@ class StatusService:
         try:
             await ping(self._db)
             elapsed = time.perf_counter() - started
+            database_probe_seconds.set(elapsed)
+            database_up.set(1)
             if elapsed > SLOW_PING_SECONDS:
                 storage = (ServiceState.DEGRADED_PERFORMANCE, f"Database ping took {elapsed * 1000:.0f} ms")
             else:
                 storage = (ServiceState.OPERATIONAL, None)
             auth = (ServiceState.OPERATIONAL, None)
         except AppError:
+            database_up.set(0)
             storage = (ServiceState.MAJOR_OUTAGE, "Database unreachable")
             auth = (ServiceState.PARTIAL_OUTAGE, "Only recently verified API keys are accepted")
         changed = self._set_probed("storage", *storage) | self._set_probed("authentication", *auth)

@@ -1,0 +1,21 @@
+"""Turning GraphQL arguments into the plain dicts the pydantic input models validate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from strawberry.types.unset import UNSET
+
+
+def given(value: Any) -> bool:
+    return value is not UNSET and value is not None
+
+
+def as_raw(obj: Any, names: dict[str, str]) -> dict[str, Any]:
+    """A strawberry input as a dict keyed by GraphQL names, leaving out what the client omitted."""
+    return {gql: getattr(obj, attr) for attr, gql in names.items() if getattr(obj, attr) is not UNSET}
+
+
+def raw_args(**values: Any) -> dict[str, Any]:
+    """Keyword arguments (already GraphQL-named) without the omitted ones."""
+    return {name: value for name, value in values.items() if given(value)}

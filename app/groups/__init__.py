@@ -1,0 +1,1 @@
+"""Error groups: events with the same fingerprint, counted as they are logged."""

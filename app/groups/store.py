@@ -1,0 +1,141 @@
+"""The `error_groups` collection: one document per (organization, fingerprint), updated atomically.
+
+Document shape: `_id` "<org>\\x1f<fingerprint>", org_id, fingerprint, message, source, code (from the
+first event), occurrences, first_seen_ms / last_seen_ms (epoch milliseconds), severity_rank (highest
+seen), latest_event_id. Times are integers so that `$min`/`$max` and keyset comparisons behave the same
+on MongoDB and on nx-27017, which stores a date written by an update to an existing document as text.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from app.events.model import ErrorEventRecord, Severity, SortOrder
+from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
+from app.storage.mongo import translate_errors
+
+SORT_FIELD = {
+    GroupOrderField.LAST_SEEN: "last_seen_ms",
+    GroupOrderField.FIRST_SEEN: "first_seen_ms",
+    GroupOrderField.OCCURRENCES: "occurrences",
+    GroupOrderField.SEVERITY: "severity_rank",
+}
+_BY_RANK = {s.rank: s for s in Severity}
+
+
+def to_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def _from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _from_doc(doc: dict[str, Any]) -> ErrorGroupRecord:
+    return ErrorGroupRecord(
+        org_id=doc["org_id"],
+        fingerprint=doc["fingerprint"],
+        message=doc["message"],
+        source=doc.get("source"),
+        code=doc.get("code"),
+        occurrences=int(doc["occurrences"]),
+        first_seen=_from_ms(int(doc["first_seen_ms"])),
+        last_seen=_from_ms(int(doc["last_seen_ms"])),
+        max_severity=_BY_RANK[int(doc["severity_rank"])],
+        latest_event_id=doc["latest_event_id"],
+    )
+
+
+def sort_value(group: ErrorGroupRecord, field: GroupOrderField) -> int:
+    return {
+        GroupOrderField.LAST_SEEN: to_ms(group.last_seen),
+        GroupOrderField.FIRST_SEEN: to_ms(group.first_seen),
+        GroupOrderField.OCCURRENCES: group.occurrences,
+        GroupOrderField.SEVERITY: group.max_severity.rank,
+    }[field]
+
+
+def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
+    match: dict[str, Any] = {"org_id": org_id}
+    if flt.min_severity is not None:
+        match["severity_rank"] = {"$gte": flt.min_severity.rank}
+    if flt.source is not None:
+        match["source"] = flt.source
+    if flt.search is not None:
+        match["message"] = {"$regex": re.escape(flt.search), "$options": "i"}
+    return match
+
+
+class GroupStore:
+    def __init__(self, db: AsyncDatabase) -> None:
+        self._col = db["error_groups"]
+
+    async def ensure_indexes(self) -> None:
+        # errorGroups(orderBy): equality on org_id, then the sort field, then the fingerprint as the
+        # unique tie-break of keyset pagination, one index per order (both directions use it).
+        async with translate_errors("error_groups.indexes"):
+            for order, field in SORT_FIELD.items():
+                await self._col.create_index(
+                    [("org_id", ASCENDING), (field, DESCENDING), ("fingerprint", DESCENDING)],
+                    name=f"org_by_{order.value.lower()}",
+                )
+
+    async def record(self, event: ErrorEventRecord) -> bool:
+        """Counts one event into its group; True when the event started the group."""
+        ms = to_ms(event.timestamp)
+        update = {
+            "$setOnInsert": {
+                "org_id": event.org_id,
+                "fingerprint": event.fingerprint,
+                "message": event.message,
+                "source": event.source,
+                "code": event.code,
+            },
+            "$inc": {"occurrences": 1},
+            "$min": {"first_seen_ms": ms},
+            "$max": {"last_seen_ms": ms, "severity_rank": event.severity.rank, "latest_event_id": event.id},
+        }
+        key = {"_id": f"{event.org_id}\x1f{event.fingerprint}"}
+        async with translate_errors("error_groups.record"):
+            try:
+                result = await self._col.update_one(key, update, upsert=True)
+            except DuplicateKeyError:
+                # Two first events raced to create the group; the loser's upsert becomes an update.
+                result = await self._col.update_one(key, update, upsert=True)
+        return result.upserted_id is not None
+
+    async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
+        async with translate_errors("error_groups.get"):
+            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"})
+        return _from_doc(doc) if doc else None
+
+    async def page(self, query: GroupQuery) -> GroupPage:
+        field = SORT_FIELD[query.order_by]
+        descending = query.direction is SortOrder.DESC
+        match = _match(query.org_id, query.filter)
+        if query.after is not None:
+            value, fingerprint = query.after
+            past = "$lt" if descending else "$gt"
+            match["$or"] = [{field: {past: value}}, {field: value, "fingerprint": {past: fingerprint}}]
+        direction = DESCENDING if descending else ASCENDING
+        pipeline = [
+            {"$match": match},
+            {"$sort": {field: direction, "fingerprint": direction}},
+            {"$limit": query.first + 1},
+        ]
+        async with translate_errors("error_groups.page"):
+            docs = await (await self._col.aggregate(pipeline)).to_list()
+        return GroupPage([_from_doc(d) for d in docs[: query.first]], has_next_page=len(docs) > query.first)
+
+    async def count(self, org_id: str, flt: GroupFilter) -> int:
+        async with translate_errors("error_groups.count"):
+            result = await (
+                await self._col.aggregate([{"$match": _match(org_id, flt)}, {"$count": "n"}])
+            ).to_list()
+        return result[0]["n"] if result else 0

@@ -1,0 +1,39 @@
+"""Prometheus metrics, served at /metrics (kept off the GraphQL schema)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+requests_total = Counter(
+    "error_tracker_requests_total",
+    "HTTP requests by GraphQL operation and outcome code",
+    ["operation", "operation_type", "outcome"],
+)
+request_seconds = Histogram(
+    "error_tracker_request_duration_seconds",
+    "HTTP request latency",
+    ["operation_type"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+active_subscriptions = Gauge("error_tracker_active_subscriptions", "Open subscriptions", ["topic"])
+events_logged = Counter(
+    "error_tracker_events_logged_total", "Error events stored (replays excluded)", ["severity"]
+)
+database_probe_seconds = Gauge("error_tracker_database_probe_seconds", "Latency of the last database ping")
+database_up = Gauge("error_tracker_database_up", "1 when the last database ping succeeded")
+
+
+_MAX_OPERATION_NAMES = 200
+_seen_operations: set[str] = set()
+
+
+def operation_label(name: str | None) -> str:
+    """Operation names are chosen by clients: bound the label's cardinality."""
+    if not name:
+        return "anonymous"
+    if name in _seen_operations:
+        return name
+    if len(_seen_operations) >= _MAX_OPERATION_NAMES or len(name) > 64 or not name.isidentifier():
+        return "other"
+    _seen_operations.add(name)
+    return name
