@@ -12,9 +12,9 @@ if TYPE_CHECKING:
     from app.auth.service import AuthService
     from app.events.service import EventService
     from app.groups.service import GroupService
-    from app.stats.service import StatsService
     from app.orgs.service import OrgService
     from app.pubsub import PubSub
+    from app.stats.service import StatsService
     from app.status.service import StatusService
 
 

@@ -165,3 +165,18 @@ def error_body(error: AppError, request_id: str, status: int | None = None) -> d
     `status` overrides the code's own where the transport answers otherwise (405, 413)."""
     ext = extensions(error.code, request_id, error.details, error.retry_after, status)
     return {"errors": [{"message": error.message, "extensions": ext}]}
+
+
+def rest_error_body(error: AppError, request_id: str) -> dict[str, Any]:
+    """The REST compatibility envelope of errors.md: `{"error": {code, message, details, ...}}`."""
+    ext = extensions(error.code, request_id, error.details, error.retry_after)
+    body: dict[str, Any] = {
+        "code": ext["code"],
+        "message": error.message,
+        "details": ext.get("details", []),
+        "requestId": request_id,
+        "timestamp": ext["timestamp"],
+    }
+    if error.retry_after is not None:
+        body["retryAfter"] = error.retry_after
+    return {"error": body}

@@ -90,7 +90,7 @@ class RequestIdMiddleware:
                 "operation": getattr(ctx, "operation_name", None),
                 "operation_type": getattr(ctx, "operation_type", None),
                 "outcome": outcome,
-                "org_id": getattr(ctx, "org_id", None),
+                "org_id": getattr(ctx, "org_id", None) or scope["state"].get("org_id"),
                 "principal": getattr(getattr(ctx, "principal", None), "label", None),
             },
         )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -16,16 +17,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
+from app import rest
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.context import Services
 from app.demo import ensure_demo
 from app.events.service import EventService
 from app.events.store import EventStore
+from app.graphql_view import GraphQLView
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
-from app.stats.service import StatsService
-from app.graphql_view import GraphQLView
 from app.http import BodySizeLimit, RequestIdMiddleware, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
@@ -33,6 +34,7 @@ from app.pubsub import PubSub
 from app.scalars import format_datetime
 from app.schema import build_schema
 from app.settings import Settings
+from app.stats.service import StatsService
 from app.status.service import ServiceState, StatusService
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -152,12 +154,19 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     async def live(_: Request) -> Response:
         return json_response({"status": "alive"}, 200)
 
+    async def metrics(_: Request) -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
     return Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
             Route("/health", health),
             Route("/livez", live),
+            Route("/orgs/{org_id}/errors", rest.list_errors, methods=["GET"]),
+            Route("/orgs/{org_id}/errors", rest.log_error, methods=["POST"]),
+            Route("/service_status", rest.service_status, methods=["GET"]),
+            *([Route("/metrics", metrics)] if settings.metrics_enabled else []),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

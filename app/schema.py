@@ -14,9 +14,9 @@ from strawberry.types import ExecutionContext
 from app.error_mapping import ErrorFormatter, log_unexpected
 from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.groups.types import GroupQueries
-from app.stats.types import StatsQueries
 from app.parse_cache import ParseCache
 from app.scalars import SCALAR_MAP
+from app.stats.types import StatsQueries
 from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
 
 Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries))

@@ -39,6 +39,11 @@ class ServiceState(str, Enum):
     def rank(self) -> int:
         return list(ServiceState).index(self)
 
+    @property
+    def label(self) -> str:
+        """The seed's human wording: "Operational", "Degraded Performance", ..."""
+        return self.value.replace("_", " ").title()
+
 
 @dataclass(frozen=True, slots=True)
 class Component:
