@@ -12,12 +12,17 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $@
 
+# The graphql-http audit suite the tests run (Node and npm from the machine).
+tests/audit/node_modules/.installed: tests/audit/package.json
+	cd tests/audit && npm install --no-audit --no-fund --silent
+	touch $@
+
 install: $(VENV)/.installed
 
 run: install
 	$(PY) -m app serve
 
-test: install
+test: install tests/audit/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

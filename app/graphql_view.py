@@ -14,6 +14,9 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
@@ -22,8 +25,29 @@ from app.error_mapping import error_body
 from app.errors import AppError, FieldProblem, InvalidRequest
 from app.http import json_response, new_request_id
 
+GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
 CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+
+
+def prefers_graphql_response(accept: str) -> bool:
+    """GraphQL over HTTP: answer `application/graphql-response+json` when the client accepts it at
+    least as much as `application/json` (an unweighted Accept lists both at q=1)."""
+    weights: dict[str, float] = {}
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        q = next((float(p[2:]) for p in params if p.startswith("q=") and _is_number(p[2:])), 1.0)
+        weights[media.lower()] = max(q, weights.get(media.lower(), 0.0))
+    ours = weights.get(GRAPHQL_RESPONSE_JSON, 0.0)
+    return ours > 0 and ours >= weights.get("application/json", 0.0)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def refusal(error: AppError, request_id: str) -> Response:
@@ -53,17 +77,46 @@ class GraphQLView(GraphQL):
             return
         request = Request(scope, receive)
         request_id = scope.setdefault("state", {}).get("request_id") or new_request_id()
+        graphql_response = prefers_graphql_response(request.headers.get("accept", ""))
+        scope["state"]["graphql_response"] = graphql_response
         try:
             response = await self.run(request)
+            if graphql_response and scope["state"].get("request_error"):
+                response.status_code = 400
         except AppError as error:
             scope["state"]["outcome"] = error.code.value
             response = refusal(error, request_id)
         except HTTPException as exc:
-            # Transport-level problems (bad JSON, wrong method, no query): same body shape.
-            error = InvalidRequest(exc.reason, details=[FieldProblem("body", exc.reason)])
-            scope["state"]["outcome"] = error.code.value
-            response = json_response(error_body(error, request_id, exc.status_code), exc.status_code)
+            response = self._transport_refusal(exc, request, request_id)
+        if graphql_response and response.media_type != "text/html":
+            response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
+
+    @staticmethod
+    def _transport_refusal(exc: HTTPException, request: Request, request_id: str) -> Response:
+        """Bad JSON, wrong method or media type, no query: the same body shape, the fitting status."""
+        status, headers = exc.status_code, None
+        if isinstance(exc.__cause__, InvalidOperationTypeError) and request.method == "GET":
+            status, headers = 405, {"Allow": "POST"}  # mutations and subscriptions are POST-only
+        elif exc.reason == "Unsupported content type":
+            status = 415
+        error = InvalidRequest(exc.reason, details=[FieldProblem("body", exc.reason)])
+        request.scope["state"]["outcome"] = error.code.value
+        return json_response(error_body(error, request_id, status), status, headers)
+
+    async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
+        body = process_result(result)
+        # A request error (the document did not parse or validate, variables did not coerce) has no
+        # `data` entry under application/graphql-response+json and answers 400.
+        if (
+            request.scope["state"].get("graphql_response")
+            and result.data is None
+            and result.errors
+            and all(not error.path for error in result.errors)
+        ):
+            body.pop("data", None)
+            request.scope["state"]["request_error"] = True
+        return body
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
         assert self.services is not None, "the lifespan did not start"
