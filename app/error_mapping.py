@@ -22,6 +22,7 @@ from app.scalars import format_datetime
 
 log = logging.getLogger("app.errors")
 
+_TOKEN_LIMIT_RE = re.compile(r"Document contains more than \d+ tokens")
 _VARIABLE_RE = re.compile(r"^Variable '\$(\w+)' (?:got invalid value .*? at '([^']+)'; )?", re.DOTALL)
 
 
@@ -51,6 +52,9 @@ def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[Field
     if isinstance(original, AppError):
         return original
     if isinstance(error, GraphQLSyntaxError):
+        if _TOKEN_LIMIT_RE.search(error.message):  # graphql-core's parser stopped at max_tokens
+            problem = FieldProblem("tokens", error.message.removeprefix("Syntax Error: "))
+            return ErrorCode.QUERY_TOO_COMPLEX, "Query is too complex", [problem]
         return ErrorCode.GRAPHQL_PARSE_FAILED, error.message, []
     # Document and variable errors carry no path; graphql-core may chain its own GraphQLError.
     if error.path is None and (original is None or isinstance(original, GraphQLError)):

@@ -1,7 +1,8 @@
 """The error catalog and the exception tree every layer raises.
 
     AppError                      code, HTTP status, client-facing message, details
-     +-- InvalidRequest           INVALID_REQUEST        400  bad arguments, cursor, idempotency key
+     +-- QueryTooComplex          QUERY_TOO_COMPLEX      400  depth, aliases, tokens or cost over the limits
+ +-- InvalidRequest           INVALID_REQUEST        400  bad arguments, cursor, idempotency key
      +-- InvalidDateFormat        INVALID_DATE_FORMAT    400  a DateTime that is not ISO 8601
      +-- ValidationFailed         VALIDATION_ERROR       422  well-formed input that breaks a rule
      +-- InvalidApiKey            INVALID_API_KEY        401  credential missing, unknown or revoked
@@ -13,7 +14,7 @@
      +-- ServiceUnavailable       SERVICE_UNAVAILABLE    503  database unreachable (carries retry_after)
      +-- InternalError            INTERNAL_ERROR         500  anything unexpected (never shown verbatim)
 
-GRAPHQL_PARSE_FAILED, GRAPHQL_VALIDATION_FAILED and QUERY_TOO_COMPLEX are produced by the GraphQL layer
+GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED are produced by the GraphQL layer
 itself (graphql-core errors) and are mapped to the wire in `app.error_mapping`, the only place that turns
 any exception into what a client sees. Nothing here knows about GraphQL or HTTP.
 """
@@ -64,7 +65,12 @@ HTTP_STATUS: dict[ErrorCode, int] = {
 
 # Codes whose wire shape always carries a `details` list (errors.md).
 CODES_WITH_DETAILS = frozenset(
-    {ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_DATE_FORMAT, ErrorCode.VALIDATION_ERROR}
+    {
+        ErrorCode.INVALID_REQUEST,
+        ErrorCode.INVALID_DATE_FORMAT,
+        ErrorCode.VALIDATION_ERROR,
+        ErrorCode.QUERY_TOO_COMPLEX,
+    }
 )
 
 
@@ -91,6 +97,11 @@ class AppError(Exception):
         self.details = details or []
         self.retry_after = retry_after
         super().__init__(self.message)
+
+
+class QueryTooComplex(AppError):
+    code = ErrorCode.QUERY_TOO_COMPLEX
+    default_message = "Query is too complex"
 
 
 class InvalidRequest(AppError):

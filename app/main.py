@@ -123,7 +123,7 @@ def _banner(settings: Settings, runtime: Runtime) -> None:
 
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     view = GraphQLView(graphiql=settings.graphiql_enabled)
-    view.schema = build_schema()
+    view.schema = build_schema(settings.query_limits, introspection=settings.introspection_enabled)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

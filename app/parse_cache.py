@@ -18,16 +18,22 @@ MAX_DOCUMENTS = 512
 
 
 @lru_cache(maxsize=MAX_DOCUMENTS)
-def _parse(query: str) -> DocumentNode:
-    return parse(query)
+def _parse(query: str, max_tokens: int) -> DocumentNode:
+    return parse(query, max_tokens=max_tokens)
 
 
 class ParseCache(SchemaExtension):
+    """Also enforces the token limit: the parser stops at `max_tokens` (QUERY_TOO_COMPLEX)."""
+
+    def __init__(self, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
+
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context
-        if ctx.query and ctx.graphql_document is None and not ctx.parse_options:
+        ctx.parse_options = {**ctx.parse_options, "max_tokens": self.max_tokens}
+        if ctx.query and ctx.graphql_document is None:
             try:
-                ctx.graphql_document = _parse(ctx.query)
+                ctx.graphql_document = _parse(ctx.query, self.max_tokens)
             except GraphQLError:
-                pass  # reported by Strawberry's parse, inside its error handling
+                pass  # reported by Strawberry's own parse (same options), inside its error handling
         yield

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import ValidationCache
+from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
+from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -15,6 +15,7 @@ from app.error_mapping import ErrorFormatter, log_unexpected
 from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.groups.types import GroupQueries
 from app.parse_cache import ParseCache
+from app.query_limits import Limits, limit_rule
 from app.scalars import SCALAR_MAP
 from app.stats.types import StatsQueries
 from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
@@ -33,14 +34,20 @@ class AppSchema(strawberry.Schema):
         log_unexpected(errors, getattr(context, "request_id", "-"))
 
 
-def build_schema() -> AppSchema:
+def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> AppSchema:  # noqa: B008
+    rules = [limit_rule(limits)] + ([] if introspection else [NoSchemaIntrospectionCustomRule])
     return AppSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        extensions=[ErrorFormatter, ParseCache, lambda: ValidationCache(maxsize=512)],
+        extensions=[
+            ErrorFormatter,
+            # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
+            lambda: ParseCache(limits.max_tokens),
+            lambda: AddValidationRules(rules),
+            lambda: ValidationCache(maxsize=512),
+        ],
     )
 
 

@@ -11,6 +11,8 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.query_limits import Limits
+
 
 class Environment(str, Enum):
     DEVELOPMENT = "development"
@@ -56,6 +58,15 @@ class Settings(BaseSettings):
     )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_query_depth: int = Field(default=Limits.max_depth, ge=2, le=100)
+    max_query_aliases: int = Field(default=Limits.max_aliases, ge=0, le=1000)
+    max_query_tokens: int = Field(default=Limits.max_tokens, ge=100, le=100_000)
+    max_query_cost: int = Field(
+        default=Limits.max_cost,
+        ge=10,
+        description="Estimated cost: a field is 1; `first: N` multiplies what it selects.",
+    )
+    introspection: bool | None = Field(default=None, description="Default: on in development.")
     retention_days: float = Field(
         default=90,
         gt=0,
@@ -82,12 +93,22 @@ class Settings(BaseSettings):
         return self
 
     @property
+    def query_limits(self) -> Limits:
+        return Limits(
+            self.max_query_depth, self.max_query_aliases, self.max_query_tokens, self.max_query_cost
+        )
+
+    @property
     def is_production(self) -> bool:
         return self.environment is Environment.PRODUCTION
 
     @property
     def graphiql_enabled(self) -> bool:
         return (not self.is_production) if self.graphiql is None else self.graphiql
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return (not self.is_production) if self.introspection is None else self.introspection
 
     @property
     def demo_data_enabled(self) -> bool:
