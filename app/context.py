@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from app.groups.service import GroupService
     from app.orgs.service import OrgService
     from app.pubsub import PubSub
+    from app.rate_limit import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService
 
@@ -29,6 +30,7 @@ class Services:
     stats: StatsService
     status: StatusService
     pubsub: PubSub
+    rate_limiter: RateLimiter
 
 
 @dataclass(slots=True)
@@ -42,6 +44,7 @@ class RequestContext:
     operation_type: str | None = None
     org_id: str | None = None
     outcome: str = "OK"
+    rate_limit: Budget | None = None  # what this request spent, for headers and the rateLimit field
     connection_params: dict[str, Any] | None = field(default=None)
     # Strawberry's view passes these through; kept so its own hooks keep working.
     request: Any = None

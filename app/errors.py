@@ -148,6 +148,10 @@ class RateLimited(AppError):
     code = ErrorCode.RATE_LIMITED
     default_message = "Rate limit exceeded"
 
+    def __init__(self, message: str | None = None, *, retry_after: int, budget: object = None) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.budget = budget  # the spent budget, for the X-RateLimit-* headers of the refusal
+
 
 class ServiceUnavailable(AppError):
     code = ErrorCode.SERVICE_UNAVAILABLE

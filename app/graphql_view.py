@@ -8,13 +8,14 @@ from typing import Any
 
 import orjson
 from cross_web import HTTPException
+from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
-from strawberry.http import GraphQLHTTPResponse, process_result
+from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
@@ -22,8 +23,10 @@ from strawberry.types.unset import UNSET, UnsetType
 from app.auth.service import credential_from_headers
 from app.context import RequestContext, Services
 from app.error_mapping import error_body
-from app.errors import AppError, FieldProblem, InvalidRequest
+from app.errors import AppError, FieldProblem, InvalidRequest, RateLimited
 from app.http import json_response, new_request_id
+from app.parse_cache import cached_parse
+from app.rate_limit import Resource
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
@@ -58,7 +61,8 @@ def refusal(error: AppError, request_id: str) -> Response:
 class GraphQLView(GraphQL):
     services: Services | None = None  # set by the app's lifespan before the first request
 
-    def __init__(self, *, graphiql: bool) -> None:
+    def __init__(self, *, graphiql: bool, max_tokens: int) -> None:
+        self.max_tokens = max_tokens
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -86,8 +90,13 @@ class GraphQLView(GraphQL):
         except AppError as error:
             scope["state"]["outcome"] = error.code.value
             response = refusal(error, request_id)
+            if isinstance(error, RateLimited) and error.budget is not None:
+                response.headers.update(error.budget.headers())
         except HTTPException as exc:
             response = self._transport_refusal(exc, request, request_id)
+        budget = getattr(scope["state"].get("ctx"), "rate_limit", None)
+        if budget is not None:
+            response.headers.update(budget.headers())
         if graphql_response and response.media_type != "text/html":
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
@@ -103,6 +112,39 @@ class GraphQLView(GraphQL):
         error = InvalidRequest(exc.reason, details=[FieldProblem("body", exc.reason)])
         request.scope["state"]["outcome"] = error.code.value
         return json_response(error_body(error, request_id, status), status, headers)
+
+    async def execute_operation(
+        self,
+        request: Request,
+        request_adapter: Any,
+        request_data: GraphQLRequestData | list[GraphQLRequestData],
+        context: RequestContext,
+        root_value: Any,
+        sub_response: Any,
+    ) -> Any:
+        """Charges the credential's budget before anything executes (429 when it is spent)."""
+        if context.principal is not None:
+            for data in request_data if isinstance(request_data, list) else [request_data]:
+                resource, cost = self._price(data)
+                context.rate_limit = context.services.rate_limiter.charge(
+                    context.principal.key_id, resource, cost
+                )
+        return await super().execute_operation(
+            request, request_adapter, request_data, context, root_value, sub_response
+        )
+
+    def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
+        """Mutations spend the write budget, one unit per root field (each logError); the rest one read."""
+        document = cached_parse(data.query, self.max_tokens) if data.query else None
+        if document is None:
+            return Resource.READ, 1
+        try:
+            operation = get_operation_ast(document, data.operation_name)
+        except GraphQLError:
+            operation = None
+        if operation is None or operation.operation is not OperationType.MUTATION:
+            return Resource.READ, 1
+        return Resource.WRITE, max(1, len(operation.selection_set.selections))
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)

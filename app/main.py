@@ -31,6 +31,7 @@ from app.http import BodySizeLimit, RequestIdMiddleware, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
 from app.pubsub import PubSub
+from app.rate_limit import RateLimiter
 from app.scalars import format_datetime
 from app.schema import build_schema
 from app.settings import Settings
@@ -84,6 +85,9 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             stats=StatsService(event_store, events),
             status=StatusService(db, pubsub, settings.status_probe_interval_seconds),
             pubsub=pubsub,
+            rate_limiter=RateLimiter(
+                settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
+            ),
         )
         demo_key = None
         if serving:
@@ -122,7 +126,7 @@ def _banner(settings: Settings, runtime: Runtime) -> None:
 
 
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
-    view = GraphQLView(graphiql=settings.graphiql_enabled)
+    view = GraphQLView(graphiql=settings.graphiql_enabled, max_tokens=settings.max_query_tokens)
     view.schema = build_schema(settings.query_limits, introspection=settings.introspection_enabled)
 
     @contextlib.asynccontextmanager

@@ -22,6 +22,14 @@ def _parse(query: str, max_tokens: int) -> DocumentNode:
     return parse(query, max_tokens=max_tokens)
 
 
+def cached_parse(query: str, max_tokens: int) -> DocumentNode | None:
+    """The parsed document, or None when it does not parse (the error is reported later)."""
+    try:
+        return _parse(query, max_tokens)
+    except GraphQLError:
+        return None
+
+
 class ParseCache(SchemaExtension):
     """Also enforces the token limit: the parser stops at `max_tokens` (QUERY_TOO_COMPLEX)."""
 

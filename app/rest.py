@@ -21,11 +21,12 @@ from app.auth.principal import Principal
 from app.auth.service import credential_from_headers
 from app.context import Services
 from app.error_mapping import rest_error_body
-from app.errors import AppError, FieldProblem, InternalError, InvalidRequest
+from app.errors import AppError, FieldProblem, InternalError, InvalidRequest, RateLimited
 from app.events.cursor import encode as encode_cursor
 from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord
 from app.http import json_response, new_request_id
+from app.rate_limit import Resource
 from app.scalars import format_datetime
 
 log = logging.getLogger("app.rest")
@@ -65,25 +66,31 @@ def _event_json(e: ErrorEventRecord) -> dict[str, Any]:
     }
 
 
-def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Authenticates, runs the handler, and answers any failure in the REST envelope."""
+def endpoint(handler: Handler, resource: Resource) -> Callable[[Request], Awaitable[Response]]:
+    """Authenticates, charges the budget, runs the handler, and answers any failure in the REST envelope."""
 
     async def run(request: Request) -> Response:
         state = request.scope.setdefault("state", {})
         request_id = state.get("request_id") or new_request_id()
         services: Services = request.app.state.runtime.services
         state["org_id"] = request.path_params.get("org_id")
+        budget = None
         try:
             principal = await services.auth.authenticate(credential_from_headers(request.headers))
-            return await handler(request, services, principal)
+            budget = services.rate_limiter.charge(principal.key_id, resource)
+            response = await handler(request, services, principal)
         except AppError as error:
             state["outcome"] = error.code.value
-            headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
+            headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
+            if isinstance(error, RateLimited) and error.budget is not None:
+                headers.update(error.budget.headers())
             return json_response(rest_error_body(error, request_id), error.code.status, headers)
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.url.path)
             state["outcome"] = "INTERNAL_ERROR"
             return json_response(rest_error_body(InternalError(), request_id), 500)
+        response.headers.update(budget.headers())
+        return response
 
     return run
 
@@ -168,6 +175,6 @@ async def _service_status(request: Request, services: Services, principal: Princ
     )
 
 
-list_errors = endpoint(_list_errors)
-log_error = endpoint(_log_error)
-service_status = endpoint(_service_status)
+list_errors = endpoint(_list_errors, Resource.READ)
+log_error = endpoint(_log_error, Resource.WRITE)
+service_status = endpoint(_service_status, Resource.READ)

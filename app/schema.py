@@ -16,11 +16,12 @@ from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.groups.types import GroupQueries
 from app.parse_cache import ParseCache
 from app.query_limits import Limits, limit_rule
+from app.rate_limit_types import RateLimitQueries
 from app.scalars import SCALAR_MAP
 from app.stats.types import StatsQueries
 from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
 
-Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries))
+Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
 Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
 Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
 

@@ -66,6 +66,11 @@ class Settings(BaseSettings):
         ge=10,
         description="Estimated cost: a field is 1; `first: N` multiplies what it selects.",
     )
+    rate_limit_reads: int = Field(default=600, ge=1, description="Read units per credential per window.")
+    rate_limit_writes: int = Field(
+        default=1200, ge=1, description="logError calls per credential per window."
+    )
+    rate_limit_window_seconds: float = Field(default=60, gt=0, le=86400)
     introspection: bool | None = Field(default=None, description="Default: on in development.")
     retention_days: float = Field(
         default=90,
