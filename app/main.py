@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -37,6 +38,7 @@ from app.schema import build_schema
 from app.settings import Settings
 from app.stats.service import StatsService
 from app.status.service import ServiceState, StatusService
+from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
 
@@ -70,8 +72,13 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
     try:
         db = client[settings.mongodb_db]
         pubsub = PubSub()
-        orgs = OrgService(OrgStore(db))
-        key_store, event_store, group_store = KeyStore(db), EventStore(db), GroupStore(db)
+        breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
+        orgs = OrgService(OrgStore(db, breaker))
+        key_store, event_store, group_store = (
+            KeyStore(db, breaker),
+            EventStore(db, breaker),
+            GroupStore(db, breaker),
+        )
         if serving:  # a management command must not, say, change retention with its own settings
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
@@ -83,7 +90,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             events=events,
             groups=GroupService(group_store, events),
             stats=StatsService(event_store, events),
-            status=StatusService(db, pubsub, settings.status_probe_interval_seconds),
+            status=StatusService(db, pubsub, settings.status_probe_interval_seconds, breaker),
             pubsub=pubsub,
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
@@ -174,6 +181,26 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.allowed_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=[
+                    "X-API-KEY",
+                    "Authorization",
+                    "Content-Type",
+                    "X-Request-ID",
+                    "X-Idempotency-Key",
+                ],
+                expose_headers=[
+                    "X-Request-ID",
+                    "X-RateLimit-Limit",
+                    "X-RateLimit-Remaining",
+                    "X-RateLimit-Reset",
+                    "Retry-After",
+                ],
+                max_age=600,
+            ),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

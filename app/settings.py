@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         "the longest a revocation or a new expiry takes to apply.",
     )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    breaker_threshold: int = Field(
+        default=3, ge=1, description="Consecutive database failures that open the breaker."
+    )
+    breaker_cooldown_seconds: float = Field(default=5.0, gt=0, le=600, description="How long it stays open.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_query_depth: int = Field(default=Limits.max_depth, ge=2, le=100)
     max_query_aliases: int = Field(default=Limits.max_aliases, ge=0, le=1000)
@@ -71,6 +75,11 @@ class Settings(BaseSettings):
         default=1200, ge=1, description="logError calls per credential per window."
     )
     rate_limit_window_seconds: float = Field(default=60, gt=0, le=86400)
+    cors_origins: list[str] | None = Field(
+        default=None,
+        description='Origins allowed to call from a browser (JSON list, e.g. ["https://app.example.com"]). '
+        "Default: any origin in development, none in production.",
+    )
     introspection: bool | None = Field(default=None, description="Default: on in development.")
     retention_days: float = Field(
         default=90,
@@ -110,6 +119,12 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return (not self.is_production) if self.graphiql is None else self.graphiql
+
+    @property
+    def allowed_origins(self) -> list[str]:
+        if self.cors_origins is not None:
+            return self.cors_origins
+        return [] if self.is_production else ["*"]
 
     @property
     def introspection_enabled(self) -> bool:

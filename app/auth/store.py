@@ -7,6 +7,7 @@ from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import as_datetime, translate_errors
 
 
@@ -36,16 +37,17 @@ def _from_doc(doc: dict) -> KeyRecord:
 
 
 class KeyStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+        self._breaker = breaker
         self._col = db["api_keys"]
 
     async def ensure_indexes(self) -> None:
         # Lookups are by `_id` (the key id); listing a tenant's keys filters on org_id.
-        async with translate_errors("api_keys.indexes"):
+        async with translate_errors("api_keys.indexes", self._breaker):
             await self._col.create_index([("org_id", 1)], name="org_id")
 
     async def insert(self, record: KeyRecord) -> None:
-        async with translate_errors("api_keys.insert"):
+        async with translate_errors("api_keys.insert", self._breaker):
             await self._col.insert_one(
                 {
                     "_id": record.key_id,
@@ -60,18 +62,18 @@ class KeyStore:
             )
 
     async def get(self, key_id: str) -> KeyRecord | None:
-        async with translate_errors("api_keys.get"):
+        async with translate_errors("api_keys.get", self._breaker):
             doc = await self._col.find_one({"_id": key_id})
         return _from_doc(doc) if doc else None
 
     async def list(self, org_id: str | None = None) -> list[KeyRecord]:
         query = {"org_id": org_id} if org_id else {}
-        async with translate_errors("api_keys.list"):
+        async with translate_errors("api_keys.list", self._breaker):
             docs = await self._col.find(query).sort("created_at", 1).to_list()
         return [_from_doc(doc) for doc in docs]
 
     async def revoke(self, key_id: str, when: datetime) -> bool:
-        async with translate_errors("api_keys.revoke"):
+        async with translate_errors("api_keys.revoke", self._breaker):
             result = await self._col.update_one(
                 {"_id": key_id, "revoked_at": None}, {"$set": {"revoked_at": when}}
             )

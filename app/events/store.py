@@ -32,6 +32,7 @@ from pymongo.errors import DuplicateKeyError
 from ulid import ULID
 
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
+from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
 ID_PREFIX = "error-"
@@ -110,13 +111,14 @@ def _match(org_id: str, flt: EventFilter) -> dict[str, Any]:
 
 
 class EventStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+        self._breaker = breaker
         self._col = db["error_events"]
 
     async def ensure_indexes(self, retention_days: float) -> None:
         """Idempotent; each index is named after the query it serves."""
         await self._ensure_retention(int(retention_days * 86400))
-        async with translate_errors("error_events.indexes"):
+        async with translate_errors("error_events.indexes", self._breaker):
             # errorEvent(id): one event by its public id; also enforces global uniqueness.
             await self._col.create_index([("event_id", ASCENDING)], unique=True, name="event_id")
             # orgErrors: equality on org_id, then range/sort/seek on event_id (= timestamp order), in
@@ -138,7 +140,7 @@ class EventStore:
     async def _ensure_retention(self, seconds: int) -> None:
         """Retention: the database removes events whose timestamp is older than `seconds` (TTL index;
         MongoDB's TTL monitor runs every 60 s). A changed setting is applied to the existing index."""
-        async with translate_errors("error_events.retention"):
+        async with translate_errors("error_events.retention", self._breaker):
             for name, spec in (await self._col.index_information()).items():
                 if spec["key"] == [("timestamp", 1)] and spec.get("expireAfterSeconds") != seconds:
                     # collMod changes it in place on MongoDB; recreate where that did not take.
@@ -153,7 +155,7 @@ class EventStore:
             )
 
     async def ttl_seconds(self) -> int | None:
-        async with translate_errors("error_events.ttl"):
+        async with translate_errors("error_events.ttl", self._breaker):
             for spec in (await self._col.index_information()).values():
                 if spec["key"] == [("timestamp", 1)]:
                     return spec.get("expireAfterSeconds")
@@ -162,7 +164,7 @@ class EventStore:
     async def insert(
         self, event: ErrorEventRecord, idem_key: str | None = None, idem_hash: str | None = None
     ) -> None:
-        async with translate_errors("error_events.insert"):
+        async with translate_errors("error_events.insert", self._breaker):
             try:
                 await self._col.insert_one(_to_doc(event, idem_key, idem_hash))
             except DuplicateKeyError as exc:
@@ -172,16 +174,16 @@ class EventStore:
 
     async def find_by_idempotency_key(self, idem_key: str) -> tuple[ErrorEventRecord, str, bool] | None:
         """(event, payload hash, whether it started its group) of the first request with this key."""
-        async with translate_errors("error_events.find_idem"):
+        async with translate_errors("error_events.find_idem", self._breaker):
             doc = await self._col.find_one({"idem_key": idem_key})
         return (_from_doc(doc), doc["idem_hash"], bool(doc.get("started_group"))) if doc else None
 
     async def mark_started_group(self, event_id: str) -> None:
-        async with translate_errors("error_events.mark_group"):
+        async with translate_errors("error_events.mark_group", self._breaker):
             await self._col.update_one({"event_id": event_id}, {"$set": {"started_group": True}})
 
     async def get(self, org_id: str, event_id: str) -> ErrorEventRecord | None:
-        async with translate_errors("error_events.get"):
+        async with translate_errors("error_events.get", self._breaker):
             doc = await self._col.find_one({"event_id": event_id, "org_id": org_id})
         return _from_doc(doc) if doc else None
 
@@ -200,7 +202,7 @@ class EventStore:
             {"$sort": {"event_id": DESCENDING if descending else ASCENDING}},
             {"$limit": query.first + 1},  # one more than asked tells whether a next page exists
         ]
-        async with translate_errors("error_events.page"):
+        async with translate_errors("error_events.page", self._breaker):
             docs = await (await self._col.aggregate(pipeline)).to_list()
         events = [_from_doc(doc) for doc in docs[: query.first]]
         return EventPage(events=events, has_next_page=len(docs) > query.first)
@@ -208,7 +210,7 @@ class EventStore:
     async def count(self, org_id: str, flt: EventFilter) -> int:
         # $match + $count rather than count_documents: same plan on MongoDB, far cheaper on nx-27017.
         pipeline = [{"$match": _match(org_id, flt)}, {"$count": "n"}]
-        async with translate_errors("error_events.count"):
+        async with translate_errors("error_events.count", self._breaker):
             result = await (await self._col.aggregate(pipeline)).to_list()
         return result[0]["n"] if result else 0
 
@@ -230,7 +232,7 @@ class EventStore:
             {"$match": {"org_id": org_id, "event_id": {"$gte": _id_floor(start), "$lt": _id_floor(end)}}},
             {"$group": {"_id": key, "n": {"$sum": 1}}},
         ]
-        async with translate_errors("error_events.stats"):
+        async with translate_errors("error_events.stats", self._breaker):
             rows = await (await self._col.aggregate(pipeline)).to_list()
         result = []
         for row in rows:

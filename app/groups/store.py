@@ -18,6 +18,7 @@ from pymongo.errors import DuplicateKeyError
 
 from app.events.model import ErrorEventRecord, Severity, SortOrder
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
+from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
 SORT_FIELD = {
@@ -73,13 +74,14 @@ def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
 
 
 class GroupStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+        self._breaker = breaker
         self._col = db["error_groups"]
 
     async def ensure_indexes(self) -> None:
         # errorGroups(orderBy): equality on org_id, then the sort field, then the fingerprint as the
         # unique tie-break of keyset pagination, one index per order (both directions use it).
-        async with translate_errors("error_groups.indexes"):
+        async with translate_errors("error_groups.indexes", self._breaker):
             for order, field in SORT_FIELD.items():
                 await self._col.create_index(
                     [("org_id", ASCENDING), (field, DESCENDING), ("fingerprint", DESCENDING)],
@@ -102,7 +104,7 @@ class GroupStore:
             "$max": {"last_seen_ms": ms, "severity_rank": event.severity.rank, "latest_event_id": event.id},
         }
         key = {"_id": f"{event.org_id}\x1f{event.fingerprint}"}
-        async with translate_errors("error_groups.record"):
+        async with translate_errors("error_groups.record", self._breaker):
             try:
                 result = await self._col.update_one(key, update, upsert=True)
             except DuplicateKeyError:
@@ -111,7 +113,7 @@ class GroupStore:
         return result.upserted_id is not None
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
-        async with translate_errors("error_groups.get"):
+        async with translate_errors("error_groups.get", self._breaker):
             doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"})
         return _from_doc(doc) if doc else None
 
@@ -129,12 +131,12 @@ class GroupStore:
             {"$sort": {field: direction, "fingerprint": direction}},
             {"$limit": query.first + 1},
         ]
-        async with translate_errors("error_groups.page"):
+        async with translate_errors("error_groups.page", self._breaker):
             docs = await (await self._col.aggregate(pipeline)).to_list()
         return GroupPage([_from_doc(d) for d in docs[: query.first]], has_next_page=len(docs) > query.first)
 
     async def count(self, org_id: str, flt: GroupFilter) -> int:
-        async with translate_errors("error_groups.count"):
+        async with translate_errors("error_groups.count", self._breaker):
             result = await (
                 await self._col.aggregate([{"$match": _match(org_id, flt)}, {"$count": "n"}])
             ).to_list()

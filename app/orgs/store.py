@@ -8,6 +8,7 @@ from datetime import datetime
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
 
@@ -23,12 +24,13 @@ def _from_doc(doc: dict) -> Organization:
 
 
 class OrgStore:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+        self._breaker = breaker
         self._col = db["organizations"]
 
     async def insert(self, org: Organization) -> bool:
         """False when the slug is taken."""
-        async with translate_errors("orgs.insert"):
+        async with translate_errors("orgs.insert", self._breaker):
             try:
                 await self._col.insert_one({"_id": org.id, "name": org.name, "created_at": org.created_at})
             except DuplicateKeyError:
@@ -36,11 +38,11 @@ class OrgStore:
         return True
 
     async def get(self, org_id: str) -> Organization | None:
-        async with translate_errors("orgs.get"):
+        async with translate_errors("orgs.get", self._breaker):
             doc = await self._col.find_one({"_id": org_id})
         return _from_doc(doc) if doc else None
 
     async def list(self) -> list[Organization]:
-        async with translate_errors("orgs.list"):
+        async with translate_errors("orgs.list", self._breaker):
             docs = await self._col.find({}).sort("_id", 1).to_list()
         return [_from_doc(doc) for doc in docs]

@@ -20,6 +20,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from app.errors import AppError, FieldProblem, InvalidRequest
 from app.metrics import database_probe_seconds, database_up
 from app.pubsub import PubSub
+from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import ping, translate_errors
 
 log = logging.getLogger("app.status")
@@ -66,8 +67,11 @@ def _now() -> datetime:
 
 
 class StatusService:
-    def __init__(self, db: AsyncDatabase, pubsub: PubSub, probe_interval: float) -> None:
+    def __init__(
+        self, db: AsyncDatabase, pubsub: PubSub, probe_interval: float, breaker: CircuitBreaker | None = None
+    ) -> None:
         self._db = db
+        self._breaker = breaker
         self._overrides_col = db["status_overrides"]
         self._pubsub = pubsub
         self._interval = probe_interval
@@ -109,6 +113,8 @@ class StatusService:
             elapsed = time.perf_counter() - started
             database_probe_seconds.set(elapsed)
             database_up.set(1)
+            if self._breaker is not None:
+                self._breaker.succeeded()  # the database is back: stop failing fast
             if elapsed > SLOW_PING_SECONDS:
                 storage = (ServiceState.DEGRADED_PERFORMANCE, f"Database ping took {elapsed * 1000:.0f} ms")
             else:
@@ -142,7 +148,7 @@ class StatusService:
             )
         if description is not None and len(description) > 512:
             raise InvalidRequest(details=[FieldProblem("description", "At most 512 characters")])
-        async with translate_errors("status_overrides.write"):
+        async with translate_errors("status_overrides.write", self._breaker):
             if state is ServiceState.OPERATIONAL:
                 await self._overrides_col.delete_one({"_id": service})
             else:

@@ -55,7 +55,7 @@ class EmbeddedMongo:
         else:
             run_dir = self._run_dir
             run_dir.mkdir(parents=True, exist_ok=True)
-        self.port = _free_port()
+        self.port = self.port or _free_port()  # a restart keeps its port, so clients reconnect
         command = [
             *_executable(),
             "--db",

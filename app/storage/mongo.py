@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import NoReturn
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -17,6 +18,7 @@ from pymongo.errors import (
 )
 
 from app.errors import InternalError, ServiceUnavailable
+from app.storage.breaker import CircuitBreaker
 
 log = logging.getLogger("app.storage")
 
@@ -34,18 +36,39 @@ def create_client(uri: str, timeout_ms: int) -> AsyncMongoClient:
 
 
 @asynccontextmanager
-async def translate_errors(operation: str) -> AsyncIterator[None]:
-    """Driver failures become SERVICE_UNAVAILABLE (unreachable, timed out) or INTERNAL_ERROR."""
+async def translate_errors(operation: str, breaker: CircuitBreaker | None = None) -> AsyncIterator[None]:
+    """Driver failures become SERVICE_UNAVAILABLE (unreachable, timed out) or INTERNAL_ERROR; the
+    breaker, when given, is consulted before the call and told how it went."""
+    if breaker is not None:
+        breaker.before_call()
     try:
         yield
     except (ConnectionFailure, ServerSelectionTimeoutError, ExecutionTimeout) as exc:
-        log.warning("database unavailable during %s: %s", operation, exc)
-        raise ServiceUnavailable() from exc
+        _unavailable(operation, exc, breaker)
     except PyMongoError as exc:
         if exc.timeout:
-            log.warning("database timed out during %s: %s", operation, exc)
-            raise ServiceUnavailable() from exc
+            _unavailable(operation, exc, breaker)
+        if breaker is not None:
+            breaker.succeeded()  # the database answered, with an error of its own
         raise InternalError() from exc
+    except Exception:
+        if breaker is not None:
+            breaker.succeeded()  # e.g. a DuplicateKeyError handled by the store: the database answered
+        raise
+    except BaseException:  # cancelled: no verdict on the database
+        if breaker is not None:
+            breaker.released()
+        raise
+    else:
+        if breaker is not None:
+            breaker.succeeded()
+
+
+def _unavailable(operation: str, exc: PyMongoError, breaker: CircuitBreaker | None) -> NoReturn:
+    log.warning("database unavailable during %s: %s", operation, exc)
+    if breaker is not None:
+        breaker.failed()
+    raise ServiceUnavailable(retry_after=max(1, round(breaker.cooldown)) if breaker else 5) from exc
 
 
 async def ping(db: AsyncDatabase) -> None:
