@@ -168,18 +168,22 @@ class LogErrorPayload:
     )
 
 
+def page_info(cursors: list[str], has_next_page: bool, has_previous_page: bool) -> PageInfo:
+    return PageInfo(
+        has_next_page=has_next_page,
+        has_previous_page=has_previous_page,
+        start_cursor=cursors[0] if cursors else None,
+        end_cursor=cursors[-1] if cursors else None,
+    )
+
+
 def _connection(records: list[ErrorEventRecord], has_next: bool, query: EventQuery) -> ErrorEventConnection:
     nodes = [ErrorEvent.from_record(r) for r in records]
     edges = [ErrorEventEdge(cursor=cursor.encode(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
     return ErrorEventConnection(
         edges=edges,
         nodes=nodes,
-        page_info=PageInfo(
-            has_next_page=has_next,
-            has_previous_page=query.after is not None,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
-        ),
+        page_info=page_info([e.cursor for e in edges], has_next, query.after is not None),
         _query=query,
     )
 

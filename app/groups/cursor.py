@@ -3,27 +3,20 @@ last group seen. A cursor from another ordering is refused rather than silently 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 
+from app import opaque
 from app.groups.model import GroupOrderField
 
 _RE = re.compile(r"^g1:([A-Z_]+):(-?\d{1,19}):([A-Za-z0-9._:/@-]{1,128})$")
 
 
 def encode(order: GroupOrderField, value: int, fingerprint: str) -> str:
-    raw = f"g1:{order.value}:{value}:{fingerprint}"
-    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+    return opaque.encode(f"g1:{order.value}:{value}:{fingerprint}")
 
 
 def decode(cursor: str, order: GroupOrderField) -> tuple[int, str]:
-    if not 0 < len(cursor) <= 256:
-        raise ValueError("Malformed cursor")
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValueError("Malformed cursor") from None
+    raw = opaque.decode(cursor)
     match = _RE.match(raw)
     if not match:
         raise ValueError("Malformed cursor")

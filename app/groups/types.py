@@ -7,7 +7,7 @@ from strawberry.types.unset import UNSET
 
 from app.context import RequestContext
 from app.events.model import SortOrder as SortOrderEnum
-from app.events.types import PageInfo, Severity, SortOrder
+from app.events.types import PageInfo, Severity, SortOrder, page_info
 from app.gql_args import as_raw, given
 from app.groups import cursor
 from app.groups.model import ErrorGroupRecord, GroupQuery
@@ -122,12 +122,7 @@ class GroupQueries:
         return ErrorGroupConnection(
             edges=edges,
             nodes=nodes,
-            page_info=PageInfo(
-                has_next_page=page.has_next_page,
-                has_previous_page=query.after is not None,
-                start_cursor=edges[0].cursor if edges else None,
-                end_cursor=edges[-1].cursor if edges else None,
-            ),
+            page_info=page_info([e.cursor for e in edges], page.has_next_page, query.after is not None),
             _query=query,
         )
 

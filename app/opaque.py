@@ -1,0 +1,20 @@
+"""Opaque tokens (page cursors): URL-safe base64 of a short text, unpadded."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+
+def encode(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+def decode(token: str, max_length: int = 256) -> str:
+    """The text inside `token`; ValueError("Malformed cursor") for anything that is not one."""
+    if not 0 < len(token) <= max_length:
+        raise ValueError("Malformed cursor")
+    try:
+        return base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError("Malformed cursor") from None
