@@ -10,6 +10,7 @@ from app.errors import InvalidApiKey
 if TYPE_CHECKING:
     from app.auth.principal import Principal
     from app.auth.service import AuthService
+    from app.events.feed import EventFeed
     from app.events.service import EventService
     from app.groups.service import GroupService
     from app.orgs.service import OrgService
@@ -30,6 +31,7 @@ class Services:
     stats: StatsService
     status: StatusService
     pubsub: PubSub
+    feed: EventFeed
     rate_limiter: RateLimiter
 
 

@@ -23,6 +23,7 @@ from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.context import Services
 from app.demo import ensure_demo
+from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
 from app.graphql_view import GraphQLView
@@ -83,7 +84,8 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
-        events = EventService(event_store, group_store, orgs, pubsub)
+        feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds)
+        events = EventService(event_store, group_store, orgs, feed)
         services = Services(
             auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
             orgs=orgs,
@@ -92,12 +94,14 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             stats=StatsService(event_store, events),
             status=StatusService(db, pubsub, settings.status_probe_interval_seconds, breaker),
             pubsub=pubsub,
+            feed=feed,
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
             ),
         )
         demo_key = None
         if serving:
+            await feed.start()
             await services.status.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
@@ -110,6 +114,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
 
 
 async def close_runtime(runtime: Runtime) -> None:
+    await runtime.services.feed.stop()
     await runtime.services.status.stop()
     await runtime.client.close()
     if runtime.embedded is not None:
@@ -149,7 +154,8 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             await close_runtime(runtime)
 
     async def health(request: Request) -> Response:
-        snapshot = request.app.state.runtime.services.status.snapshot()
+        services = request.app.state.runtime.services
+        snapshot = services.status.snapshot()
         storage = next(c for c in snapshot.services if c.name == "storage")
         database = storage.status is not ServiceState.MAJOR_OUTAGE
         state = {ServiceState.OPERATIONAL: "healthy", ServiceState.UNDER_MAINTENANCE: "degraded"}.get(
@@ -157,7 +163,7 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         )
         body = {
             "status": state,
-            "checks": {"database": database, "messageQueue": True, "websocket": True},
+            "checks": {"database": database, "messageQueue": services.feed.running, "websocket": True},
             "timestamp": format_datetime(datetime.now(UTC)),
         }
         return json_response(body, 200 if database else 503)

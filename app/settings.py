@@ -57,6 +57,12 @@ class Settings(BaseSettings):
         "the longest a revocation or a new expiry takes to apply.",
     )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    feed_poll_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=60,
+        description="How often the live feed looks for events logged by other instances.",
+    )
     breaker_threshold: int = Field(
         default=3, ge=1, description="Consecutive database failures that open the breaker."
     )

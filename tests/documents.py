@@ -1,6 +1,6 @@
 """GraphQL documents shared by the tests, as constants."""
 
-EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
+EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint position"
 
 LOG_ERROR = f"""
 mutation Log($orgId: ID!, $error: LogErrorInput!, $key: String) {{

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import GraphQLClient, LiveServer, Org, make_org
+from tests.conftest import GraphQLClient, LiveServer, Org, _free_port, make_org
 from tests.documents import SET_SERVICE_STATUS
 from tests.helpers import log_error
 
@@ -129,7 +134,7 @@ async def test_legacy_graphql_ws_protocol(server: LiveServer, gql: GraphQLClient
 
 
 async def wait_for_subscribers(server: LiveServer, at_least: int) -> None:
-    from app.events.service import EVENTS_TOPIC
+    from app.events.feed import EVENTS_TOPIC
 
     async def registered() -> None:
         # The server's registry lives on the server thread's loop: nothing there can be awaited from the
@@ -138,3 +143,79 @@ async def wait_for_subscribers(server: LiveServer, at_least: int) -> None:
             await asyncio.sleep(0.005)
 
     await asyncio.wait_for(registered(), TIMEOUT)
+
+
+RESUMABLE = (
+    "subscription($o: ID!, $after: String) { errorLogged(orgId: $o, after: $after) { id message position } }"
+)
+
+
+async def test_resume_after_a_reconnect_without_gap_or_duplicate(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    async with session(server, {"apiKey": org.key}) as ws:
+        await subscribe(ws, "live", RESUMABLE, {"o": org.id})
+        await wait_for_subscribers(server, 1)
+        first = await log_error(gql, org.id, org.key, message="seen live")
+        seen = (await receive(ws))["payload"]["data"]["errorLogged"]
+        assert seen["id"] == first["id"] and seen["position"]
+    # Disconnected: these are missed.
+    missed = [await log_error(gql, org.id, org.key, message=f"missed {i}") for i in range(3)]
+    async with session(server, {"apiKey": org.key}) as ws:
+        await subscribe(ws, "resume", RESUMABLE, {"o": org.id, "after": seen["position"]})
+        replayed = [(await receive(ws))["payload"]["data"]["errorLogged"]["id"] for _ in missed]
+        assert replayed == [e["id"] for e in missed]
+        live = await log_error(gql, org.id, org.key, message="after the seam")
+        assert (await receive(ws))["payload"]["data"]["errorLogged"]["id"] == live["id"]
+
+
+async def test_a_malformed_position_is_refused(server: LiveServer, org: Org) -> None:
+    async with session(server, {"apiKey": org.key}) as ws:
+        await subscribe(ws, "bad", RESUMABLE, {"o": org.id, "after": "nonsense"})
+        message = await receive(ws)
+        assert message["type"] == "error"
+        assert message["payload"][0]["extensions"]["code"] == "INVALID_REQUEST"
+
+
+@pytest.fixture
+def second_process(server: LiveServer) -> Iterator[LiveServer]:
+    """Another server process (`python -m app serve`) on the same database."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MONGODB_URI": server.settings.mongodb_uri or "",
+        "MONGODB_DB": server.settings.mongodb_db,
+        "PORT": str(port),
+        "DEMO_DATA": "false",
+        "RETENTION_DAYS": str(server.settings.retention_days),
+        "LOG_LEVEL": "WARNING",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield LiveServer(url, f"ws://127.0.0.1:{port}/graphql", None, None, server.settings)  # type: ignore[arg-type]
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
+async def test_a_second_server_process_on_the_same_database_delivers_too(
+    second_process: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    anchor = await log_error(gql, org.id, org.key, message="anchor")
+    missed = await log_error(gql, org.id, org.key, message="missed")
+    async with session(second_process, {"apiKey": org.key}) as ws:
+        await subscribe(ws, "x", RESUMABLE, {"o": org.id, "after": anchor["position"]})
+        # The replay arrives once the subscription is listening (it listens before it reads).
+        assert (await receive(ws))["payload"]["data"]["errorLogged"]["id"] == missed["id"]
+        event = await log_error(gql, org.id, org.key, message="through the first instance")
+        assert (await receive(ws))["payload"]["data"]["errorLogged"]["id"] == event["id"]

@@ -26,3 +26,18 @@ def decode(cursor: str) -> str:
     if not raw.startswith(_VERSION) or not _ID_RE.match(event_id):
         raise ValueError("Malformed cursor")
     return event_id
+
+
+_POSITION_RE = re.compile(r"^p1:(\d{1,18})$")
+
+
+def encode_position(seq: int) -> str:
+    """A live-feed position: subscribe with `after` set to it to resume without gap or duplicate."""
+    return opaque.encode(f"p1:{seq}")
+
+
+def decode_position(position: str) -> int:
+    match = _POSITION_RE.match(opaque.decode(position, max_length=64))
+    if not match:
+        raise ValueError("Malformed position")
+    return int(match.group(1))

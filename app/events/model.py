@@ -42,6 +42,7 @@ class ErrorEventRecord:
     source: str | None
     context: dict[str, Any] | None
     fingerprint: str
+    seq: int | None = None  # insertion order across all instances: the live feed's position
 
 
 @dataclass(frozen=True, slots=True)

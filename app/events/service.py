@@ -10,15 +10,13 @@ import orjson
 
 from app.auth.principal import Principal
 from app.errors import Conflict
+from app.events.feed import EventFeed
 from app.events.fingerprint import fingerprint
 from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
 from app.groups.store import GroupStore
 from app.metrics import events_logged
 from app.orgs.service import OrgService
-from app.pubsub import PubSub
-
-EVENTS_TOPIC = "error-events"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +41,11 @@ def payload_hash(event: NewEvent) -> str:
 
 
 class EventService:
-    def __init__(self, store: EventStore, groups: GroupStore, orgs: OrgService, pubsub: PubSub) -> None:
+    def __init__(self, store: EventStore, groups: GroupStore, orgs: OrgService, feed: EventFeed) -> None:
         self._store = store
         self._groups = groups
         self._orgs = orgs
-        self._pubsub = pubsub
+        self._feed = feed
 
     async def authorize(self, principal: Principal, org_id: str) -> None:
         """NOT_FOUND unless the organization exists and the credential may use it."""
@@ -72,6 +70,7 @@ class EventService:
             source=new.source,
             context=new.context,
             fingerprint=new.fingerprint or fingerprint(new.message, new.code, new.source),
+            seq=await self._store.next_seq(),
         )
         if idempotency_key is None:
             await self._store.insert(event)
@@ -88,7 +87,7 @@ class EventService:
         if new_group:
             await self._store.mark_started_group(event.id)
         events_logged.labels(event.severity.value).inc()
-        self._pubsub.publish(EVENTS_TOPIC, event)
+        self._feed.publish_local(event)
         return LoggedEvent(event=event, replayed=False, new_group=new_group)
 
     async def _replay(self, idem_key: str, digest: str) -> LoggedEvent:
@@ -117,3 +116,10 @@ class EventService:
         if len(event_id) > 64:
             return None
         return await self._store.get(org_id, event_id)
+
+    async def missed(
+        self, principal: Principal, org_id: str, after_seq: int, limit: int
+    ) -> list[ErrorEventRecord]:
+        """An organization's events logged after a feed position, oldest first (subscription replay)."""
+        await self.authorize(principal, org_id)
+        return await self._store.after_seq(after_seq, limit, org_id)

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from ulid import ULID
@@ -62,6 +62,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         "ts_ms": int(event.timestamp.timestamp() * 1000),
         "received_at": event.received_at,
         "fingerprint": event.fingerprint,
+        "seq": event.seq,
     }
     for name in ("code", "source"):
         if getattr(event, name) is not None:
@@ -87,6 +88,7 @@ def _from_doc(doc: dict[str, Any]) -> ErrorEventRecord:
         source=doc.get("source"),
         context=orjson.loads(context) if context is not None else None,
         fingerprint=doc["fingerprint"],
+        seq=doc.get("seq"),
     )
 
 
@@ -114,6 +116,7 @@ class EventStore:
     def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_events"]
+        self._counters = db["counters"]
 
     async def ensure_indexes(self, retention_days: float) -> None:
         """Idempotent; each index is named after the query it serves."""
@@ -131,6 +134,10 @@ class EventStore:
                 [("org_id", ASCENDING), ("fingerprint", ASCENDING), ("event_id", DESCENDING)],
                 name="org_fingerprint_timeline",
             )
+            # The live feed and subscription replay read by insertion order, across organizations and
+            # within one.
+            await self._col.create_index([("seq", ASCENDING)], name="feed")
+            await self._col.create_index([("org_id", ASCENDING), ("seq", ASCENDING)], name="org_feed")
             # Idempotent logError: the unique index, not a read-then-write, makes retries safe under
             # concurrency. Sparse: events logged without a key do not collide on a missing value.
             await self._col.create_index(
@@ -242,3 +249,29 @@ class EventStore:
                 bucket_text, _, value = str(row["_id"]).partition("|")
                 result.append((int(float(bucket_text)), value or None, int(row["n"])))
         return result
+
+    async def next_seq(self) -> int:
+        """The next insertion position, unique across every server instance (an atomic counter)."""
+        async with translate_errors("counters.next", self._breaker):
+            doc = await self._counters.find_one_and_update(
+                {"_id": "error_events"},
+                {"$inc": {"seq": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+        return int(doc["seq"])
+
+    async def last_seq(self) -> int:
+        async with translate_errors("counters.last", self._breaker):
+            doc = await self._counters.find_one({"_id": "error_events"})
+        return int(doc["seq"]) if doc else 0
+
+    async def after_seq(self, seq: int, limit: int, org_id: str | None = None) -> list[ErrorEventRecord]:
+        """Events inserted after position `seq`, oldest first."""
+        match: dict[str, Any] = {"seq": {"$gt": seq}}
+        if org_id is not None:
+            match["org_id"] = org_id
+        pipeline = [{"$match": match}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        async with translate_errors("error_events.after_seq", self._breaker):
+            docs = await (await self._col.aggregate(pipeline)).to_list()
+        return [_from_doc(d) for d in docs]

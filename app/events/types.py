@@ -8,17 +8,20 @@ from typing import Any
 import strawberry
 from strawberry.types.unset import UNSET
 
+from app.auth.principal import Principal
 from app.context import RequestContext
+from app.errors import FieldProblem, InvalidRequest
 from app.events import cursor
+from app.events.feed import EVENTS_TOPIC
 from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord, EventQuery
 from app.events.model import Severity as SeverityEnum
 from app.events.model import SortOrder as SortOrderEnum
-from app.events.service import EVENTS_TOPIC
 from app.gql_args import as_raw, given
 from app.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
+REPLAY_LIMIT = 1000
 
 Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
 SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
@@ -50,9 +53,15 @@ class ErrorEvent:
         "e-mail addresses and quoted values normalized away (and source)."
     )
 
+    position: str | None = strawberry.field(
+        description="Where this event is in the live feed: pass it as errorLogged(after:) to resume a "
+        "subscription without gap or duplicate."
+    )
+
     @classmethod
     def from_record(cls, r: ErrorEventRecord) -> ErrorEvent:
         return cls(
+            position=cursor.encode_position(r.seq) if r.seq is not None else None,
             id=strawberry.ID(r.id),
             org_id=strawberry.ID(r.org_id),
             message=r.message,
@@ -254,12 +263,17 @@ class EventMutations:
 
 @strawberry.type
 class EventSubscriptions:
-    @strawberry.subscription(description="Live feed of newly logged error events of one organization.")
+    @strawberry.subscription(
+        description="Live feed of newly logged error events of one organization. With `after` (an event's "
+        f"position), first replays up to {REPLAY_LIMIT} events logged since then, oldest first, then "
+        "streams live: no gap, no duplicate."
+    )
     async def error_logged(
         self,
         info: Info,
         org_id: strawberry.ID,
         min_severity: Severity | None = UNSET,  # type: ignore[valid-type]
+        after: str | None = UNSET,
     ) -> AsyncIterator[ErrorEvent]:
         # A plain coroutine returning the stream: its checks run when the subscription is created, so a
         # refusal is the operation's `error` message, not an error inside a `next` payload.
@@ -269,15 +283,41 @@ class EventSubscriptions:
         if given(min_severity):
             raw["filter"] = {"minSeverity": min_severity}
         query = validate_org_errors(raw)
+        resume_from = None
+        if given(after):
+            try:
+                resume_from = cursor.decode_position(after)
+            except ValueError as exc:
+                raise InvalidRequest(details=[FieldProblem("after", str(exc))]) from None
         await ctx.services.events.authorize(principal, query.org_id)
-        return _feed(ctx, query.org_id, query.filter.severities)
+        return _feed(ctx, principal, query.org_id, query.filter.severities, resume_from)
 
 
 async def _feed(
-    ctx: RequestContext, org_id: str, wanted: frozenset[SeverityEnum] | None
+    ctx: RequestContext,
+    principal: Principal,
+    org_id: str,
+    wanted: frozenset[SeverityEnum] | None,
+    resume_from: int | None,
 ) -> AsyncGenerator[ErrorEvent, None]:
+    def matches(record: ErrorEventRecord) -> bool:
+        return record.org_id == org_id and (wanted is None or record.severity in wanted)
+
+    # Listen before reading what was missed, so nothing logged meanwhile falls between the two;
+    # what arrives both ways is sent once.
     async with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as queue:
+        replayed: set[int] = set()
+        if resume_from is not None:
+            for record in await ctx.services.events.missed(principal, org_id, resume_from, REPLAY_LIMIT):
+                replayed.add(record.seq or 0)
+                if matches(record):
+                    yield ErrorEvent.from_record(record)
         while True:
-            record: ErrorEventRecord = await queue.get()
-            if record.org_id == org_id and (wanted is None or record.severity in wanted):
+            record = await queue.get()
+            if record.seq in replayed:
+                replayed.discard(record.seq)
+                continue
+            if resume_from is not None and record.seq is not None and record.seq <= resume_from:
+                continue
+            if matches(record):
                 yield ErrorEvent.from_record(record)

@@ -1,0 +1,92 @@
+"""The live feed of logged events: one watcher per process fans out to all its subscribers.
+
+Events logged by this process are published at once. Events logged by other instances sharing the
+database are found by polling `seq` (an atomic counter) every FEED_POLL_SECONDS: one query per process,
+never one per subscriber. Positions are allocated before the insert, so position 7 can become visible
+before 6; a missing position is waited for up to `grace` seconds (an insert in flight) and then given up
+(an insert that failed). Each position is published once per process.
+
+MongoDB change streams would push instead of poll, but need a replica set (a standalone mongod has none)
+and nx-27017's watcher costs half a core while idle; polling works on every deployment the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+
+from app.errors import AppError
+from app.events.model import ErrorEventRecord
+from app.events.store import EventStore
+from app.pubsub import PubSub
+
+log = logging.getLogger("app.feed")
+EVENTS_TOPIC = "error-events"
+BATCH = 1000
+
+
+class EventFeed:
+    def __init__(self, store: EventStore, pubsub: PubSub, interval: float, grace: float = 5.0) -> None:
+        self._store = store
+        self._pubsub = pubsub
+        self._interval = interval
+        self._grace = grace
+        self._next = 1  # the lowest position not yet accounted for
+        self._published: set[int] = set()  # positions >= _next already published
+        self._holes: dict[int, float] = {}  # missing position -> when it was first noticed
+        self._task: asyncio.Task[None] | None = None
+        self.running = False
+
+    async def start(self) -> None:
+        self._next = await self._store.last_seq() + 1
+        self._task = asyncio.create_task(self._poll_forever(), name="event-feed")
+        self.running = True
+
+    async def stop(self) -> None:
+        self.running = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def publish_local(self, event: ErrorEventRecord) -> None:
+        """An event this process just stored: subscribers get it now, the poll will skip it."""
+        if event.seq is None or event.seq < self._next or event.seq in self._published:
+            return
+        self._published.add(event.seq)
+        self._pubsub.publish(EVENTS_TOPIC, event)
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.poll()
+            except AppError as exc:  # database away: keep the position, try again next round
+                log.debug("event feed poll failed: %s", exc.message)
+            except Exception:
+                log.exception("event feed poll failed")
+
+    async def poll(self) -> None:
+        for event in await self._store.after_seq(self._next - 1, BATCH):
+            assert event.seq is not None
+            if event.seq not in self._published:
+                self._published.add(event.seq)
+                self._pubsub.publish(EVENTS_TOPIC, event)
+        self._advance()
+
+    def _advance(self) -> None:
+        now = time.monotonic()
+        while self._published:
+            if self._next in self._published:
+                self._published.discard(self._next)
+                self._holes.pop(self._next, None)
+                self._next += 1
+                continue
+            noticed = self._holes.setdefault(self._next, now)
+            if now - noticed < self._grace:
+                break
+            self._holes.pop(self._next)  # that insert never completed
+            self._next += 1
