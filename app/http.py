@@ -17,6 +17,7 @@ from app.errors import FieldProblem, InvalidRequest
 from app.log_config import request_id_var
 
 log = logging.getLogger("app.request")
+_UNCOUNTED_PATHS = frozenset({"/metrics", "/health", "/livez"})  # not API traffic for the error rate
 _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
@@ -72,6 +73,9 @@ class RequestIdMiddleware:
     def _log(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
         ctx = scope["state"].get("ctx")
         outcome = scope["state"].get("outcome") or getattr(ctx, "outcome", None) or "OK"
+        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
+        if runtime is not None and scope["path"] not in _UNCOUNTED_PATHS:
+            runtime.services.status.error_rate.record(outcome)
         if scope["path"] != "/metrics":
             op_type = getattr(ctx, "operation_type", None) or "none"
             metrics.requests_total.labels(

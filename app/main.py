@@ -38,7 +38,9 @@ from app.scalars import format_datetime
 from app.schema import build_schema
 from app.settings import Settings
 from app.stats.service import StatsService
-from app.status.service import ServiceState, StatusService
+from app.status.model import ServiceState
+from app.status.service import StatusService, StatusSettings
+from app.status.store import StatusStore
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -92,7 +94,18 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             events=events,
             groups=GroupService(group_store, events),
             stats=StatsService(event_store, events),
-            status=StatusService(db, pubsub, settings.status_probe_interval_seconds, breaker),
+            status=StatusService(
+                db,
+                StatusStore(db, breaker),
+                pubsub,
+                StatusSettings(
+                    probe_interval=settings.status_probe_interval_seconds,
+                    damping_probes=settings.status_damping_probes,
+                    slow_ping_seconds=settings.status_slow_ping_seconds,
+                    error_rate_threshold=settings.status_error_rate_threshold,
+                ),
+                breaker,
+            ),
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(

@@ -57,6 +57,13 @@ class Settings(BaseSettings):
         "the longest a revocation or a new expiry takes to apply.",
     )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
+    status_damping_probes: int = Field(
+        default=2, ge=1, le=100, description="Probes in a row that must agree before a probed state changes."
+    )
+    status_slow_ping_seconds: float = Field(default=1.0, gt=0, description="Ping slower than this: degraded.")
+    status_error_rate_threshold: float = Field(
+        default=0.05, ge=0, le=1, description="Share of failed requests over a minute that degrades `api`."
+    )
     feed_poll_seconds: float = Field(
         default=0.25,
         gt=0,

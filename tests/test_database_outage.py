@@ -29,6 +29,7 @@ def outage_server(tmp_path: Path) -> Iterator[tuple[LiveServer, EmbeddedMongo]]:
         breaker_threshold=2,
         breaker_cooldown_seconds=1,
         status_probe_interval_seconds=3600,
+        status_damping_probes=1,
         retention_days=3650,
         _env_file=None,  # type: ignore[call-arg]
     )

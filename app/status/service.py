@@ -1,8 +1,17 @@
-"""Service status: what each component's state is and why, kept in memory and refreshed by probes.
+"""Service status: each component's state and why, kept in memory, refreshed by a periodic probe.
 
-Reads never touch the database: a background probe pings it every STATUS_PROBE_INTERVAL_SECONDS and
-`snapshot()` answers from memory. Operator overrides (setServiceStatus) win over probes until cleared
-by setting OPERATIONAL again, and are stored so that they survive a restart.
+- storage: a database ping (unreachable: MAJOR_OUTAGE; slower than STATUS_SLOW_PING_SECONDS:
+  DEGRADED_PERFORMANCE). authentication: the credential store is that database (unreachable:
+  PARTIAL_OUTAGE, since recently verified keys still work from the cache). api: this server's share of
+  INTERNAL_ERROR / SERVICE_UNAVAILABLE answers over the last minute (above STATUS_ERROR_RATE_THRESHOLD:
+  DEGRADED_PERFORMANCE).
+- Probe and error-rate states are damped: a new state must be seen STATUS_DAMPING_PROBES times in a row.
+- An operator's override (setServiceStatus) wins until set back to OPERATIONAL or until its `until`.
+  Overrides are stored; every instance reloads them at each probe.
+- Every change of a component's state is recorded as a transition (component, from, to, cause, observed
+  figure, time, instance) under a position that orders transitions across instances. A transition that
+  cannot be stored while the database is away is kept and stored when it returns.
+Reads (`snapshot`) never touch the database.
 """
 
 from __future__ import annotations
@@ -10,84 +19,76 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
-from enum import Enum
+from datetime import datetime
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from app.errors import AppError, FieldProblem, InvalidRequest
 from app.metrics import database_probe_seconds, database_up
 from app.pubsub import PubSub
+from app.status.error_rate import ErrorRate
+from app.status.model import (
+    COMPONENTS,
+    Component,
+    Override,
+    ServiceState,
+    StatusCause,
+    StatusSnapshot,
+    Transition,
+    now_ms,
+    roll_up,
+)
+from app.status.store import StatusStore
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import ping, translate_errors
+from app.storage.mongo import ping
 
 log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
-COMPONENTS = ("api", "storage", "authentication")
-SLOW_PING_SECONDS = 1.0
-
-
-class ServiceState(str, Enum):
-    OPERATIONAL = "OPERATIONAL"
-    UNDER_MAINTENANCE = "UNDER_MAINTENANCE"
-    DEGRADED_PERFORMANCE = "DEGRADED_PERFORMANCE"
-    PARTIAL_OUTAGE = "PARTIAL_OUTAGE"
-    MAJOR_OUTAGE = "MAJOR_OUTAGE"
-
-    @property
-    def rank(self) -> int:
-        return list(ServiceState).index(self)
-
-    @property
-    def label(self) -> str:
-        """The seed's human wording: "Operational", "Degraded Performance", ..."""
-        return self.value.replace("_", " ").title()
+INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+_Candidate = tuple[ServiceState, str | None, float | None, StatusCause]
 
 
 @dataclass(frozen=True, slots=True)
-class Component:
-    name: str
-    status: ServiceState
-    description: str | None
-    updated_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class StatusSnapshot:
-    status: ServiceState
-    services: tuple[Component, ...]
-    timestamp: datetime
-
-
-def _now() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+class StatusSettings:
+    probe_interval: float = 5.0
+    damping_probes: int = 2
+    slow_ping_seconds: float = 1.0
+    error_rate_threshold: float = 0.05
+    error_rate_min_requests: int = 20
 
 
 class StatusService:
     def __init__(
-        self, db: AsyncDatabase, pubsub: PubSub, probe_interval: float, breaker: CircuitBreaker | None = None
+        self,
+        db: AsyncDatabase,
+        store: StatusStore,
+        pubsub: PubSub,
+        settings: StatusSettings,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._db = db
-        self._breaker = breaker
-        self._overrides_col = db["status_overrides"]
+        self._store = store
         self._pubsub = pubsub
-        self._interval = probe_interval
-        started = _now()
-        self._probed = {name: Component(name, ServiceState.OPERATIONAL, None, started) for name in COMPONENTS}
-        self._overrides: dict[str, Component] = {}
+        self._settings = settings
+        self._breaker = breaker
+        self.error_rate = ErrorRate()
+        started = now_ms()
+        self._computed = {n: Component(n, ServiceState.OPERATIONAL, None, started) for n in COMPONENTS}
+        self._pending: dict[str, tuple[ServiceState, int]] = {}
+        self._overrides: dict[str, Override] = {}
+        self._effective = dict(self._computed)
+        self._last_seq: int | None = None
+        self._unrecorded: list[Transition] = []
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         with contextlib.suppress(AppError):
-            async with translate_errors("status_overrides.load"):
-                async for doc in self._overrides_col.find({}):
-                    if doc["_id"] in COMPONENTS:
-                        self._overrides[doc["_id"]] = Component(
-                            doc["_id"], ServiceState(doc["status"]), doc.get("description"), doc["updated_at"]
-                        )
+            await self._store.ensure_indexes()
+            self._overrides = await self._store.overrides()
         await self.probe()
         self._task = asyncio.create_task(self._probe_forever(), name="status-probe")
 
@@ -100,70 +101,172 @@ class StatusService:
 
     async def _probe_forever(self) -> None:
         while True:
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._settings.probe_interval)
             try:
                 await self.probe()
             except Exception:  # a probe must never kill the loop
                 log.exception("status probe failed")
 
+    def snapshot(self) -> StatusSnapshot:
+        services = tuple(self._effective[n] for n in COMPONENTS)
+        return StatusSnapshot(roll_up(services), services, now_ms(), self._last_seq)
+
     async def probe(self) -> None:
+        reachable, candidates = await self._observe()
+        for name, candidate in candidates.items():
+            self._damp(name, candidate)
+        if reachable:
+            await self._flush_unrecorded()
+            with contextlib.suppress(AppError):
+                self._overrides = await self._store.overrides()  # set by any instance
+            for name, override in list(self._overrides.items()):
+                if override.until is not None and override.until <= now_ms():
+                    with contextlib.suppress(AppError):
+                        await self._store.set_override(name, None)
+                    self._overrides.pop(name, None)
+        await self._refresh(record=True)
+
+    async def _observe(self) -> tuple[bool, dict[str, _Candidate]]:
         started = time.perf_counter()
         try:
             await ping(self._db)
-            elapsed = time.perf_counter() - started
-            database_probe_seconds.set(elapsed)
-            database_up.set(1)
-            if self._breaker is not None:
-                self._breaker.succeeded()  # the database is back: stop failing fast
-            if elapsed > SLOW_PING_SECONDS:
-                storage = (ServiceState.DEGRADED_PERFORMANCE, f"Database ping took {elapsed * 1000:.0f} ms")
-            else:
-                storage = (ServiceState.OPERATIONAL, None)
-            auth = (ServiceState.OPERATIONAL, None)
         except AppError:
             database_up.set(0)
-            storage = (ServiceState.MAJOR_OUTAGE, "Database unreachable")
-            auth = (ServiceState.PARTIAL_OUTAGE, "Only recently verified API keys are accepted")
-        changed = self._set_probed("storage", *storage) | self._set_probed("authentication", *auth)
-        if changed:
-            self._pubsub.publish(STATUS_TOPIC, self.snapshot())
-
-    def _set_probed(self, name: str, state: ServiceState, description: str | None) -> bool:
-        current = self._probed[name]
-        if current.status == state and current.description == description:
-            return False
-        self._probed[name] = Component(name, state, description, _now())
-        return name not in self._overrides
-
-    def snapshot(self) -> StatusSnapshot:
-        services = tuple(self._overrides.get(name, self._probed[name]) for name in COMPONENTS)
-        worst = max((c.status for c in services), key=lambda s: s.rank)
-        return StatusSnapshot(status=worst, services=services, timestamp=_now())
-
-    async def override(self, service: str, state: ServiceState, description: str | None) -> StatusSnapshot:
-        """Operator override; OPERATIONAL clears it and hands the component back to the probes."""
-        if service not in COMPONENTS:
-            raise InvalidRequest(
-                details=[FieldProblem("service", f"Unknown service; one of {', '.join(COMPONENTS)}")]
+            return False, {
+                "storage": (ServiceState.MAJOR_OUTAGE, "Database unreachable", None, StatusCause.PROBE),
+                "authentication": (
+                    ServiceState.PARTIAL_OUTAGE,
+                    "Only recently verified API keys are accepted",
+                    None,
+                    StatusCause.PROBE,
+                ),
+                "api": self._api_candidate(),
+            }
+        elapsed = time.perf_counter() - started
+        database_probe_seconds.set(elapsed)
+        database_up.set(1)
+        if self._breaker is not None:
+            self._breaker.succeeded()  # the database is back: stop failing fast
+        slow = elapsed > self._settings.slow_ping_seconds
+        storage: _Candidate = (
+            (
+                ServiceState.DEGRADED_PERFORMANCE,
+                f"Database ping took {elapsed * 1000:.0f} ms",
+                elapsed,
+                StatusCause.PROBE,
             )
-        if description is not None and len(description) > 512:
-            raise InvalidRequest(details=[FieldProblem("description", "At most 512 characters")])
-        async with translate_errors("status_overrides.write", self._breaker):
-            if state is ServiceState.OPERATIONAL:
-                await self._overrides_col.delete_one({"_id": service})
-            else:
-                updated = _now()
-                # Delete then insert rather than an upserting replace: nx-27017 drops the `_id` of
-                # an upserted replacement. Overrides are rare operator actions; the gap is harmless.
-                await self._overrides_col.delete_one({"_id": service})
-                await self._overrides_col.insert_one(
-                    {"_id": service, "status": state.value, "description": description, "updated_at": updated}
+            if slow
+            else (ServiceState.OPERATIONAL, None, elapsed, StatusCause.PROBE)
+        )
+        auth: _Candidate = (ServiceState.OPERATIONAL, None, None, StatusCause.PROBE)
+        return True, {"storage": storage, "authentication": auth, "api": self._api_candidate()}
+
+    def _api_candidate(self) -> _Candidate:
+        share = self.error_rate.share(self._settings.error_rate_min_requests)
+        if share is not None and share > self._settings.error_rate_threshold:
+            return (
+                ServiceState.DEGRADED_PERFORMANCE,
+                f"{share:.1%} of requests failed in the last minute",
+                share,
+                StatusCause.ERROR_RATE,
+            )
+        return ServiceState.OPERATIONAL, None, share, StatusCause.ERROR_RATE
+
+    def _damp(self, name: str, candidate: _Candidate) -> None:
+        state, description, observed, cause = candidate
+        current = self._computed[name]
+        if state == current.status:
+            self._pending.pop(name, None)
+            self._computed[name] = replace(current, description=description, observed=observed)
+            return
+        seen = self._pending.get(name, (state, 0))
+        count = seen[1] + 1 if seen[0] == state else 1
+        if count < self._settings.damping_probes:
+            self._pending[name] = (state, count)
+            return
+        self._pending.pop(name, None)
+        self._computed[name] = Component(name, state, description, now_ms(), cause, observed)
+
+    async def _refresh(self, *, record: bool, cause: StatusCause | None = None) -> StatusSnapshot:
+        """Recomputes the effective components; records and publishes what changed."""
+        changed = False
+        for name in COMPONENTS:
+            override = self._overrides.get(name)
+            if override is not None:
+                new = Component(
+                    name, override.state, override.description, override.updated_at, StatusCause.MANUAL
                 )
-        if state is ServiceState.OPERATIONAL:
-            self._overrides.pop(service, None)
-            self._probed[service] = replace(self._probed[service], updated_at=_now())
-        else:
-            self._overrides[service] = Component(service, state, description, updated)
+            else:
+                new = self._computed[name]
+            old = self._effective[name]
+            if new.status != old.status:
+                new = replace(new, updated_at=now_ms())
+                self._effective[name] = new
+                changed = True
+                if record:
+                    await self._record(old, new, cause or new.cause)
+            elif new.cause is StatusCause.MANUAL and new.description != old.description:
+                self._effective[name] = replace(new, updated_at=old.updated_at)
+                changed = True  # an operator's new wording is news; a probe's new latency figure is not
+            else:
+                self._effective[name] = replace(new, updated_at=old.updated_at)
         snapshot = self.snapshot()
-        self._pubsub.publish(STATUS_TOPIC, snapshot)
+        if changed:
+            self._pubsub.publish(STATUS_TOPIC, snapshot)
         return snapshot
+
+    async def _record(self, old: Component, new: Component, cause: StatusCause) -> None:
+        transition = Transition(
+            seq=0,
+            component=new.name,
+            from_state=old.status,
+            to_state=new.status,
+            cause=cause,
+            observed=new.observed,
+            description=new.description,
+            at=new.updated_at,
+            instance=INSTANCE,
+            snapshot=self.snapshot(),
+        )
+        try:
+            stored = await self._store.record(transition)
+            self._last_seq = stored.seq
+        except AppError:
+            self._unrecorded = [*self._unrecorded[-99:], transition]  # stored when the database returns
+
+    async def _flush_unrecorded(self) -> None:
+        while self._unrecorded:
+            try:
+                stored = await self._store.record(self._unrecorded[0])
+            except AppError:
+                return
+            self._last_seq = stored.seq
+            self._unrecorded.pop(0)
+
+    async def override(
+        self, service: str, state: ServiceState, description: str | None, until: datetime | None = None
+    ) -> StatusSnapshot:
+        """Operator override; OPERATIONAL clears it and hands the component back to the probes."""
+        problems = []
+        if service not in COMPONENTS:
+            problems.append(FieldProblem("service", f"Unknown service; one of {', '.join(COMPONENTS)}"))
+        if description is not None and len(description) > 512:
+            problems.append(FieldProblem("description", "At most 512 characters"))
+        if until is not None and until <= now_ms():
+            problems.append(FieldProblem("until", "Must be in the future"))
+        if problems:
+            raise InvalidRequest(details=problems)
+        if state is ServiceState.OPERATIONAL:
+            await self._store.set_override(service, None)
+            self._overrides.pop(service, None)
+        else:
+            override = Override(state, description, now_ms(), until)
+            await self._store.set_override(service, override)
+            self._overrides[service] = override
+        return await self._refresh(record=True, cause=StatusCause.MANUAL)
+
+    async def history(self, service: str | None, first: int, before_seq: int | None) -> list[Transition]:
+        return await self._store.history(service, first, before_seq)
+
+    async def transitions_after(self, seq: int, limit: int) -> list[Transition]:
+        return await self._store.after(seq, limit)

@@ -1,24 +1,50 @@
-"""GraphQL types and resolvers of service status: serviceStatus, setServiceStatus, serviceStatusChanged."""
+"""GraphQL types and resolvers of service status: serviceStatus, statusHistory, setServiceStatus,
+serviceStatusChanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
+from datetime import datetime
 
 import strawberry
 from strawberry.types.unset import UNSET
 
+from app import opaque
 from app.context import RequestContext
+from app.errors import FieldProblem, InvalidDateFormat, InvalidRequest
+from app.events.types import PageInfo, page_info
+from app.gql_args import given
 from app.scalars import DateTime
-from app.status.service import STATUS_TOPIC, StatusSnapshot
-from app.status.service import ServiceState as ServiceStateEnum
+from app.status.model import ServiceState as ServiceStateEnum
+from app.status.model import StatusCause as StatusCauseEnum
+from app.status.model import StatusSnapshot, Transition
+from app.status.service import STATUS_TOPIC
+from app.validation import parse_datetime
 
 Info = strawberry.Info[RequestContext, None]
+REPLAY_LIMIT = 100
+MAX_PAGE = 100
 
 ServiceState = strawberry.enum(
     ServiceStateEnum,
     description="Status of a service component. Rank for roll-ups, best to worst: OPERATIONAL, "
     "UNDER_MAINTENANCE, DEGRADED_PERFORMANCE, PARTIAL_OUTAGE, MAJOR_OUTAGE.",
 )
+StatusCause = strawberry.enum(StatusCauseEnum, description="What set a component's state.")
+
+
+def encode_position(seq: int) -> str:
+    return opaque.encode(f"s1:{seq}")
+
+
+def decode_position(position: str, field: str) -> int:
+    try:
+        text = opaque.decode(position, max_length=64)
+        if not text.startswith("s1:") or not text[3:].isdigit():
+            raise ValueError("Malformed position")
+        return int(text[3:])
+    except ValueError as exc:
+        raise InvalidRequest(details=[FieldProblem(field, str(exc))]) from None
 
 
 @strawberry.type
@@ -29,6 +55,10 @@ class ServiceComponent:
         description="Human-readable reason for a non-operational state, if any."
     )
     updated_at: DateTime = strawberry.field(description="Last time this component's status changed.")  # type: ignore[valid-type]
+    cause: StatusCause = strawberry.field(description="What set the current state.")  # type: ignore[valid-type]
+    observed: float | None = strawberry.field(
+        description="The figure behind the state: ping seconds (storage), failed share (api)."
+    )
 
 
 @strawberry.type
@@ -36,6 +66,9 @@ class ServiceStatus:
     status: ServiceState = strawberry.field(description="Roll-up: the worst component status.")  # type: ignore[valid-type]
     services: list[ServiceComponent]
     timestamp: DateTime  # type: ignore[valid-type]
+    position: str | None = strawberry.field(
+        description="Position of the latest recorded transition: resume serviceStatusChanged(after:) from it."
+    )
 
     @classmethod
     def from_snapshot(cls, snap: StatusSnapshot) -> ServiceStatus:
@@ -43,12 +76,51 @@ class ServiceStatus:
             status=snap.status,
             services=[
                 ServiceComponent(
-                    name=c.name, status=c.status, description=c.description, updated_at=c.updated_at
+                    name=c.name,
+                    status=c.status,
+                    description=c.description,
+                    updated_at=c.updated_at,
+                    cause=c.cause,
+                    observed=c.observed,
                 )
                 for c in snap.services
             ],
             timestamp=snap.timestamp,
+            position=encode_position(snap.seq) if snap.seq is not None else None,
         )
+
+
+@strawberry.type(description="One change of one component's state.")
+class StatusTransition:
+    position: str
+    service: str
+    from_: ServiceState = strawberry.field(name="from")  # type: ignore[valid-type]
+    to: ServiceState  # type: ignore[valid-type]
+    cause: StatusCause  # type: ignore[valid-type]
+    observed: float | None
+    description: str | None
+    at: DateTime  # type: ignore[valid-type]
+    instance: str = strawberry.field(description="The server instance that observed it (host:pid).")
+
+    @classmethod
+    def from_transition(cls, t: Transition) -> StatusTransition:
+        return cls(
+            position=encode_position(t.seq),
+            service=t.component,
+            from_=t.from_state,
+            to=t.to_state,
+            cause=t.cause,
+            observed=t.observed,
+            description=t.description,
+            at=t.at,
+            instance=t.instance,
+        )
+
+
+@strawberry.type
+class StatusTransitionConnection:
+    nodes: list[StatusTransition]
+    page_info: PageInfo
 
 
 @strawberry.type
@@ -58,12 +130,35 @@ class StatusQueries:
         info.context.require_principal()
         return ServiceStatus.from_snapshot(info.context.services.status.snapshot())
 
+    @strawberry.field(
+        description="Recorded status transitions, newest first; `service` narrows to one component."
+    )
+    async def status_history(
+        self, info: Info, service: str | None = UNSET, first: int | None = 20, after: str | None = UNSET
+    ) -> StatusTransitionConnection:
+        info.context.require_principal()
+        size = 20 if first is None else first
+        problems = (
+            [FieldProblem("first", f"Limit must be a positive number of at most {MAX_PAGE}")]
+            if not (1 <= size <= MAX_PAGE)
+            else []
+        )
+        if problems:
+            raise InvalidRequest(details=problems)
+        before = decode_position(after, "after") if given(after) else None
+        rows = await info.context.services.status.history(service if given(service) else None, size, before)
+        nodes = [StatusTransition.from_transition(t) for t in rows[:size]]
+        return StatusTransitionConnection(
+            nodes=nodes,
+            page_info=page_info([n.position for n in nodes], len(rows) > size, before is not None),
+        )
+
 
 @strawberry.type
 class StatusMutations:
     @strawberry.mutation(
-        description="Operator override of one component's status (admin keys only). "
-        "OPERATIONAL clears the override and hands the component back to the probes."
+        description="Operator override of one component's status (admin keys only). OPERATIONAL clears the "
+        "override and hands the component back to the probes; `until` ends it by itself."
     )
     async def set_service_status(
         self,
@@ -71,22 +166,47 @@ class StatusMutations:
         service: str,
         status: ServiceState,  # type: ignore[valid-type]
         description: str | None = UNSET,
+        until: DateTime | None = UNSET,  # type: ignore[valid-type]
     ) -> ServiceStatus:
         info.context.require_principal().require_admin()
+        ends: datetime | None = None
+        if given(until):
+            try:
+                ends = parse_datetime(until)
+            except ValueError as exc:
+                raise InvalidDateFormat(details=[FieldProblem("until", str(exc))]) from None
         reason = None if description is UNSET else description
-        snapshot = await info.context.services.status.override(service, status, reason)
+        snapshot = await info.context.services.status.override(service, status, reason, ends)
         return ServiceStatus.from_snapshot(snapshot)
 
 
 @strawberry.type
 class StatusSubscriptions:
     @strawberry.subscription(
-        description="Emits the current status at once, then every time the roll-up or any component changes."
+        description="Emits the current status at once, then every time the roll-up or any component changes. "
+        f"With `after` (a position), first replays the recorded statuses since then (at most {REPLAY_LIMIT}) "
+        "instead of the current one."
     )
-    async def service_status_changed(self, info: Info) -> AsyncGenerator[ServiceStatus, None]:
+    async def service_status_changed(
+        self, info: Info, after: str | None = UNSET
+    ) -> AsyncIterator[ServiceStatus]:
         info.context.require_principal()
-        status = info.context.services.status
-        async with info.context.services.pubsub.subscribe(STATUS_TOPIC) as queue:
+        resume = decode_position(after, "after") if given(after) else None
+        return _status_stream(info.context, resume)
+
+
+async def _status_stream(ctx: RequestContext, resume: int | None) -> AsyncGenerator[ServiceStatus, None]:
+    status = ctx.services.status
+    async with ctx.services.pubsub.subscribe(STATUS_TOPIC) as queue:  # listening before reading: no gap
+        last = resume
+        if resume is None:
             yield ServiceStatus.from_snapshot(status.snapshot())
-            while True:
-                yield ServiceStatus.from_snapshot(await queue.get())
+        else:
+            for transition in await status.transitions_after(resume, REPLAY_LIMIT):
+                last = transition.seq
+                yield ServiceStatus.from_snapshot(transition.snapshot)
+        while True:
+            snapshot: StatusSnapshot = await queue.get()
+            if last is not None and snapshot.seq is not None and snapshot.seq <= last:
+                continue  # already replayed
+            yield ServiceStatus.from_snapshot(snapshot)

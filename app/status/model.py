@@ -1,0 +1,81 @@
+"""The service-status domain: states, causes, components, snapshots and transitions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import Enum
+
+COMPONENTS = ("api", "storage", "authentication")
+
+
+class ServiceState(str, Enum):
+    OPERATIONAL = "OPERATIONAL"
+    UNDER_MAINTENANCE = "UNDER_MAINTENANCE"
+    DEGRADED_PERFORMANCE = "DEGRADED_PERFORMANCE"
+    PARTIAL_OUTAGE = "PARTIAL_OUTAGE"
+    MAJOR_OUTAGE = "MAJOR_OUTAGE"
+
+    @property
+    def rank(self) -> int:
+        return list(ServiceState).index(self)
+
+    @property
+    def label(self) -> str:
+        """The seed's human wording: "Operational", "Degraded Performance", ..."""
+        return self.value.replace("_", " ").title()
+
+
+class StatusCause(str, Enum):
+    PROBE = "PROBE"  # a database or credential-store probe
+    ERROR_RATE = "ERROR_RATE"  # this server's recent share of failed requests
+    MANUAL = "MANUAL"  # an operator's setServiceStatus (or its expiry)
+
+
+@dataclass(frozen=True, slots=True)
+class Component:
+    name: str
+    status: ServiceState
+    description: str | None
+    updated_at: datetime
+    cause: StatusCause = StatusCause.PROBE
+    observed: float | None = None  # the figure behind the state: ping seconds, error share
+
+
+@dataclass(frozen=True, slots=True)
+class StatusSnapshot:
+    status: ServiceState
+    services: tuple[Component, ...]
+    timestamp: datetime
+    seq: int | None = None  # the position of the transition that produced it, if any
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    seq: int
+    component: str
+    from_state: ServiceState
+    to_state: ServiceState
+    cause: StatusCause
+    observed: float | None
+    description: str | None
+    at: datetime
+    instance: str
+    snapshot: StatusSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class Override:
+    state: ServiceState
+    description: str | None
+    updated_at: datetime
+    until: datetime | None
+
+
+def now_ms() -> datetime:
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def roll_up(services: tuple[Component, ...]) -> ServiceState:
+    return max((c.status for c in services), key=lambda s: s.rank)

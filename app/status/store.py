@@ -1,0 +1,155 @@
+"""Persistence of status: operator overrides (`status_overrides`) and the transition history
+(`status_transitions`, positions from the `counters` collection)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from app.status.model import Component, Override, ServiceState, StatusCause, StatusSnapshot, Transition
+from app.storage.breaker import CircuitBreaker
+from app.storage.mongo import as_datetime, translate_errors
+
+
+def _snapshot_doc(s: StatusSnapshot) -> dict[str, Any]:
+    return {
+        "status": s.status.value,
+        "timestamp": s.timestamp,
+        "services": [
+            {
+                "name": c.name,
+                "status": c.status.value,
+                "description": c.description,
+                "updated_at": c.updated_at,
+                "cause": c.cause.value,
+                "observed": c.observed,
+            }
+            for c in s.services
+        ],
+    }
+
+
+def _snapshot(doc: dict[str, Any], seq: int) -> StatusSnapshot:
+    return StatusSnapshot(
+        status=ServiceState(doc["status"]),
+        timestamp=as_datetime(doc["timestamp"]) or datetime.now(UTC),
+        services=tuple(
+            Component(
+                c["name"],
+                ServiceState(c["status"]),
+                c.get("description"),
+                as_datetime(c["updated_at"]) or datetime.now(UTC),
+                StatusCause(c["cause"]),
+                c.get("observed"),
+            )
+            for c in doc["services"]
+        ),
+        seq=seq,
+    )
+
+
+def _transition(doc: dict[str, Any]) -> Transition:
+    return Transition(
+        seq=int(doc["seq"]),
+        component=doc["component"],
+        from_state=ServiceState(doc["from"]),
+        to_state=ServiceState(doc["to"]),
+        cause=StatusCause(doc["cause"]),
+        observed=doc.get("observed"),
+        description=doc.get("description"),
+        at=as_datetime(doc["at"]) or datetime.now(UTC),
+        instance=doc.get("instance", ""),
+        snapshot=_snapshot(doc["snapshot"], int(doc["seq"])),
+    )
+
+
+class StatusStore:
+    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+        self._overrides = db["status_overrides"]
+        self._transitions = db["status_transitions"]
+        self._counters = db["counters"]
+        self._breaker = breaker
+
+    async def ensure_indexes(self) -> None:
+        async with translate_errors("status_transitions.indexes", self._breaker):
+            # statusHistory(service): one component's transitions, newest first; replay: all by position.
+            await self._transitions.create_index(
+                [("component", ASCENDING), ("seq", DESCENDING)], name="history"
+            )
+            await self._transitions.create_index([("seq", ASCENDING)], name="feed")
+
+    async def overrides(self) -> dict[str, Override]:
+        async with translate_errors("status_overrides.read", self._breaker):
+            docs = await self._overrides.find({}).to_list()
+        return {
+            d["_id"]: Override(
+                ServiceState(d["status"]),
+                d.get("description"),
+                as_datetime(d["updated_at"]) or datetime.now(UTC),
+                as_datetime(d.get("until")),
+            )
+            for d in docs
+        }
+
+    async def set_override(self, component: str, override: Override | None) -> None:
+        async with translate_errors("status_overrides.write", self._breaker):
+            # Delete then insert rather than an upserting replace: nx-27017 drops the `_id` of an
+            # upserted replacement. Overrides are rare operator actions; the gap is harmless.
+            await self._overrides.delete_one({"_id": component})
+            if override is not None:
+                await self._overrides.insert_one(
+                    {
+                        "_id": component,
+                        "status": override.state.value,
+                        "description": override.description,
+                        "updated_at": override.updated_at,
+                        "until": override.until,
+                    }
+                )
+
+    async def record(self, transition: Transition) -> Transition:
+        """Stores a transition under the next position (unique across instances) and returns it."""
+        async with translate_errors("status_transitions.insert", self._breaker):
+            counter = await self._counters.find_one_and_update(
+                {"_id": "status_transitions"},
+                {"$inc": {"seq": 1}},
+                upsert=True,
+                return_document=ReturnDocument.AFTER,
+            )
+            seq = int(counter["seq"])
+            await self._transitions.insert_one(
+                {
+                    "seq": seq,
+                    "component": transition.component,
+                    "from": transition.from_state.value,
+                    "to": transition.to_state.value,
+                    "cause": transition.cause.value,
+                    "observed": transition.observed,
+                    "description": transition.description,
+                    "at": transition.at,
+                    "instance": transition.instance,
+                    "snapshot": _snapshot_doc(transition.snapshot),
+                }
+            )
+        return replace(transition, seq=seq, snapshot=replace(transition.snapshot, seq=seq))
+
+    async def history(self, component: str | None, first: int, before_seq: int | None) -> list[Transition]:
+        match: dict[str, Any] = {}
+        if component is not None:
+            match["component"] = component
+        if before_seq is not None:
+            match["seq"] = {"$lt": before_seq}
+        pipeline = [{"$match": match}, {"$sort": {"seq": DESCENDING}}, {"$limit": first + 1}]
+        async with translate_errors("status_transitions.history", self._breaker):
+            docs = await (await self._transitions.aggregate(pipeline)).to_list()
+        return [_transition(d) for d in docs]
+
+    async def after(self, seq: int, limit: int) -> list[Transition]:
+        pipeline = [{"$match": {"seq": {"$gt": seq}}}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        async with translate_errors("status_transitions.after", self._breaker):
+            docs = await (await self._transitions.aggregate(pipeline)).to_list()
+        return [_transition(d) for d in docs]
