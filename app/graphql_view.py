@@ -3,7 +3,9 @@ context, catalogued errors for requests refused before execution, and orjson bod
 
 from __future__ import annotations
 
-from datetime import timedelta
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -30,7 +32,7 @@ from app.rate_limit import Resource
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
-CONNECTION_INIT_TIMEOUT = timedelta(seconds=10)
+MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 
 
 def prefers_graphql_response(accept: str) -> bool:
@@ -61,15 +63,16 @@ def refusal(error: AppError, request_id: str) -> Response:
 class GraphQLView(GraphQL):
     services: Services | None = None  # set by the app's lifespan before the first request
 
-    def __init__(self, *, graphiql: bool, max_tokens: int) -> None:
+    def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens
+        self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.server)
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
             keep_alive=True,
             keep_alive_interval=KEEP_ALIVE_SECONDS,
-            connection_init_wait_timeout=CONNECTION_INIT_TIMEOUT,
-            max_subscriptions_per_connection=50,
+            connection_init_wait_timeout=timedelta(seconds=init_timeout),
+            max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
 
     def encode_json(self, data: object) -> bytes:
@@ -77,7 +80,15 @@ class GraphQLView(GraphQL):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            await super().__call__(scope, receive, send)
+            websocket = WebSocket(scope, receive=receive, send=send)
+            self.open_sockets.add(websocket)
+            try:
+                await self.run(websocket)
+            finally:
+                self.open_sockets.discard(websocket)
+                expiry = scope.get("state", {}).get("expiry_task")
+                if expiry is not None:
+                    expiry.cancel()
             return
         request = Request(scope, receive)
         request_id = scope.setdefault("state", {}).get("request_id") or new_request_id()
@@ -192,4 +203,15 @@ class GraphQLView(GraphQL):
             )
         except AppError as error:
             raise ConnectionRejectionError({"code": error.code.value, "message": error.message}) from None
+        expires_at = context.principal.expires_at
+        if expires_at is not None:  # a credential that expires while connected ends the connection
+            delay = (expires_at - datetime.now(UTC)).total_seconds()
+            task = asyncio.create_task(_close_when_expired(context.request, delay))
+            context.request.scope.setdefault("state", {})["expiry_task"] = task
         return UNSET  # acknowledge without a payload
+
+
+async def _close_when_expired(websocket: WebSocket, delay: float) -> None:
+    await asyncio.sleep(max(delay, 0))
+    with contextlib.suppress(Exception):  # already closed
+        await websocket.close(code=4403, reason="Forbidden: credential expired")

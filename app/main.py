@@ -151,7 +151,11 @@ def _banner(settings: Settings, runtime: Runtime) -> None:
 
 
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
-    view = GraphQLView(graphiql=settings.graphiql_enabled, max_tokens=settings.max_query_tokens)
+    view = GraphQLView(
+        graphiql=settings.graphiql_enabled,
+        max_tokens=settings.max_query_tokens,
+        init_timeout=settings.ws_init_timeout_seconds,
+    )
     view.schema = build_schema(settings.query_limits, introspection=settings.introspection_enabled)
 
     @contextlib.asynccontextmanager
@@ -187,7 +191,7 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     async def metrics(_: Request) -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
             WebSocketRoute("/graphql", view),
@@ -224,3 +228,5 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    app.state.graphql_view = view
+    return app

@@ -64,6 +64,12 @@ class Settings(BaseSettings):
     status_error_rate_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Share of failed requests over a minute that degrades `api`."
     )
+    ws_init_timeout_seconds: float = Field(
+        default=10,
+        gt=0,
+        le=300,
+        description="A WebSocket without connection_init by then is closed with 4408.",
+    )
     feed_poll_seconds: float = Field(
         default=0.25,
         gt=0,
@@ -97,7 +103,7 @@ class Settings(BaseSettings):
     retention_days: float = Field(
         default=90,
         gt=0,
-        le=36500,
+        le=24000,  # expireAfterSeconds is a 32-bit integer: about 68 years at most
         description="Events older than this (by timestamp) are removed by the database (TTL index).",
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,6 +29,7 @@ from ulid import ULID
 
 from app.context import Services
 from app.main import create_app
+from app.server import GracefulServer
 from app.settings import Settings
 from app.storage.embedded import EmbeddedMongo
 
@@ -73,11 +77,12 @@ def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
         host="127.0.0.1",
         port=settings.port,
         loop="asyncio",
+        http="httptools",
         log_config=None,
         lifespan="on",
         ws_ping_interval=None,
     )
-    server = uvicorn.Server(config)
+    server = GracefulServer(config, app)
     loop_box: list[asyncio.AbstractEventLoop] = []
 
     def run() -> None:
@@ -112,8 +117,9 @@ def server(mongo_uri: str) -> Iterator[LiveServer]:
         # Revocations apply at once in tests; the cache itself is covered by a unit test.
         auth_cache_ttl_seconds=0,
         status_probe_interval_seconds=60,
-        # Tests log events dated 2025; the retention test checks the TTL index itself.
-        retention_days=3650,
+        ws_init_timeout_seconds=1,
+        # Generated timestamps reach back to 1970; the retention tests check the TTL index itself.
+        retention_days=24000,
         _env_file=None,  # type: ignore[call-arg]
     )
     live, stop = start_server(settings)
@@ -200,3 +206,38 @@ class GraphQLClient:
 @pytest.fixture
 def gql(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
+
+
+@contextmanager
+def server_process(server: LiveServer, **env: str) -> Iterator[LiveServer]:
+    """Another server process (`python -m app serve`) on the same database as `server`."""
+    port = _free_port()
+    environment = {
+        **os.environ,
+        "MONGODB_URI": server.settings.mongodb_uri or "",
+        "MONGODB_DB": server.settings.mongodb_db,
+        "PORT": str(port),
+        "DEMO_DATA": "false",
+        "RETENTION_DAYS": str(server.settings.retention_days),
+        "LOG_LEVEL": "WARNING",
+        **env,
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        yield LiveServer(url, f"ws://127.0.0.1:{port}/graphql", None, None, server.settings)  # type: ignore[arg-type]
+    finally:
+        process.terminate()
+        process.wait(30)

@@ -18,7 +18,10 @@ from tests.documents import ERROR_EVENT, LOG_ERROR, ORG_ERRORS
 
 CATALOGUED = {code.value for code in ErrorCode} - {ErrorCode.INTERNAL_ERROR.value}
 PROFILE = settings(
-    max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=120,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=300)  # JSON cannot carry lone surrogates

@@ -4,20 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import GraphQLClient, LiveServer, Org, _free_port, make_org
+from tests.conftest import GraphQLClient, LiveServer, Org, make_org, server_process
 from tests.documents import SET_SERVICE_STATUS
 from tests.helpers import log_error
 
@@ -179,33 +174,8 @@ async def test_a_malformed_position_is_refused(server: LiveServer, org: Org) -> 
 
 @pytest.fixture
 def second_process(server: LiveServer) -> Iterator[LiveServer]:
-    """Another server process (`python -m app serve`) on the same database."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URI": server.settings.mongodb_uri or "",
-        "MONGODB_DB": server.settings.mongodb_db,
-        "PORT": str(port),
-        "DEMO_DATA": "false",
-        "RETENTION_DAYS": str(server.settings.retention_days),
-        "LOG_LEVEL": "WARNING",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/livez", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        yield LiveServer(url, f"ws://127.0.0.1:{port}/graphql", None, None, server.settings)  # type: ignore[arg-type]
-    finally:
-        process.terminate()
-        process.wait(30)
+    with server_process(server) as other:
+        yield other
 
 
 async def test_a_second_server_process_on_the_same_database_delivers_too(
