@@ -103,6 +103,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                     damping_probes=settings.status_damping_probes,
                     slow_ping_seconds=settings.status_slow_ping_seconds,
                     error_rate_threshold=settings.status_error_rate_threshold,
+                    override_poll_seconds=settings.feed_poll_seconds,
                 ),
                 breaker,
             ),

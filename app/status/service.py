@@ -7,7 +7,7 @@
   DEGRADED_PERFORMANCE).
 - Probe and error-rate states are damped: a new state must be seen STATUS_DAMPING_PROBES times in a row.
 - An operator's override (setServiceStatus) wins until set back to OPERATIONAL or until its `until`.
-  Overrides are stored; every instance reloads them at each probe.
+  Overrides are stored; every instance polls them (FEED_POLL_SECONDS) and shows another's at once.
 - Every change of a component's state is recorded as a transition (component, from, to, cause, observed
   figure, time, instance) under a position that orders transitions across instances. A transition that
   cannot be stored while the database is away is kept and stored when it returns.
@@ -59,6 +59,7 @@ class StatusSettings:
     slow_ping_seconds: float = 1.0
     error_rate_threshold: float = 0.05
     error_rate_min_requests: int = 20
+    override_poll_seconds: float = 0.25
 
 
 class StatusService:
@@ -83,21 +84,37 @@ class StatusService:
         self._effective = dict(self._computed)
         self._last_seq: int | None = None
         self._unrecorded: list[Transition] = []
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
         with contextlib.suppress(AppError):
             await self._store.ensure_indexes()
             self._overrides = await self._store.overrides()
         await self.probe()
-        self._task = asyncio.create_task(self._probe_forever(), name="status-probe")
+        self._tasks = [
+            asyncio.create_task(self._probe_forever(), name="status-probe"),
+            asyncio.create_task(self._follow_overrides(), name="status-overrides"),
+        ]
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
+
+    async def _follow_overrides(self) -> None:
+        """Overrides set through another instance reach this one's subscribers within a poll interval
+        (the instance that set it recorded the transition; this one only shows it)."""
+        while True:
+            await asyncio.sleep(self._settings.override_poll_seconds)
+            try:
+                overrides = await self._store.overrides()
+            except AppError:
+                continue
+            if overrides != self._overrides:
+                self._overrides = overrides
+                await self._refresh(record=False)
 
     async def _probe_forever(self) -> None:
         while True:

@@ -1,0 +1,114 @@
+"""Delivery latency of a status change to subscribers on two server instances, run by hand.
+
+    .venv/bin/python bench/status_latency.py [--subscribers 100] [--changes 10]
+
+Starts a file-backed nx-27017 and two `python -m app serve` processes on it, opens half of the
+serviceStatusChanged subscribers on each, changes a component's status through the first instance and
+measures, per change, how long until every subscriber (on both instances) has received it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from websockets.asyncio.client import connect
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
+
+SUB = "subscription { serviceStatusChanged { services { name status } } }"
+SET = 'mutation($s: ServiceState!) { setServiceStatus(service: "api", status: $s) { status } }'
+
+
+async def subscriber(url: str, key: str, ready: asyncio.Event, inbox: asyncio.Queue, count: list[int]) -> None:
+    async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": key}}))
+        await ws.recv()
+        await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": SUB}}))
+        await ws.recv()  # the current status
+        count[0] += 1
+        if count[0] == count[1]:
+            ready.set()
+        while True:
+            message = json.loads(await ws.recv())
+            if message.get("type") == "next":
+                services = message["payload"]["data"]["serviceStatusChanged"]["services"]
+                api = next(s["status"] for s in services if s["name"] == "api")
+                inbox.put_nowait((time.perf_counter(), url, api))
+
+
+async def run(args: argparse.Namespace) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="status-latency-"))
+    database = EmbeddedMongo(tmp / "db.sqlite")
+    uri = database.start()
+    ports = [_free_port(), _free_port()]
+    env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": "latency", "DEMO_DATA": "false", "LOG_LEVEL": "WARNING"}
+    servers = [subprocess.Popen([sys.executable, "-m", "app", "serve"], env={**env, "PORT": str(p)}, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    try:
+        for port in ports:
+            for _ in range(300):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    await asyncio.sleep(0.1)
+        out = subprocess.run([sys.executable, "-m", "app", "keys", "create", "--admin", "--json"], env=env, cwd=ROOT,
+                             capture_output=True, text=True, check=True)
+        key = json.loads(out.stdout)["apiKey"]
+        ready, inbox, count = asyncio.Event(), asyncio.Queue(), [0, args.subscribers]
+        urls = [f"ws://127.0.0.1:{p}/graphql" for p in ports]
+        tasks = [asyncio.create_task(subscriber(urls[i % 2], key, ready, inbox, count)) for i in range(args.subscribers)]
+        await asyncio.wait_for(ready.wait(), 60)
+        results = []
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as http:
+            for change in range(args.changes):
+                state = "DEGRADED_PERFORMANCE" if change % 2 == 0 else "OPERATIONAL"
+                started = time.perf_counter()
+                await http.post("/graphql", json={"query": SET, "variables": {"s": state}}, headers={"X-API-KEY": key})
+                arrivals = {urls[0]: [], urls[1]: []}
+                while sum(len(v) for v in arrivals.values()) < args.subscribers:
+                    at, url, api = await asyncio.wait_for(inbox.get(), 30)
+                    if api == state:
+                        arrivals[url].append(at - started)
+                results.append({"same_instance_ms": max(arrivals[urls[0]]) * 1000,
+                                "other_instance_ms": max(arrivals[urls[1]]) * 1000})
+                await asyncio.sleep(0.5)
+        for task in tasks:
+            task.cancel()
+        same = sorted(r["same_instance_ms"] for r in results)
+        other = sorted(r["other_instance_ms"] for r in results)
+        return {
+            "subscribers": args.subscribers, "changes": args.changes,
+            "last_subscriber_same_instance_ms": {"median": round(statistics.median(same), 1), "max": round(same[-1], 1)},
+            "last_subscriber_other_instance_ms": {"median": round(statistics.median(other), 1),
+                                                  "max": round(other[-1], 1)},
+        }
+    finally:
+        for server in servers:
+            server.terminate()
+            server.wait(30)
+        database.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--subscribers", type=int, default=100)
+    parser.add_argument("--changes", type=int, default=10)
+    print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))
+
+
+if __name__ == "__main__":
+    main()
