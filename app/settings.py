@@ -70,6 +70,12 @@ class Settings(BaseSettings):
         le=300,
         description="A WebSocket without connection_init by then is closed with 4408.",
     )
+    feed_mode: str = Field(
+        default="auto",
+        pattern="^(auto|poll|stream)$",
+        description="Live feed across instances: stream (MongoDB change streams, polling as the safety net), "
+        "poll, or auto (stream with MONGODB_URI, poll on the embedded database).",
+    )
     feed_poll_seconds: float = Field(
         default=0.25,
         gt=0,
@@ -138,6 +144,10 @@ class Settings(BaseSettings):
     @property
     def graphiql_enabled(self) -> bool:
         return (not self.is_production) if self.graphiql is None else self.graphiql
+
+    @property
+    def feed_streams(self) -> bool:
+        return self.feed_mode == "stream" or (self.feed_mode == "auto" and self.mongodb_uri is not None)
 
     @property
     def allowed_origins(self) -> list[str]:

@@ -118,6 +118,7 @@ def server(mongo_uri: str) -> Iterator[LiveServer]:
         auth_cache_ttl_seconds=0,
         status_probe_interval_seconds=60,
         ws_init_timeout_seconds=1,
+        feed_mode="poll",  # the change-stream path has a test of its own (an idle nx watcher costs CPU)
         # Generated timestamps reach back to 1970; the retention tests check the TTL index itself.
         retention_days=24000,
         _env_file=None,  # type: ignore[call-arg]

@@ -189,3 +189,20 @@ async def test_a_second_server_process_on_the_same_database_delivers_too(
         assert (await receive(ws))["payload"]["data"]["errorLogged"]["id"] == missed["id"]
         event = await log_error(gql, org.id, org.key, message="through the first instance")
         assert (await receive(ws))["payload"]["data"]["errorLogged"]["id"] == event["id"]
+
+
+async def test_with_change_streams_delivery_does_not_wait_for_the_poll(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    """A second process that streams (FEED_MODE=stream) and polls only once a minute: an event logged
+    through the first instance reaches its subscriber well before any poll could."""
+    with server_process(server, FEED_MODE="stream", FEED_POLL_SECONDS="60") as other:
+        anchor = await log_error(gql, org.id, org.key, message="anchor")
+        missed = await log_error(gql, org.id, org.key, message="missed")
+        async with session(other, {"apiKey": org.key}) as ws:
+            await subscribe(ws, "x", RESUMABLE, {"o": org.id, "after": anchor["position"]})
+            # The replay proves the subscription listens; what follows can only come by the stream.
+            assert (await receive(ws))["payload"]["data"]["errorLogged"]["id"] == missed["id"]
+            event = await log_error(gql, org.id, org.key, message="streamed")
+            delivered = (await asyncio.wait_for(receive(ws), 10))["payload"]["data"]["errorLogged"]
+            assert delivered["id"] == event["id"]

@@ -6,8 +6,10 @@ never one per subscriber. Positions are allocated before the insert, so position
 before 6; a missing position is waited for up to `grace` seconds (an insert in flight) and then given up
 (an insert that failed). Each position is published once per process.
 
-MongoDB change streams would push instead of poll, but need a replica set (a standalone mongod has none)
-and nx-27017's watcher costs half a core while idle; polling works on every deployment the same way.
+With FEED_MODE=stream (the default for a configured MONGODB_URI: "auto") a MongoDB change stream
+pushes events as they commit, for lower latency; the poll keeps running as the safety net, so a
+deployment without change streams (a standalone mongod) or a broken stream only costs latency. The
+embedded database polls only: nx-27017's idle change-stream watcher costs about half a core.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import contextlib
 import logging
 import time
 
+from pymongo.errors import OperationFailure, PyMongoError
+
 from app.errors import AppError
 from app.events.model import ErrorEventRecord
 from app.events.store import EventStore
@@ -25,10 +29,17 @@ from app.pubsub import PubSub
 log = logging.getLogger("app.feed")
 EVENTS_TOPIC = "error-events"
 BATCH = 1000
+STREAM_RETRY_SECONDS = 5.0
+# "The $changeStream stage is only supported on replica sets" and kin: nothing to retry.
+_NO_CHANGE_STREAMS = frozenset({40573, 40324, 136})
 
 
 class EventFeed:
-    def __init__(self, store: EventStore, pubsub: PubSub, interval: float, grace: float = 5.0) -> None:
+    def __init__(
+        self, store: EventStore, pubsub: PubSub, interval: float, grace: float = 5.0, stream: bool = False
+    ) -> None:
+        self._stream_wanted = stream
+        self.streaming = False
         self._store = store
         self._pubsub = pubsub
         self._interval = interval
@@ -36,28 +47,49 @@ class EventFeed:
         self._next = 1  # the lowest position not yet accounted for
         self._published: set[int] = set()  # positions >= _next already published
         self._holes: dict[int, float] = {}  # missing position -> when it was first noticed
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self.running = False
 
     async def start(self) -> None:
         self._next = await self._store.last_seq() + 1
-        self._task = asyncio.create_task(self._poll_forever(), name="event-feed")
+        self._tasks = [asyncio.create_task(self._poll_forever(), name="event-feed")]
+        if self._stream_wanted:
+            self._tasks.append(asyncio.create_task(self._stream_forever(), name="event-stream"))
         self.running = True
 
     async def stop(self) -> None:
         self.running = False
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+                await task
+        self._tasks = []
 
     def publish_local(self, event: ErrorEventRecord) -> None:
         """An event this process just stored: subscribers get it now, the poll will skip it."""
-        if event.seq is None or event.seq < self._next or event.seq in self._published:
-            return
-        self._published.add(event.seq)
-        self._pubsub.publish(EVENTS_TOPIC, event)
+        self._deliver(event)
+
+    async def _stream_forever(self) -> None:
+        while True:
+            try:
+                self.streaming = True
+                async for event in self._store.watch_inserts():
+                    self._deliver(event)
+            except OperationFailure as exc:
+                if exc.code in _NO_CHANGE_STREAMS:
+                    log.info("no change streams on this deployment (%s): polling only", exc.code)
+                    return
+                log.warning("change stream failed: %s", exc)
+            except PyMongoError as exc:
+                log.warning("change stream interrupted: %s", exc)
+            finally:
+                self.streaming = False
+            await asyncio.sleep(STREAM_RETRY_SECONDS)
+
+    def _deliver(self, event: ErrorEventRecord) -> None:
+        if event.seq is not None and event.seq >= self._next and event.seq not in self._published:
+            self._published.add(event.seq)
+            self._pubsub.publish(EVENTS_TOPIC, event)
 
     async def _poll_forever(self) -> None:
         while True:
@@ -71,10 +103,7 @@ class EventFeed:
 
     async def poll(self) -> None:
         for event in await self._store.after_seq(self._next - 1, BATCH):
-            assert event.seq is not None
-            if event.seq not in self._published:
-                self._published.add(event.seq)
-                self._pubsub.publish(EVENTS_TOPIC, event)
+            self._deliver(event)
         self._advance()
 
     def _advance(self) -> None:

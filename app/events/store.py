@@ -22,6 +22,7 @@ compound index, and keyset pagination needs (org_id, sort key) in one index. `_i
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -275,3 +276,10 @@ class EventStore:
         async with translate_errors("error_events.after_seq", self._breaker):
             docs = await (await self._col.aggregate(pipeline)).to_list()
         return [_from_doc(d) for d in docs]
+
+    async def watch_inserts(self) -> AsyncIterator[ErrorEventRecord]:
+        """New events as the database commits them (a change stream: needs a replica set or sharded
+        cluster on MongoDB). Driver errors propagate: the feed decides what an absent stream means."""
+        async with await self._col.watch([{"$match": {"operationType": "insert"}}]) as stream:
+            async for change in stream:
+                yield _from_doc(change["fullDocument"])
