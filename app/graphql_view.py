@@ -19,13 +19,14 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
 from app.context import RequestContext, Services
-from app.error_mapping import error_body
-from app.errors import AppError, FieldProblem, InvalidRequest, RateLimited
+from app.error_mapping import error_body, extensions
+from app.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
 from app.http import json_response, new_request_id
 from app.parse_cache import cached_parse
 from app.rate_limit import Resource
@@ -60,8 +61,23 @@ def refusal(error: AppError, request_id: str) -> Response:
     return json_response(error_body(error, request_id), error.code.status, headers)
 
 
+class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
+    """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
+    few refusals itself (the per-connection subscription limit); those get a code and a request id."""
+
+    async def send_message(self, message: Any) -> None:
+        if message.get("type") == "error":
+            request_id = getattr(self.context, "request_id", "-")
+            for error in message.get("payload") or []:
+                if "code" not in (error.get("extensions") or {}):
+                    problem = FieldProblem("subscription", error.get("message", ""))
+                    error["extensions"] = extensions(ErrorCode.INVALID_REQUEST, request_id, [problem])
+        await super().send_message(message)
+
+
 class GraphQLView(GraphQL):
     services: Services | None = None  # set by the app's lifespan before the first request
+    graphql_transport_ws_handler_class = CataloguedTransportWS
 
     def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens

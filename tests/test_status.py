@@ -190,6 +190,12 @@ async def test_subscriptions_per_connection_are_limited(server: LiveServer, admi
         await subscribe(ws, "one-too-many", STATUS_SUB)
         refused = await receive(ws)
         assert refused["type"] == "error" and refused["id"] == "one-too-many"
+        ext = refused["payload"][0]["extensions"]
+        assert (
+            ext["code"] == "INVALID_REQUEST"
+            and ext["requestId"]
+            and ext["details"][0]["field"] == "subscription"
+        )
 
 
 async def test_shutdown_closes_subscriptions_with_1001(server: LiveServer, admin_key: str) -> None:
