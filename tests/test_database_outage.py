@@ -14,6 +14,8 @@ from app.storage.embedded import EmbeddedMongo
 from tests.conftest import LiveServer, _free_port, make_org, start_server
 from tests.documents import LOG_ERROR, ORG_ERRORS
 
+STATUS = "{ serviceStatus { status services { name status cause } } }"
+
 
 @pytest.fixture
 def outage_server(tmp_path: Path) -> Iterator[tuple[LiveServer, EmbeddedMongo]]:
@@ -70,6 +72,11 @@ async def test_outage_and_recovery(outage_server: tuple[LiveServer, EmbeddedMong
             assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", error
             assert error["extensions"]["status"] == 503 and error["extensions"]["retryAfter"] >= 1
         server.call(lambda s: s.status.probe())
+        # serviceStatus still answers (from memory; the key is in the verification cache) and says why.
+        status = await post(client, org.key, STATUS, {})
+        components = {c["name"]: c for c in status.json()["data"]["serviceStatus"]["services"]}
+        assert components["storage"]["status"] == "MAJOR_OUTAGE" and components["storage"]["cause"] == "PROBE"
+        assert components["authentication"]["status"] == "PARTIAL_OUTAGE"
         health = await client.get("/health")
         assert health.status_code == 503 and health.json()["status"] == "unhealthy"
         assert health.json()["checks"]["database"] is False
@@ -89,6 +96,15 @@ async def test_outage_and_recovery(outage_server: tuple[LiveServer, EmbeddedMong
         first_success = await asyncio.wait_for(recovered(), 30)
         assert first_success.json()["data"]["logError"]["replayed"] is False
         assert (await client.get("/health")).json()["status"] == "healthy"
+        status = await post(client, org.key, STATUS, {})
+        assert status.json()["data"]["serviceStatus"]["status"] == "OPERATIONAL"
+        history = await post(
+            client, org.key, '{ statusHistory(service: "storage", first: 2) { nodes { from to } } }', {}
+        )
+        assert [(n["from"], n["to"]) for n in history.json()["data"]["statusHistory"]["nodes"]] == [
+            ("MAJOR_OUTAGE", "OPERATIONAL"),
+            ("OPERATIONAL", "MAJOR_OUTAGE"),
+        ]  # stored once it was back
 
         # Nothing acknowledged was lost, and the retried write is stored exactly once.
         again = await post(client, org.key, LOG_ERROR, retried)
