@@ -30,3 +30,8 @@ lint: install
 
 schema: install
 	$(PY) -m app export-schema > schema.graphql
+
+# The benchmark (by hand, not in CI): installs wrk from Debian's packages when missing.
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(PY) bench/run.py

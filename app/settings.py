@@ -108,9 +108,9 @@ class Settings(BaseSettings):
     introspection: bool | None = Field(default=None, description="Default: on in development.")
     retention_days: float = Field(
         default=90,
-        gt=0,
+        ge=0,  # 0: keep events forever
         le=24000,  # expireAfterSeconds is a 32-bit integer: about 68 years at most
-        description="Events older than this (by timestamp) are removed by the database (TTL index).",
+        description="Events older than this (by timestamp) are removed by the database; 0 keeps them.",
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
 

@@ -44,13 +44,26 @@ def free_port() -> int:
 
 
 def cli(env: dict[str, str], *args: str) -> dict:
-    out = subprocess.run([sys.executable, "-m", "app", *args, "--json"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "app", *args, "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout)
 
 
-async def worker(client: httpx.AsyncClient, org: str, key: str, deadline: float, acked: dict[str, str],
-                 outcomes: Counter, wid: int) -> None:
+async def worker(
+    client: httpx.AsyncClient,
+    org: str,
+    key: str,
+    deadline: float,
+    acked: dict[str, str],
+    outcomes: Counter,
+    wid: int,
+) -> None:
     n = 0
     headers = {"X-API-KEY": key}
     while time.monotonic() < deadline:
@@ -59,8 +72,11 @@ async def worker(client: httpx.AsyncClient, org: str, key: str, deadline: float,
             idem = f"w{wid}-{n}"
             while time.monotonic() < deadline + 60:  # keep retrying a write past the end, as a client would
                 try:
-                    r = await client.post("/graphql", headers=headers,
-                                          json={"query": LOG, "variables": {"o": org, "k": idem, "m": idem}})
+                    r = await client.post(
+                        "/graphql",
+                        headers=headers,
+                        json={"query": LOG, "variables": {"o": org, "k": idem, "m": idem}},
+                    )
                     body = r.json()
                 except (httpx.HTTPError, ValueError) as exc:
                     outcomes[f"transport:{type(exc).__name__}"] += 1
@@ -70,13 +86,17 @@ async def worker(client: httpx.AsyncClient, org: str, key: str, deadline: float,
                     outcomes[f"logError:{body['errors'][0]['extensions']['code']}"] += 1
                     await asyncio.sleep(0.2)
                     continue
-                outcomes["logError:OK" if not body["data"]["logError"]["replayed"] else "logError:REPLAYED"] += 1
+                outcomes[
+                    "logError:OK" if not body["data"]["logError"]["replayed"] else "logError:REPLAYED"
+                ] += 1
                 acked[idem] = body["data"]["logError"]["errorId"]
                 break
         else:
             query = LIST if random.random() < 0.7 else STATUS
             try:
-                r = await client.post("/graphql", headers=headers, json={"query": query, "variables": {"o": org}})
+                r = await client.post(
+                    "/graphql", headers=headers, json={"query": query, "variables": {"o": org}}
+                )
                 code = r.json()["errors"][0]["extensions"]["code"] if "errors" in r.json() else "OK"
             except (httpx.HTTPError, ValueError) as exc:
                 code = f"transport:{type(exc).__name__}"
@@ -88,11 +108,25 @@ async def run(args: argparse.Namespace) -> dict:
     database = EmbeddedMongo(tmp / "soak.db")
     uri = database.start()
     port = free_port()
-    env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": "soak", "PORT": str(port), "DEMO_DATA": "false",
-           "LOG_LEVEL": "WARNING", "MONGODB_TIMEOUT_MS": "1000", "RATE_LIMIT_READS": "100000000",
-           "RATE_LIMIT_WRITES": "100000000", "STATUS_PROBE_INTERVAL_SECONDS": "1"}
-    server = subprocess.Popen([sys.executable, "-m", "app", "serve"], env=env, cwd=ROOT,
-                              stdout=subprocess.DEVNULL, stderr=open(tmp / "server.log", "w"))
+    env = {
+        **os.environ,
+        "MONGODB_URI": uri,
+        "MONGODB_DB": "soak",
+        "PORT": str(port),
+        "DEMO_DATA": "false",
+        "LOG_LEVEL": "WARNING",
+        "MONGODB_TIMEOUT_MS": "1000",
+        "RATE_LIMIT_READS": "100000000",
+        "RATE_LIMIT_WRITES": "100000000",
+        "STATUS_PROBE_INTERVAL_SECONDS": "1",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "server.log", "w"),
+    )
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             for _ in range(200):
@@ -116,20 +150,28 @@ async def run(args: argparse.Namespace) -> dict:
                 await asyncio.to_thread(database.start)
                 outcomes["outage:restarted_at_s"] = round(time.monotonic() - started)
 
-            await asyncio.gather(outage(), *(worker(client, "soak", key, deadline, acked, outcomes, i)
-                                             for i in range(args.workers)))
+            await asyncio.gather(
+                outage(),
+                *(worker(client, "soak", key, deadline, acked, outcomes, i) for i in range(args.workers)),
+            )
             alive = server.poll() is None
         with MongoClient(uri) as mongo:
-            docs = list(mongo["soak"]["error_events"].find({"org_id": "soak"}, {"event_id": 1, "idem_key": 1}))
+            docs = list(
+                mongo["soak"]["error_events"].find({"org_id": "soak"}, {"event_id": 1, "idem_key": 1})
+            )
         stored_keys = Counter(d["idem_key"].split("\x1f", 1)[1] for d in docs)
         stored_ids = {d["event_id"] for d in docs}
         missing = [k for k in acked if stored_keys.get(k, 0) == 0]
         duplicated = [k for k, n in stored_keys.items() if n > 1]
         wrong_id = [k for k, eid in acked.items() if eid not in stored_ids]
         return {
-            "seconds": args.seconds, "workers": args.workers, "server_alive_at_end": alive,
-            "acknowledged_log_errors": len(acked), "stored_events": len(docs),
-            "acknowledged_but_missing": len(missing), "stored_more_than_once": len(duplicated),
+            "seconds": args.seconds,
+            "workers": args.workers,
+            "server_alive_at_end": alive,
+            "acknowledged_log_errors": len(acked),
+            "stored_events": len(docs),
+            "acknowledged_but_missing": len(missing),
+            "stored_more_than_once": len(duplicated),
             "acknowledged_id_not_stored": len(wrong_id),
             "stored_without_acknowledgement": len(set(stored_keys) - set(acked)),
             "outcomes": dict(sorted(outcomes.items())),
@@ -141,15 +183,20 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seconds", type=float, default=180)
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument("--outage-at", type=float, default=60)
     parser.add_argument("--outage-for", type=float, default=20)
     result = asyncio.run(run(parser.parse_args()))
     print(json.dumps(result, indent=2))
-    ok = result["server_alive_at_end"] and not (result["acknowledged_but_missing"] or result["stored_more_than_once"]
-                                               or result["acknowledged_id_not_stored"])
+    ok = result["server_alive_at_end"] and not (
+        result["acknowledged_but_missing"]
+        or result["stored_more_than_once"]
+        or result["acknowledged_id_not_stored"]
+    )
     sys.exit(0 if ok else 1)
 
 

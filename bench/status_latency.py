@@ -32,7 +32,9 @@ SUB = "subscription { serviceStatusChanged { services { name status } } }"
 SET = 'mutation($s: ServiceState!) { setServiceStatus(service: "api", status: $s) { status } }'
 
 
-async def subscriber(url: str, key: str, ready: asyncio.Event, inbox: asyncio.Queue, count: list[int]) -> None:
+async def subscriber(
+    url: str, key: str, ready: asyncio.Event, inbox: asyncio.Queue, count: list[int]
+) -> None:
     async with connect(url, subprotocols=["graphql-transport-ws"], max_queue=None) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": key}}))
         await ws.recv()
@@ -54,9 +56,23 @@ async def run(args: argparse.Namespace) -> dict:
     database = EmbeddedMongo(tmp / "db.sqlite")
     uri = database.start()
     ports = [_free_port(), _free_port()]
-    env = {**os.environ, "MONGODB_URI": uri, "MONGODB_DB": "latency", "DEMO_DATA": "false", "LOG_LEVEL": "WARNING"}
-    servers = [subprocess.Popen([sys.executable, "-m", "app", "serve"], env={**env, "PORT": str(p)}, cwd=ROOT,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for p in ports]
+    env = {
+        **os.environ,
+        "MONGODB_URI": uri,
+        "MONGODB_DB": "latency",
+        "DEMO_DATA": "false",
+        "LOG_LEVEL": "WARNING",
+    }
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "app", "serve"],
+            env={**env, "PORT": str(p)},
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for p in ports
+    ]
     try:
         for port in ports:
             for _ in range(300):
@@ -65,36 +81,57 @@ async def run(args: argparse.Namespace) -> dict:
                         break
                 except httpx.HTTPError:
                     await asyncio.sleep(0.1)
-        out = subprocess.run([sys.executable, "-m", "app", "keys", "create", "--admin", "--json"], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-m", "app", "keys", "create", "--admin", "--json"],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         key = json.loads(out.stdout)["apiKey"]
         ready, inbox, count = asyncio.Event(), asyncio.Queue(), [0, args.subscribers]
         urls = [f"ws://127.0.0.1:{p}/graphql" for p in ports]
-        tasks = [asyncio.create_task(subscriber(urls[i % 2], key, ready, inbox, count)) for i in range(args.subscribers)]
+        tasks = [
+            asyncio.create_task(subscriber(urls[i % 2], key, ready, inbox, count))
+            for i in range(args.subscribers)
+        ]
         await asyncio.wait_for(ready.wait(), 60)
         results = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as http:
             for change in range(args.changes):
                 state = "DEGRADED_PERFORMANCE" if change % 2 == 0 else "OPERATIONAL"
                 started = time.perf_counter()
-                await http.post("/graphql", json={"query": SET, "variables": {"s": state}}, headers={"X-API-KEY": key})
+                await http.post(
+                    "/graphql", json={"query": SET, "variables": {"s": state}}, headers={"X-API-KEY": key}
+                )
                 arrivals = {urls[0]: [], urls[1]: []}
                 while sum(len(v) for v in arrivals.values()) < args.subscribers:
                     at, url, api = await asyncio.wait_for(inbox.get(), 30)
                     if api == state:
                         arrivals[url].append(at - started)
-                results.append({"same_instance_ms": max(arrivals[urls[0]]) * 1000,
-                                "other_instance_ms": max(arrivals[urls[1]]) * 1000})
+                results.append(
+                    {
+                        "same_instance_ms": max(arrivals[urls[0]]) * 1000,
+                        "other_instance_ms": max(arrivals[urls[1]]) * 1000,
+                    }
+                )
                 await asyncio.sleep(0.5)
         for task in tasks:
             task.cancel()
         same = sorted(r["same_instance_ms"] for r in results)
         other = sorted(r["other_instance_ms"] for r in results)
         return {
-            "subscribers": args.subscribers, "changes": args.changes,
-            "last_subscriber_same_instance_ms": {"median": round(statistics.median(same), 1), "max": round(same[-1], 1)},
-            "last_subscriber_other_instance_ms": {"median": round(statistics.median(other), 1),
-                                                  "max": round(other[-1], 1)},
+            "subscribers": args.subscribers,
+            "changes": args.changes,
+            "last_subscriber_same_instance_ms": {
+                "median": round(statistics.median(same), 1),
+                "max": round(same[-1], 1),
+            },
+            "last_subscriber_other_instance_ms": {
+                "median": round(statistics.median(other), 1),
+                "max": round(other[-1], 1),
+            },
         }
     finally:
         for server in servers:
@@ -104,7 +141,9 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subscribers", type=int, default=100)
     parser.add_argument("--changes", type=int, default=10)
     print(json.dumps(asyncio.run(run(parser.parse_args())), indent=2))

@@ -155,6 +155,8 @@ async def test_a_changed_retention_is_applied_to_the_existing_index(server: Live
     try:
         server.call(lambda _: store.ensure_indexes(7.5))
         assert await ttl_of(server) == int(7.5 * 86400)
+        server.call(lambda _: store.ensure_indexes(0))  # 0: keep forever, no TTL index
+        assert await ttl_of(server) is None
     finally:
         server.call(lambda _: store.ensure_indexes(server.settings.retention_days))
     assert await ttl_of(server) == int(server.settings.retention_days * 86400)

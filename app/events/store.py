@@ -147,20 +147,24 @@ class EventStore:
 
     async def _ensure_retention(self, seconds: int) -> None:
         """Retention: the database removes events whose timestamp is older than `seconds` (TTL index;
-        MongoDB's TTL monitor runs every 60 s). A changed setting is applied to the existing index."""
+        MongoDB's TTL monitor runs every 60 s). A changed setting is applied to the existing index;
+        0 keeps events forever (no TTL index)."""
         async with translate_errors("error_events.retention", self._breaker):
             for name, spec in (await self._col.index_information()).items():
-                if spec["key"] == [("timestamp", 1)] and spec.get("expireAfterSeconds") != seconds:
+                if spec["key"] != [("timestamp", 1)] or spec.get("expireAfterSeconds") == seconds:
+                    continue
+                if seconds:
                     # collMod changes it in place on MongoDB; recreate where that did not take.
                     await self._col.database.command(
                         "collMod", self._col.name, index={"name": name, "expireAfterSeconds": seconds}
                     )
                     spec = (await self._col.index_information()).get(name, {})
-                    if spec.get("expireAfterSeconds") != seconds:
-                        await self._col.drop_index(name)
-            await self._col.create_index(
-                [("timestamp", ASCENDING)], expireAfterSeconds=seconds, name="retention"
-            )
+                if not seconds or spec.get("expireAfterSeconds") != seconds:
+                    await self._col.drop_index(name)
+            if seconds:
+                await self._col.create_index(
+                    [("timestamp", ASCENDING)], expireAfterSeconds=seconds, name="retention"
+                )
 
     async def ttl_seconds(self) -> int | None:
         async with translate_errors("error_events.ttl", self._breaker):
@@ -191,9 +195,10 @@ class EventStore:
             await self._col.update_one({"event_id": event_id}, {"$set": {"started_group": True}})
 
     async def get(self, org_id: str, event_id: str) -> ErrorEventRecord | None:
+        # By the unique id alone (one index, one key), then the organization: another's event is None.
         async with translate_errors("error_events.get", self._breaker):
-            doc = await self._col.find_one({"event_id": event_id, "org_id": org_id})
-        return _from_doc(doc) if doc else None
+            doc = await self._col.find_one({"event_id": event_id})
+        return _from_doc(doc) if doc and doc["org_id"] == org_id else None
 
     async def page(self, query: EventQuery) -> EventPage:
         match = _match(query.org_id, query.filter)

@@ -1,0 +1,255 @@
+"""The benchmark: server CPU per request for each workload, with a bare-Strawberry reference measured in
+the same run, so results are ratios on a noisy machine. Run by hand: `make bench` (needs wrk).
+
+It starts a file-backed nx-27017, seeds 10,000 events in the measured organization and 20,000 in another,
+starts the server (`python -m app serve`, request logging, auth and rate limiting on as in production) and
+the reference app, drives each workload with wrk from a separate process at a few concurrencies, and
+reads the server's and the database's CPU time (utime+stime from /proc) before and after each run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from pymongo import MongoClient
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.events.fingerprint import fingerprint  # noqa: E402
+from app.events.model import ErrorEventRecord, Severity  # noqa: E402
+from app.events.store import _to_doc, new_event_id  # noqa: E402
+from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
+
+TICKS = os.sysconf("SC_CLK_TCK")
+EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
+WORKLOADS = {
+    "orgErrors(first: 20), all fields": (
+        f'{{ orgErrors(orgId: "bench", first: 20) {{ nodes {{ {EVENT_FIELDS} }} pageInfo {{ endCursor }} }} }}',
+        None,
+    ),
+    "orgErrors(first: 20) with a filter": (
+        f'{{ orgErrors(orgId: "bench", first: 20, filter: {{minSeverity: HIGH, source: "svc-1"}}) '
+        f"{{ nodes {{ {EVENT_FIELDS} }} }} }}",
+        None,
+    ),
+    "errorEvent": ('{ errorEvent(orgId: "bench", id: "EVENT_ID") { ' + EVENT_FIELDS + " } }", None),
+    "logError (fresh idempotency keys)": (
+        'mutation($k: String) { logError(orgId: "bench", idempotencyKey: $k, '
+        'error: {message: "bench", severity: LOW}) { errorId } }',
+        "fresh",
+    ),
+    "logError (replayed idempotency key)": (
+        'mutation { logError(orgId: "bench", idempotencyKey: "same", '
+        'error: {message: "bench", severity: LOW}) { errorId replayed } }',
+        None,
+    ),
+    "serviceStatus": ("{ serviceStatus { status services { name status updatedAt } } }", None),
+}
+REFERENCE = "{ items { id name severity count score active note } }"
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def lua_script(query: str, key: str | None, mode: str | None) -> str:
+    body = json.dumps({"query": query})
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if key:
+        headers += f'wrk.headers["X-API-KEY"] = "{key}"\n'
+    if mode == "fresh":  # a new idempotency key per request
+        return (
+            f'wrk.method = "POST"\n{headers}counter = 0\nprefix = tostring(math.random(1, 1e9))\n'
+            "request = function()\n  counter = counter + 1\n"
+            # A long-bracket string: Lua applies no escapes inside, so the JSON stays intact.
+            f'  local body = string.format([[{{"query": {json.dumps(query)}, "variables": '
+            '{"k": "%s-%d"}}]], prefix, counter)\n'
+            "  return wrk.format(nil, nil, nil, body)\nend\n"
+        )
+    return f'wrk.method = "POST"\nwrk.body = {json.dumps(body)}\n{headers}'
+
+
+def run_wrk(url: str, script: str, connections: int, seconds: int) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
+        handle.write(script)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", handle.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    requests = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+
+    def pct(p: str) -> float:
+        match = re.search(rf"{p}%\s+([\d.]+)(us|ms|s)", out)
+        value, unit = float(match.group(1)), match.group(2)
+        return value * {"us": 0.001, "ms": 1, "s": 1000}[unit]
+
+    return {
+        "requests": requests,
+        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50_ms": pct("50"),
+        "p99_ms": pct("99"),
+        "errors": int(non2xx.group(1)) if non2xx else 0,
+    }
+
+
+def seed(uri: str) -> str:
+    now = datetime.now(UTC)
+    with MongoClient(uri) as client:
+        db = client["bench"]
+        db["organizations"].insert_many(
+            [{"_id": o, "name": o, "created_at": now} for o in ("bench", "other")]
+        )
+        seq = 0
+        for org, count in (("bench", 10_000), ("other", 20_000)):
+            docs = []
+            for i in range(count):
+                seq += 1
+                stamp = now - timedelta(seconds=i * 7)
+                message, source = f"Request {i} failed on node {i % 13}", f"svc-{i % 5}"
+                event = ErrorEventRecord(
+                    id=new_event_id(stamp),
+                    org_id=org,
+                    message=message,
+                    severity=list(Severity)[i % 4],
+                    timestamp=stamp.replace(microsecond=stamp.microsecond // 1000 * 1000),
+                    received_at=now,
+                    code=None,
+                    source=source,
+                    context={"i": i, "node": i % 13},
+                    fingerprint=fingerprint(message, None, source),
+                    seq=seq,
+                )
+                docs.append(_to_doc(event, None, None))
+            db["error_events"].insert_many(docs)
+        db["counters"].insert_one({"_id": "error_events", "seq": seq})
+        return db["error_events"].find_one({"org_id": "bench"})["event_id"]
+
+
+def wait_ready(url: str) -> None:
+    for _ in range(600):
+        try:
+            httpx.get(url, timeout=1)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=int, default=8)
+    parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-"))
+    database = EmbeddedMongo(tmp / "bench.db")
+    uri = database.start()
+    event_id = seed(uri)
+    port, ref_port = _free_port(), _free_port()
+    env = {
+        **os.environ,
+        "MONGODB_URI": uri,
+        "MONGODB_DB": "bench",
+        "PORT": str(port),
+        "DEMO_DATA": "false",
+        "ENVIRONMENT": "development",
+        "RATE_LIMIT_READS": "1000000000",
+        "RATE_LIMIT_WRITES": "1000000000",
+        "FEED_MODE": "poll",
+        # nx-27017 sweeps TTL indexes on every query (about 24 ms per query at 30,000 events, measured
+        # here): without one, the database figures show the queries themselves. MongoDB sweeps every 60 s.
+        "RETENTION_DAYS": "0",
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    reference = subprocess.Popen(
+        [sys.executable, str(ROOT / "bench" / "reference_app.py"), str(ref_port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/livez")
+        wait_ready(f"http://127.0.0.1:{ref_port}/")
+        key = json.loads(
+            subprocess.run(
+                [sys.executable, "-m", "app", "keys", "create", "--org", "bench", "--json"],
+                env=env,
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )["apiKey"]
+        runs: dict[tuple[str, int], list[dict]] = {}
+        plan = [("reference: bare Strawberry, 20 objects", REFERENCE, None, None, ref_port, reference.pid)]
+        plan += [
+            (name, q.replace("EVENT_ID", event_id), key, mode, port, server.pid)
+            for name, (q, mode) in WORKLOADS.items()
+        ]
+        for _ in range(args.rounds):
+            for name, query, credential, mode, target, pid in plan:
+                for connections in args.connections:
+                    script = lua_script(query, credential, mode)
+                    before, db_before = cpu_seconds(pid), cpu_seconds(database.process.pid)
+                    result = run_wrk(f"http://127.0.0.1:{target}/graphql", script, connections, args.seconds)
+                    result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(result["requests"], 1)
+                    result["db_cpu_ms"] = (
+                        (cpu_seconds(database.process.pid) - db_before) * 1000 / max(result["requests"], 1)
+                    )
+                    runs.setdefault((name, connections), []).append(result)
+        rows = []
+        reference_cpu = statistics.median(r["cpu_ms"] for r in runs[(plan[0][0], args.connections[0])])
+        for (name, connections), results in runs.items():
+            med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+            rows.append(
+                {
+                    "workload": name,
+                    "connections": connections,
+                    **{k: round(v, 3) for k, v in med.items()},
+                    "cpu_vs_reference": round(med["cpu_ms"] / reference_cpu, 2),
+                }
+            )
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+        print(
+            "| workload | conns | req/s | p50 ms | p99 ms | server CPU ms/req | x reference | DB CPU ms/req | non-2xx |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+        for r in rows:
+            print(
+                f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+                f"{r['cpu_ms']:.2f} | {r['cpu_vs_reference']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
+            )
+    finally:
+        for process in (server, reference):
+            process.terminate()
+            process.wait(30)
+        database.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""What keeps the server fast, asserted structurally (no timing): caches installed, one database round
+trip per list page, no database call for serviceStatus. Timings live in bench/ (README, Performance)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from pymongo import monitoring
+from strawberry.extensions import ValidationCache
+
+from app.parse_cache import ParseCache
+from app.schema import build_schema
+from tests.conftest import LiveServer, _free_port, make_org, start_server
+from tests.helpers import log_error
+
+
+class Commands(monitoring.CommandListener):
+    """Every command the driver sends while `active` (pymongo listeners cannot be unregistered)."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.seen: list[tuple[str, dict[str, Any]]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if self.active:
+            self.seen.append((event.command_name, dict(event.command)))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+    def of_request(self, org_id: str) -> list[str]:
+        """Commands about one organization's data (background probes and feed polls left out)."""
+        names = []
+        for name, command in self.seen:
+            text = repr(command)
+            if org_id in text:
+                names.append(f"{name}:{command.get(name)}")
+        return names
+
+
+@pytest.fixture(scope="module")
+def monitored(server: LiveServer) -> Iterator[tuple[LiveServer, Commands]]:
+    listener = Commands()
+    monitoring.register(listener)  # applies to clients created from now on: this server's
+    live, stop = start_server(
+        server.settings.model_copy(update={"port": _free_port(), "auth_cache_ttl_seconds": 30})
+    )
+    try:
+        yield live, listener
+    finally:
+        stop()
+
+
+def test_parse_and_validation_caches_are_installed() -> None:
+    built = [factory() for factory in build_schema().extensions]  # type: ignore[operator]
+    assert any(isinstance(e, ParseCache) for e in built)
+    assert any(isinstance(e, ValidationCache) for e in built)
+
+
+async def test_database_round_trips_per_request(monitored: tuple[LiveServer, Commands]) -> None:
+    live, commands = monitored
+    org = make_org(live)
+    async with httpx.AsyncClient(base_url=live.url) as http:
+        from tests.conftest import GraphQLClient
+
+        gql = GraphQLClient(http)
+        await log_error(gql, org.id, org.key)  # warms the credential and organization caches
+        page = "query($o: ID!) { orgErrors(orgId: $o, first: 20) { nodes { id message } } }"
+
+        async def commands_of(query: str, variables: dict) -> list[str]:
+            commands.seen.clear()
+            commands.active = True
+            try:
+                body = (await gql.post(query, variables, key=org.key)).json()
+            finally:
+                commands.active = False
+            assert "errors" not in body, body
+            return commands.of_request(org.id)
+
+        assert await commands_of(page, {"o": org.id}) == ["aggregate:error_events"]
+        counted = page.replace("nodes {", "totalCount nodes {")
+        assert await commands_of(counted, {"o": org.id}) == [
+            "aggregate:error_events",
+            "aggregate:error_events",
+        ]
+        status = await commands_of("{ serviceStatus { status } }", {})
+        assert status == [] and not commands.seen  # answered from memory
+        logged = await commands_of(
+            'mutation($o: ID!) { logError(orgId: $o, error: {message: "again", severity: LOW}) { errorId } }',
+            {"o": org.id},
+        )
+        # The position counter is not about one organization; the insert and the group count are.
+        assert logged == ["insert:error_events", "update:error_groups"]
