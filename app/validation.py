@@ -1,6 +1,6 @@
 """Turning pydantic validation failures into one catalogued error that lists every problem.
 
-Input models declare which catalog code a broken field means (`FIELD_CODES`); when several codes
+Callers say which catalog code a broken top-level field means (`field_codes`); when several codes
 apply to one input, the most basic wins (a malformed argument before a bad date before a broken rule),
 and `details` still lists every problem so the client can fix them all in one go.
 """
@@ -74,13 +74,8 @@ def app_error_from(
         else:
             codes.add(field_codes.get(loc[0] if loc else "", default))
         details.append(FieldProblem(field=field, message=_clean(problem["msg"])))
-    return combine(details, codes)
-
-
-def combine(details: list[FieldProblem], codes: set[ErrorCode]) -> AppError:
     code = next((c for c in _PRIORITY if c in codes), ErrorCode.VALIDATION_ERROR)
-    error = _EXCEPTIONS[code](details=details)
-    return error
+    return _EXCEPTIONS[code](details=details)
 
 
 def _clean(message: str) -> str:

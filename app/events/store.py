@@ -166,13 +166,6 @@ class EventStore:
                     [("timestamp", ASCENDING)], expireAfterSeconds=seconds, name="retention"
                 )
 
-    async def ttl_seconds(self) -> int | None:
-        async with translate_errors("error_events.ttl", self._breaker):
-            for spec in (await self._col.index_information()).values():
-                if spec["key"] == [("timestamp", 1)]:
-                    return spec.get("expireAfterSeconds")
-        return None
-
     async def insert(
         self, event: ErrorEventRecord, idem_key: str | None = None, idem_hash: str | None = None
     ) -> None:
