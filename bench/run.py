@@ -17,11 +17,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from pymongo import MongoClient
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +29,7 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
+from bench import servers  # noqa: E402
 
 TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
@@ -141,16 +140,6 @@ def seed(uri: str) -> str:
         return db["error_events"].find_one({"org_id": "bench"})["event_id"]
 
 
-def wait_ready(url: str) -> None:
-    for _ in range(600):
-        try:
-            httpx.get(url, timeout=1)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise RuntimeError(f"{url} did not start")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -166,45 +155,22 @@ def main() -> None:
     uri = database.start()
     event_id = seed(uri)
     port, ref_port = _free_port(), _free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URI": uri,
-        "MONGODB_DB": "bench",
-        "PORT": str(port),
-        "DEMO_DATA": "false",
-        "ENVIRONMENT": "development",
-        "RATE_LIMIT_READS": "1000000000",
-        "RATE_LIMIT_WRITES": "1000000000",
-        "FEED_MODE": "poll",
+    env = servers.server_env(
+        uri,
+        "bench",
+        port,
+        LOG_LEVEL="INFO",
+        FEED_MODE="poll",
         # nx-27017 sweeps TTL indexes on every query (about 24 ms per query at 30,000 events, measured
         # here): without one, the database figures show the queries themselves. MongoDB sweeps every 60 s.
-        "RETENTION_DAYS": "0",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        RETENTION_DAYS="0",
     )
-    reference = subprocess.Popen(
-        [sys.executable, str(ROOT / "bench" / "reference_app.py"), str(ref_port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    server = servers.start(env)
+    reference = servers.start(env, [sys.executable, str(ROOT / "bench" / "reference_app.py"), str(ref_port)])
     try:
-        wait_ready(f"http://127.0.0.1:{port}/livez")
-        wait_ready(f"http://127.0.0.1:{ref_port}/")
-        key = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "app", "keys", "create", "--org", "bench", "--json"],
-                env=env,
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        )["apiKey"]
+        servers.wait_ready(f"http://127.0.0.1:{port}/livez")
+        servers.wait_ready(f"http://127.0.0.1:{ref_port}/")
+        key = servers.cli_json(env, "keys", "create", "--org", "bench")["apiKey"]
         runs: dict[tuple[str, int], list[dict]] = {}
         plan = [("reference: bare Strawberry, 20 objects", REFERENCE, None, None, ref_port, reference.pid)]
         plan += [
@@ -245,9 +211,7 @@ def main() -> None:
                 f"{r['cpu_ms']:.2f} | {r['cpu_vs_reference']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
             )
     finally:
-        for process in (server, reference):
-            process.terminate()
-            process.wait(30)
+        servers.stop(server, reference)
         database.stop()
 
 

@@ -13,10 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -29,30 +26,13 @@ from pymongo import MongoClient
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from app.storage.embedded import EmbeddedMongo  # noqa: E402
+from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
+from bench import servers  # noqa: E402
 
 LOG = """mutation($o: ID!, $k: String, $m: String!) {
   logError(orgId: $o, idempotencyKey: $k, error: {message: $m, severity: HIGH}) { errorId replayed } }"""
 LIST = "query($o: ID!) { orgErrors(orgId: $o, first: 20) { totalCount nodes { id message } } }"
 STATUS = "{ serviceStatus { status } }"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def cli(env: dict[str, str], *args: str) -> dict:
-    out = subprocess.run(
-        [sys.executable, "-m", "app", *args, "--json"],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout)
 
 
 async def worker(
@@ -107,36 +87,14 @@ async def run(args: argparse.Namespace) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="soak-"))
     database = EmbeddedMongo(tmp / "soak.db")
     uri = database.start()
-    port = free_port()
-    env = {
-        **os.environ,
-        "MONGODB_URI": uri,
-        "MONGODB_DB": "soak",
-        "PORT": str(port),
-        "DEMO_DATA": "false",
-        "LOG_LEVEL": "WARNING",
-        "MONGODB_TIMEOUT_MS": "1000",
-        "RATE_LIMIT_READS": "100000000",
-        "RATE_LIMIT_WRITES": "100000000",
-        "STATUS_PROBE_INTERVAL_SECONDS": "1",
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "app", "serve"],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=open(tmp / "server.log", "w"),
-    )
+    port = _free_port()
+    env = servers.server_env(uri, "soak", port, MONGODB_TIMEOUT_MS="1000", STATUS_PROBE_INTERVAL_SECONDS="1")
+    server = servers.start(env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            for _ in range(200):
-                try:
-                    if (await client.get("/livez")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
-            cli(env, "orgs", "create", "soak")
-            key = cli(env, "keys", "create", "--org", "soak")["apiKey"]
+            servers.wait_ready(f"http://127.0.0.1:{port}/livez")
+            servers.cli_json(env, "orgs", "create", "soak")
+            key = servers.cli_json(env, "keys", "create", "--org", "soak")["apiKey"]
             acked: dict[str, str] = {}
             outcomes: Counter = Counter()
             started = time.monotonic()
@@ -177,8 +135,7 @@ async def run(args: argparse.Namespace) -> dict:
             "outcomes": dict(sorted(outcomes.items())),
         }
     finally:
-        server.terminate()
-        server.wait(30)
+        servers.stop(server)
         database.stop()
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
+from bench import servers  # noqa: E402
 
 SUB = "subscription { serviceStatusChanged { services { name status } } }"
 SET = 'mutation($s: ServiceState!) { setServiceStatus(service: "api", status: $s) { status } }'
@@ -56,40 +55,12 @@ async def run(args: argparse.Namespace) -> dict:
     database = EmbeddedMongo(tmp / "db.sqlite")
     uri = database.start()
     ports = [_free_port(), _free_port()]
-    env = {
-        **os.environ,
-        "MONGODB_URI": uri,
-        "MONGODB_DB": "latency",
-        "DEMO_DATA": "false",
-        "LOG_LEVEL": "WARNING",
-    }
-    servers = [
-        subprocess.Popen(
-            [sys.executable, "-m", "app", "serve"],
-            env={**env, "PORT": str(p)},
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        for p in ports
-    ]
+    env = servers.server_env(uri, "latency", 0)
+    processes = [servers.start({**env, "PORT": str(p)}) for p in ports]
     try:
         for port in ports:
-            for _ in range(300):
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    await asyncio.sleep(0.1)
-        out = subprocess.run(
-            [sys.executable, "-m", "app", "keys", "create", "--admin", "--json"],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        key = json.loads(out.stdout)["apiKey"]
+            servers.wait_ready(f"http://127.0.0.1:{port}/livez")
+        key = servers.cli_json(env, "keys", "create", "--admin")["apiKey"]
         ready, inbox, count = asyncio.Event(), asyncio.Queue(), [0, args.subscribers]
         urls = [f"ws://127.0.0.1:{p}/graphql" for p in ports]
         tasks = [
@@ -134,9 +105,7 @@ async def run(args: argparse.Namespace) -> dict:
             },
         }
     finally:
-        for server in servers:
-            server.terminate()
-            server.wait(30)
+        servers.stop(*processes)
         database.stop()
 
 
