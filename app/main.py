@@ -8,9 +8,9 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pymongo import AsyncMongoClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -53,7 +53,7 @@ class Runtime:
     """What the lifespan opened; kept on app.state for the health route and for tests."""
 
     services: Services
-    client: AsyncMongoClient
+    client: Any  # the AsyncMongoClient (only app.storage and the stores speak pymongo)
     embedded: EmbeddedMongo | None
     demo_key: str | None
 
@@ -95,7 +95,6 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             groups=GroupService(group_store, events),
             stats=StatsService(event_store, events),
             status=StatusService(
-                db,
                 StatusStore(db, breaker),
                 pubsub,
                 StatusSettings(

@@ -117,7 +117,7 @@ async def test_failing_requests_degrade_the_api(
 
 
 def test_probe_states_are_damped() -> None:
-    service = StatusService(None, None, None, StatusSettings(damping_probes=3))  # type: ignore[arg-type]
+    service = StatusService(None, None, StatusSettings(damping_probes=3))  # type: ignore[arg-type]
     down = (ServiceState.MAJOR_OUTAGE, "down", None, StatusCause.PROBE)
     up = (ServiceState.OPERATIONAL, None, 0.001, StatusCause.PROBE)
     for candidate in (down, down, up, down, down):

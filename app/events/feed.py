@@ -19,19 +19,15 @@ import contextlib
 import logging
 import time
 
-from pymongo.errors import OperationFailure, PyMongoError
-
 from app.errors import AppError
 from app.events.model import ErrorEventRecord
-from app.events.store import EventStore
+from app.events.store import ChangeStreamsUnsupported, EventStore
 from app.pubsub import PubSub
 
 log = logging.getLogger("app.feed")
 EVENTS_TOPIC = "error-events"
 BATCH = 1000
 STREAM_RETRY_SECONDS = 5.0
-# "The $changeStream stage is only supported on replica sets" and kin: nothing to retry.
-_NO_CHANGE_STREAMS = frozenset({40573, 40324, 136})
 
 
 class EventFeed:
@@ -75,13 +71,11 @@ class EventFeed:
                 self.streaming = True
                 async for event in self._store.watch_inserts():
                     self._deliver(event)
-            except OperationFailure as exc:
-                if exc.code in _NO_CHANGE_STREAMS:
-                    log.info("no change streams on this deployment (%s): polling only", exc.code)
-                    return
-                log.warning("change stream failed: %s", exc)
-            except PyMongoError as exc:
-                log.warning("change stream interrupted: %s", exc)
+            except ChangeStreamsUnsupported as exc:
+                log.info("no change streams on this deployment (%s): polling only", exc)
+                return
+            except AppError:
+                log.warning("change stream interrupted; polling meanwhile")
             finally:
                 self.streaming = False
             await asyncio.sleep(STREAM_RETRY_SECONDS)

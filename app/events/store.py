@@ -29,14 +29,23 @@ from typing import Any
 import orjson
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
 from ulid import ULID
 
+from app.errors import ServiceUnavailable
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
 from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
 ID_PREFIX = "error-"
+
+
+# "The $changeStream stage is only supported on replica sets" and kin: nothing to retry.
+_NO_CHANGE_STREAMS = frozenset({40573, 40324, 136})
+
+
+class ChangeStreamsUnsupported(Exception):
+    """The deployment has no change streams (a standalone mongod); polling is all there is."""
 
 
 class DuplicateIdempotencyKey(Exception):
@@ -277,7 +286,15 @@ class EventStore:
 
     async def watch_inserts(self) -> AsyncIterator[ErrorEventRecord]:
         """New events as the database commits them (a change stream: needs a replica set or sharded
-        cluster on MongoDB). Driver errors propagate: the feed decides what an absent stream means."""
-        async with await self._col.watch([{"$match": {"operationType": "insert"}}]) as stream:
-            async for change in stream:
-                yield _from_doc(change["fullDocument"])
+        cluster on MongoDB). ChangeStreamsUnsupported when the deployment has none; ServiceUnavailable
+        when the stream breaks."""
+        try:
+            async with await self._col.watch([{"$match": {"operationType": "insert"}}]) as stream:
+                async for change in stream:
+                    yield _from_doc(change["fullDocument"])
+        except OperationFailure as exc:
+            if exc.code in _NO_CHANGE_STREAMS:
+                raise ChangeStreamsUnsupported(str(exc)) from exc
+            raise ServiceUnavailable() from exc
+        except PyMongoError as exc:
+            raise ServiceUnavailable() from exc

@@ -25,8 +25,6 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from app.errors import AppError, FieldProblem, InvalidRequest
 from app.metrics import database_probe_seconds, database_up
 from app.pubsub import PubSub
@@ -44,7 +42,6 @@ from app.status.model import (
 )
 from app.status.store import StatusStore
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import ping
 
 log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
@@ -65,13 +62,11 @@ class StatusSettings:
 class StatusService:
     def __init__(
         self,
-        db: AsyncDatabase,
         store: StatusStore,
         pubsub: PubSub,
         settings: StatusSettings,
         breaker: CircuitBreaker | None = None,
     ) -> None:
-        self._db = db
         self._store = store
         self._pubsub = pubsub
         self._settings = settings
@@ -146,7 +141,7 @@ class StatusService:
     async def _observe(self) -> tuple[bool, dict[str, _Candidate]]:
         started = time.perf_counter()
         try:
-            await ping(self._db)
+            await self._store.ping()
         except AppError:
             database_up.set(0)
             return False, {

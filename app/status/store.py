@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from app.status.model import Component, Override, ServiceState, StatusCause, StatusSnapshot, Transition
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import as_datetime, translate_errors
+from app.storage.mongo import as_datetime, ping, translate_errors
 
 
 def _snapshot_doc(s: StatusSnapshot) -> dict[str, Any]:
@@ -69,6 +69,7 @@ def _transition(doc: dict[str, Any]) -> Transition:
 
 class StatusStore:
     def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+        self._db = db
         self._overrides = db["status_overrides"]
         self._transitions = db["status_transitions"]
         self._counters = db["counters"]
@@ -81,6 +82,10 @@ class StatusStore:
                 [("component", ASCENDING), ("seq", DESCENDING)], name="history"
             )
             await self._transitions.create_index([("seq", ASCENDING)], name="feed")
+
+    async def ping(self) -> None:
+        """The storage probe: deliberately not behind the breaker, so it can see the database return."""
+        await ping(self._db)
 
     async def overrides(self) -> dict[str, Override]:
         async with translate_errors("status_overrides.read", self._breaker):
