@@ -170,7 +170,7 @@ async def test_no_connection_init_closes_with_4408(server: LiveServer) -> None:
 
 
 async def test_a_credential_expiring_while_connected_closes_with_4403(server: LiveServer) -> None:
-    org = make_org(server, expires_at=datetime.now(UTC) + timedelta(milliseconds=700))
+    org = make_org(server, expires_at=datetime.now(UTC) + timedelta(milliseconds=1500))
     async with connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": org.key}}))
         assert json.loads(await ws.recv())["type"] == "connection_ack"

@@ -66,7 +66,7 @@ class EventFeed:
         self._deliver(event)
 
     async def _stream_forever(self) -> None:
-        while True:
+        while self.running:
             try:
                 self.streaming = True
                 async for event in self._store.watch_inserts():
@@ -75,6 +75,10 @@ class EventFeed:
                 log.info("no change streams on this deployment (%s): polling only", exc)
                 return
             except AppError:
+                # The driver can turn a cancellation into an error of its own: a stop must still stop.
+                task = asyncio.current_task()
+                if not self.running or (task is not None and task.cancelling()):
+                    raise asyncio.CancelledError from None
                 log.warning("change stream interrupted; polling meanwhile")
             finally:
                 self.streaming = False
