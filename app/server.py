@@ -35,7 +35,7 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
 
 
-def config_for(app: Starlette, host: str, port: int) -> uvicorn.Config:
+def config_for(app: Starlette, host: str, port: int, ws_compression: bool = False) -> uvicorn.Config:
     # asyncio's loop rather than uvloop: uvloop is unfair under overload (p99 in seconds at 64
     # connections on a saturated worker); httptools is where the HTTP CPU is saved.
     return uvicorn.Config(
@@ -51,11 +51,14 @@ def config_for(app: Starlette, host: str, port: int) -> uvicorn.Config:
         # subscribers connected; legacy graphql-ws clients also get the protocol's own `ka` messages.
         ws_ping_interval=20,
         ws_ping_timeout=20,
+        # permessage-deflate keeps compression state per socket (about 40-50 KiB each, measured): off by
+        # default, since status and event messages are a few hundred bytes.
+        ws_per_message_deflate=ws_compression,
     )
 
 
 def serve(settings: Settings) -> int:
     configure(settings.log_level, json_lines=settings.is_production)
     app = create_app(settings, banner=True)
-    GracefulServer(config_for(app, settings.host, settings.port), app).run()
+    GracefulServer(config_for(app, settings.host, settings.port, settings.ws_compression), app).run()
     return 0

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
         le=300,
         description="A WebSocket without connection_init by then is closed with 4408.",
     )
+    ws_compression: bool = Field(
+        default=False, description="Offer permessage-deflate on WebSockets (costs memory per subscriber)."
+    )
     feed_mode: str = Field(
         default="auto",
         pattern="^(auto|poll|stream)$",

@@ -31,6 +31,13 @@ SUB = "subscription { serviceStatusChanged { services { name status } } }"
 SET = 'mutation($s: ServiceState!) { setServiceStatus(service: "api", status: $s) { status } }'
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 async def subscriber(
     url: str, key: str, ready: asyncio.Event, inbox: asyncio.Queue, count: list[int]
 ) -> None:
@@ -61,6 +68,7 @@ async def run(args: argparse.Namespace) -> dict:
         for port in ports:
             servers.wait_ready(f"http://127.0.0.1:{port}/livez")
         key = servers.cli_json(env, "keys", "create", "--admin")["apiKey"]
+        rss_before = [rss_kib(p.pid) for p in processes]
         ready, inbox, count = asyncio.Event(), asyncio.Queue(), [0, args.subscribers]
         urls = [f"ws://127.0.0.1:{p}/graphql" for p in ports]
         tasks = [
@@ -68,6 +76,10 @@ async def run(args: argparse.Namespace) -> dict:
             for i in range(args.subscribers)
         ]
         await asyncio.wait_for(ready.wait(), 60)
+        await asyncio.sleep(1)  # let the servers settle before reading their memory
+        rss_per_subscriber = [
+            (rss_kib(p.pid) - before) / (args.subscribers / 2) for p, before in zip(processes, rss_before, strict=True)
+        ]
         results = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as http:
             for change in range(args.changes):
@@ -99,6 +111,7 @@ async def run(args: argparse.Namespace) -> dict:
                 "median": round(statistics.median(same), 1),
                 "max": round(same[-1], 1),
             },
+            "rss_kib_per_idle_subscriber": [round(x, 1) for x in rss_per_subscriber],
             "last_subscriber_other_instance_ms": {
                 "median": round(statistics.median(other), 1),
                 "max": round(other[-1], 1),

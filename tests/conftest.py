@@ -24,12 +24,11 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from ulid import ULID
 
 from app.context import Services
 from app.main import create_app
-from app.server import GracefulServer
+from app.server import GracefulServer, config_for
 from app.settings import Settings
 from app.storage.embedded import EmbeddedMongo
 
@@ -72,16 +71,7 @@ class LiveServer:
 
 def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
     app = create_app(settings)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=settings.port,
-        loop="asyncio",
-        http="httptools",
-        log_config=None,
-        lifespan="on",
-        ws_ping_interval=None,
-    )
+    config = config_for(app, "127.0.0.1", settings.port, settings.ws_compression)  # as `python -m app serve`
     server = GracefulServer(config, app)
     loop_box: list[asyncio.AbstractEventLoop] = []
 

@@ -206,3 +206,9 @@ async def test_with_change_streams_delivery_does_not_wait_for_the_poll(
             event = await log_error(gql, org.id, org.key, message="streamed")
             delivered = (await asyncio.wait_for(receive(ws), 10))["payload"]["data"]["errorLogged"]
             assert delivered["id"] == event["id"]
+
+
+async def test_no_per_socket_compression_by_default(server: LiveServer, org: Org) -> None:
+    """permessage-deflate costs tens of KiB per idle subscriber; status messages are tiny."""
+    async with session(server, {"apiKey": org.key}) as ws:
+        assert ws.protocol.extensions == []
