@@ -7,7 +7,7 @@ the same input, instead of as an anonymous variable-coercion failure.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, NewType
 
 import strawberry
@@ -17,8 +17,10 @@ __all__ = ["JSON", "SCALAR_MAP", "DateTime", "format_datetime"]
 
 
 def format_datetime(value: datetime) -> str:
-    """UTC with millisecond precision: 2025-11-20T17:00:00.000Z."""
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    """UTC with millisecond precision: 2025-11-20T17:00:00.000Z (a naive value is taken as UTC)."""
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def _serialize(value: Any) -> str:

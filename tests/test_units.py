@@ -95,3 +95,15 @@ def test_production_logs_are_json_lines_with_the_request_id(capsys: pytest.Captu
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["message"] == "POST /graphql 200" and line["level"] == "INFO"
     assert (line["request_id"], line["outcome"], line["org_id"]) == ("req_TEST", "OK", "acme")
+
+
+def test_datetimes_are_written_in_utc_with_milliseconds() -> None:
+    from datetime import timedelta, timezone
+
+    from app.scalars import format_datetime
+
+    paris = timezone(timedelta(hours=1))
+    assert (
+        format_datetime(datetime(2025, 11, 20, 18, 0, 0, 123456, tzinfo=paris)) == "2025-11-20T17:00:00.123Z"
+    )
+    assert format_datetime(datetime(2025, 11, 20, 17, tzinfo=UTC)) == "2025-11-20T17:00:00.000Z"
