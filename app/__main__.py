@@ -108,6 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the API server")
     serve.add_argument("--host", help="overrides HOST")
     serve.add_argument("--port", type=int, help="overrides PORT")
+    serve.add_argument("--workers", type=int, help="overrides WORKERS (worker processes on one port)")
     sub.add_parser("export-schema", help="print the GraphQL schema (SDL)")
 
     orgs = sub.add_parser("orgs", help="manage organizations").add_subparsers(dest="action", required=True)
@@ -148,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.area == "serve":
             from app.server import serve
 
-            overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+            given = (("host", args.host), ("port", args.port), ("workers", args.workers))
+            overrides = {k: v for k, v in given if v is not None}
             return serve(load_settings(**overrides))
         result, text = asyncio.run(_run(args))
     except SettingsError as exc:

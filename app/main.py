@@ -134,16 +134,16 @@ async def close_runtime(runtime: Runtime) -> None:
         await asyncio.to_thread(runtime.embedded.stop)
 
 
-def _banner(settings: Settings, runtime: Runtime) -> None:
+def print_banner(settings: Settings, demo_key: str | None) -> None:
     base = f"http://{settings.host}:{settings.port}"
     lines = [f"GraphQL endpoint: {base}/graphql"]
     if settings.graphiql_enabled:
         lines.append(f"GraphiQL:         {base}/graphql  (open in a browser)")
-    if runtime.demo_key:
+    if demo_key:
         lines += [
-            f"Demo credential:  {runtime.demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{runtime.demo_key}"}}',
-            f"  curl -s {base}/graphql -H 'X-API-KEY: {runtime.demo_key}' \\",
+            f"Demo credential:  {demo_key}  (organization 'demo')",
+            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
+            f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
             "    -H 'Content-Type: application/json' \\",
             """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",
         ]
@@ -164,7 +164,7 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         view.services = runtime.services
         app.state.runtime = runtime
         if banner:
-            _banner(settings, runtime)
+            print_banner(settings, runtime.demo_key)
         try:
             yield
         finally:

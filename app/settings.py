@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64, description="uvicorn worker processes sharing the port.")
     data_dir: Path = Path("data")
     log_level: str = "INFO"
     environment: Environment = Environment.DEVELOPMENT

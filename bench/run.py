@@ -148,6 +148,12 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument(
+        "--no-workers-compare",
+        dest="workers_compare",
+        action="store_false",
+        help="skip the 1 vs 2 workers throughput comparison",
+    )
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
@@ -210,9 +216,43 @@ def main() -> None:
                 f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['cpu_ms']:.2f} | {r['cpu_vs_reference']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
             )
+        if args.workers_compare:
+            print()
+            print(compare_workers(env, key, args))
     finally:
         servers.stop(server, reference)
         database.stop()
+
+
+def compare_workers(env: dict[str, str], key: str, args: argparse.Namespace) -> str:
+    """Throughput of one worker against two (`serve --workers 2`) on the same database, 32 connections.
+    wrk and nx-27017 share the same 2 cores, so this shows the trend, not a ceiling."""
+    lines = ["| workload | 1 worker req/s | 2 workers req/s |", "|---|---|---|"]
+    port = _free_port()
+    single = servers.start({**env, "PORT": str(port)})
+    double_port = _free_port()
+    double = servers.start({**env, "PORT": str(double_port), "WORKERS": "2"})
+    try:
+        servers.wait_ready(f"http://127.0.0.1:{port}/livez")
+        servers.wait_ready(f"http://127.0.0.1:{double_port}/livez")
+        for name in (
+            "orgErrors(first: 20), all fields",
+            "logError (fresh idempotency keys)",
+            "serviceStatus",
+        ):
+            query, mode = WORKLOADS[name]
+            script = lua_script(query, key, mode)
+            rps = [
+                statistics.median(
+                    run_wrk(f"http://127.0.0.1:{p}/graphql", script, 32, args.seconds)["rps"]
+                    for _ in range(args.rounds)
+                )
+                for p in (port, double_port)
+            ]
+            lines.append(f"| {name} | {rps[0]:.0f} | {rps[1]:.0f} |")
+    finally:
+        servers.stop(single, double)
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

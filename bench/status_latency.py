@@ -78,7 +78,8 @@ async def run(args: argparse.Namespace) -> dict:
         await asyncio.wait_for(ready.wait(), 60)
         await asyncio.sleep(1)  # let the servers settle before reading their memory
         rss_per_subscriber = [
-            (rss_kib(p.pid) - before) / (args.subscribers / 2) for p, before in zip(processes, rss_before, strict=True)
+            (rss_kib(p.pid) - before) / (args.subscribers / 2)
+            for p, before in zip(processes, rss_before, strict=True)
         ]
         results = []
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{ports[0]}", timeout=30) as http:

@@ -231,4 +231,8 @@ def server_process(server: LiveServer, **env: str) -> Iterator[LiveServer]:
         yield LiveServer(url, f"ws://127.0.0.1:{port}/graphql", None, None, server.settings)  # type: ignore[arg-type]
     finally:
         process.terminate()
-        process.wait(30)
+        try:
+            process.wait(30)  # a clean stop is part of what is tested
+        finally:
+            if process.poll() is None:
+                process.kill()
