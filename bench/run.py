@@ -235,6 +235,9 @@ def compare_workers(env: dict[str, str], key: str, args: argparse.Namespace) -> 
     try:
         servers.wait_ready(f"http://127.0.0.1:{port}/livez")
         servers.wait_ready(f"http://127.0.0.1:{double_port}/livez")
+        # One worker answering is not both: wrk opens its connections at once and keeps them, so a
+        # worker still starting would get none. Give both time to listen.
+        time.sleep(3)
         for name in (
             "orgErrors(first: 20), all fields",
             "logError (fresh idempotency keys)",
