@@ -17,6 +17,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -148,6 +149,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, nargs="+", default=[8, 32])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds; medians are reported")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--only-workers", action="store_true", help="run only the 1 vs 2 workers comparison")
     parser.add_argument(
         "--no-workers-compare",
         dest="workers_compare",
@@ -177,6 +179,9 @@ def main() -> None:
         servers.wait_ready(f"http://127.0.0.1:{port}/livez")
         servers.wait_ready(f"http://127.0.0.1:{ref_port}/")
         key = servers.cli_json(env, "keys", "create", "--org", "bench")["apiKey"]
+        if args.only_workers:
+            print(compare_workers(env, key, args))
+            return
         runs: dict[tuple[str, int], list[dict]] = {}
         plan = [("reference: bare Strawberry, 20 objects", REFERENCE, None, None, ref_port, reference.pid)]
         plan += [
