@@ -44,10 +44,13 @@ _LIST_FIELDS = {
 }
 
 
-def _rename(error: AppError, names: dict[str, str], strip: str = "") -> AppError:
+def _rename(
+    error: AppError, names: dict[str, str], strip: str = "", more: list[FieldProblem] | None = None
+) -> AppError:
+    """The details' GraphQL argument paths as the REST client wrote them, plus REST-only problems."""
     error.details = [
         FieldProblem(names.get(d.field) or d.field.removeprefix(strip), d.message) for d in error.details
-    ]
+    ] + (more or [])
     return error
 
 
@@ -117,7 +120,7 @@ async def _list_errors(request: Request, services: Services, principal: Principa
     try:
         query = validate_org_errors(raw)
     except AppError as error:
-        raise _with(_rename(error, _LIST_FIELDS), problems) from None
+        raise _rename(error, _LIST_FIELDS, more=problems) from None
     if problems:
         raise InvalidRequest(details=problems)
     page = await services.events.page(principal, query)
@@ -128,11 +131,6 @@ async def _list_errors(request: Request, services: Services, principal: Principa
         body["next_cursor"] = next_cursor
         headers["Link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
     return json_response(body, 200, headers)
-
-
-def _with(error: AppError, more: list[FieldProblem]) -> AppError:
-    error.details = [*error.details, *more]
-    return error
 
 
 async def _log_error(request: Request, services: Services, principal: Principal) -> Response:

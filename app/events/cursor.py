@@ -28,16 +28,10 @@ def decode(cursor: str) -> str:
     return event_id
 
 
-_POSITION_RE = re.compile(r"^p1:(\d{1,18})$")
-
-
 def encode_position(seq: int) -> str:
     """A live-feed position: subscribe with `after` set to it to resume without gap or duplicate."""
-    return opaque.encode(f"p1:{seq}")
+    return opaque.encode_number("p1", seq)
 
 
 def decode_position(position: str) -> int:
-    match = _POSITION_RE.match(opaque.decode(position, max_length=64))
-    if not match:
-        raise ValueError("Malformed position")
-    return int(match.group(1))
+    return opaque.decode_number(position, "p1")

@@ -129,8 +129,7 @@ class StatusService:
             self._damp(name, candidate)
         if reachable:
             await self._flush_unrecorded()
-            with contextlib.suppress(AppError):
-                self._overrides = await self._store.overrides()  # set by any instance
+            # Overrides set through other instances arrive by _follow_overrides; here only expiry.
             for name, override in list(self._overrides.items()):
                 if override.until is not None and override.until <= now_ms():
                     with contextlib.suppress(AppError):

@@ -34,15 +34,12 @@ StatusCause = strawberry.enum(StatusCauseEnum, description="What set a component
 
 
 def encode_position(seq: int) -> str:
-    return opaque.encode(f"s1:{seq}")
+    return opaque.encode_number("s1", seq)
 
 
 def decode_position(position: str, field: str) -> int:
     try:
-        text = opaque.decode(position, max_length=64)
-        if not text.startswith("s1:") or not text[3:].isdigit():
-            raise ValueError("Malformed position")
-        return int(text[3:])
+        return opaque.decode_number(position, "s1")
     except ValueError as exc:
         raise InvalidRequest(details=[FieldProblem(field, str(exc))]) from None
 
