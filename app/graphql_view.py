@@ -14,10 +14,11 @@ from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocket, WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
+from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
@@ -27,6 +28,7 @@ from app.auth.service import credential_from_headers
 from app.context import RequestContext, Services
 from app.error_mapping import error_body, extensions
 from app.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.fanout import EncodedData
 from app.http import json_response, new_request_id
 from app.parse_cache import cached_parse
 from app.rate_limit import Resource
@@ -75,9 +77,25 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
         await super().send_message(message)
 
 
+class TextWebSocketAdapter(ASGIWebSocketAdapter):
+    """Sends every message as a text frame (Strawberry sends bytes as binary frames, which browser
+    clients such as graphql-ws cannot parse), splicing in `data` a subscription event shares with
+    other subscribers, already encoded (app.fanout)."""
+
+    async def send_json(self, message: Any) -> None:
+        payload = message.get("payload")
+        if isinstance(payload, dict) and isinstance(payload.get("data"), EncodedData):
+            message = {**message, "payload": {**payload, "data": payload["data"].fragment}}
+        try:
+            await self.ws.send_text(orjson.dumps(message).decode())
+        except WebSocketDisconnect as exc:
+            raise WebSocketDisconnected from exc
+
+
 class GraphQLView(GraphQL):
     services: Services | None = None  # set by the app's lifespan before the first request
     graphql_transport_ws_handler_class = CataloguedTransportWS
+    websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens

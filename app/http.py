@@ -63,7 +63,8 @@ class RequestIdMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            # A WebSocket's messages go straight through: a subscriber receives thousands of them.
+            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
         finally:
             if scope["type"] == "http":
                 self._log(scope, status, time.perf_counter() - started, request_id)

@@ -15,6 +15,10 @@ request_seconds = Histogram(
     ["operation_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+subscription_executions = Counter(
+    "error_tracker_subscription_executions_total",
+    "Executions of a subscription document on a published event, each shared by all its subscribers",
+)
 active_subscriptions = Gauge("error_tracker_active_subscriptions", "Open subscriptions", ["topic"])
 events_logged = Counter(
     "error_tracker_events_logged_total", "Error events stored (replays excluded)", ["severity"]

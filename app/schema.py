@@ -13,6 +13,7 @@ from strawberry.types import ExecutionContext
 
 from app.error_mapping import ErrorFormatter, log_unexpected
 from app.events.types import EventMutations, EventQueries, EventSubscriptions
+from app.fanout import SharedResultsExecutor
 from app.groups.types import GroupQueries
 from app.parse_cache import ParseCache
 from app.query_limits import Limits, limit_rule
@@ -42,6 +43,7 @@ def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> Ap
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=SharedResultsExecutor,  # a subscription event executes once per document
         extensions=[
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.

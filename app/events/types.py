@@ -17,6 +17,7 @@ from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord, EventQuery
 from app.events.model import Severity as SeverityEnum
 from app.events.model import SortOrder as SortOrderEnum
+from app.fanout import SharedViews
 from app.gql_args import as_raw, given
 from app.scalars import JSON, DateTime
 
@@ -73,6 +74,10 @@ class ErrorEvent:
             context=r.context,
             fingerprint=r.fingerprint,
         )
+
+
+# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them (app.fanout).
+_shared_events = SharedViews(ErrorEvent.from_record)
 
 
 @strawberry.type
@@ -320,4 +325,4 @@ async def _feed(
             if resume_from is not None and record.seq is not None and record.seq <= resume_from:
                 continue
             if matches(record):
-                yield ErrorEvent.from_record(record)
+                yield _shared_events(record)

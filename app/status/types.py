@@ -13,6 +13,7 @@ from app import opaque
 from app.context import RequestContext
 from app.errors import FieldProblem, InvalidDateFormat, InvalidRequest
 from app.events.types import PageInfo, page_info
+from app.fanout import SharedViews
 from app.gql_args import given
 from app.scalars import DateTime
 from app.status.model import ServiceState as ServiceStateEnum
@@ -85,6 +86,11 @@ class ServiceStatus:
             timestamp=snap.timestamp,
             position=encode_position(snap.seq) if snap.seq is not None else None,
         )
+
+
+# Every subscriber receives the same published snapshot: one ServiceStatus for all of them, on which
+# each distinct subscription document executes once (app.fanout).
+_shared_status = SharedViews(ServiceStatus.from_snapshot)
 
 
 @strawberry.type(description="One change of one component's state.")
@@ -206,4 +212,4 @@ async def _status_stream(ctx: RequestContext, resume: int | None) -> AsyncGenera
             snapshot: StatusSnapshot = await queue.get()
             if last is not None and snapshot.seq is not None and snapshot.seq <= last:
                 continue  # already replayed
-            yield ServiceStatus.from_snapshot(snapshot)
+            yield _shared_status(snapshot)
