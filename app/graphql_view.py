@@ -67,6 +67,12 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
     few refusals itself (the per-connection subscription limit); those get a code and a request id."""
 
+    async def handle_connection_init(self, message: Any) -> None:
+        await super().handle_connection_init(message)
+        # Cancelled by now; kept, the task (its coroutine, CancelledError and traceback) would live as
+        # long as the connection: about a KiB per idle subscriber, measured.
+        self.connection_init_timeout_task = None
+
     async def send_message(self, message: Any) -> None:
         if message.get("type") == "error":
             request_id = getattr(self.context, "request_id", "-")

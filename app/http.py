@@ -51,6 +51,12 @@ class RequestIdMiddleware:
         request_id = _client_request_id(scope) or new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         token = request_id_var.set(request_id)
+        if scope["type"] == "websocket":  # its messages go straight through: no response headers to add
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                request_id_var.reset(token)
+            return
         status = 500
         started = time.perf_counter()
 
@@ -63,11 +69,9 @@ class RequestIdMiddleware:
             await send(message)
 
         try:
-            # A WebSocket's messages go straight through: a subscriber receives thousands of them.
-            await self.app(scope, receive, send_with_id if scope["type"] == "http" else send)
+            await self.app(scope, receive, send_with_id)
         finally:
-            if scope["type"] == "http":
-                self._log(scope, status, time.perf_counter() - started, request_id)
+            self._log(scope, status, time.perf_counter() - started, request_id)
             request_id_var.reset(token)
 
     @staticmethod

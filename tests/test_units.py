@@ -1,7 +1,8 @@
-"""Units where the logic is intricate: fingerprints, cursors, date parsing, the credential cache."""
+"""Units where the logic is intricate: fingerprints, cursors, dates, the credential cache, mailboxes."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -10,6 +11,7 @@ from pydantic_core import PydanticCustomError
 from app.auth.keys import generate, parse_key_id
 from app.events import cursor
 from app.events.fingerprint import fingerprint, normalize_message
+from app.pubsub import QUEUE_SIZE, PubSub
 from app.validation import parse_datetime
 
 
@@ -107,3 +109,19 @@ def test_datetimes_are_written_in_utc_with_milliseconds() -> None:
         format_datetime(datetime(2025, 11, 20, 18, 0, 0, 123456, tzinfo=paris)) == "2025-11-20T17:00:00.123Z"
     )
     assert format_datetime(datetime(2025, 11, 20, 17, tzinfo=UTC)) == "2025-11-20T17:00:00.000Z"
+
+
+async def test_a_full_mailbox_drops_its_oldest_message_and_a_waiting_reader_wakes() -> None:
+    pubsub = PubSub()
+    with pubsub.subscribe("t") as mailbox:
+        assert pubsub.subscriber_count("t") == 1
+        for n in range(QUEUE_SIZE + 2):
+            pubsub.publish("t", n)
+        assert [await mailbox.get() for _ in range(QUEUE_SIZE)] == list(range(2, QUEUE_SIZE + 2))
+        reader = asyncio.create_task(mailbox.get())
+        await asyncio.sleep(0)  # the reader is now waiting on an empty mailbox
+        assert not reader.done()
+        pubsub.publish("t", "late")
+        assert await asyncio.wait_for(reader, 1) == "late"
+    assert pubsub.subscriber_count("t") == 0
+    pubsub.publish("t", "nobody")  # no subscriber left: nothing to deliver, nothing raised

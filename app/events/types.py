@@ -310,7 +310,7 @@ async def _feed(
 
     # Listen before reading what was missed, so nothing logged meanwhile falls between the two;
     # what arrives both ways is sent once.
-    async with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as queue:
+    with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as mailbox:
         replayed: set[int] = set()
         if resume_from is not None:
             for record in await ctx.services.events.missed(principal, org_id, resume_from, REPLAY_LIMIT):
@@ -318,7 +318,7 @@ async def _feed(
                 if matches(record):
                     yield ErrorEvent.from_record(record)
         while True:
-            record = await queue.get()
+            record = await mailbox.get()
             if record.seq in replayed:
                 replayed.discard(record.seq)
                 continue

@@ -200,7 +200,7 @@ class StatusSubscriptions:
 
 async def _status_stream(ctx: RequestContext, resume: int | None) -> AsyncGenerator[ServiceStatus, None]:
     status = ctx.services.status
-    async with ctx.services.pubsub.subscribe(STATUS_TOPIC) as queue:  # listening before reading: no gap
+    with ctx.services.pubsub.subscribe(STATUS_TOPIC) as mailbox:  # listening before reading: no gap
         last = resume
         if resume is None:
             yield ServiceStatus.from_snapshot(status.snapshot())
@@ -209,7 +209,7 @@ async def _status_stream(ctx: RequestContext, resume: int | None) -> AsyncGenera
                 last = transition.seq
                 yield ServiceStatus.from_snapshot(transition.snapshot)
         while True:
-            snapshot: StatusSnapshot = await queue.get()
+            snapshot: StatusSnapshot = await mailbox.get()
             if last is not None and snapshot.seq is not None and snapshot.seq <= last:
                 continue  # already replayed
             yield _shared_status(snapshot)
