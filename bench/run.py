@@ -151,6 +151,12 @@ def main() -> None:
     parser.add_argument("--out", default=str(ROOT / "bench" / "results.json"))
     parser.add_argument("--only-workers", action="store_true", help="run only the 1 vs 2 workers comparison")
     parser.add_argument(
+        "--only", nargs="+", default=[], help="run only workloads whose name contains one of these"
+    )
+    parser.add_argument(
+        "--profile", help="py-spy (pip install py-spy): raw samples of the server to this file"
+    )
+    parser.add_argument(
         "--no-workers-compare",
         dest="workers_compare",
         action="store_false",
@@ -187,7 +193,14 @@ def main() -> None:
         plan += [
             (name, q.replace("EVENT_ID", event_id), key, mode, port, server.pid)
             for name, (q, mode) in WORKLOADS.items()
+            if not args.only or any(part in name for part in args.only)
         ]
+        spy = None
+        if args.profile:
+            py_spy = str(Path(sys.executable).parent / "py-spy")
+            spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(server.pid), "--output", args.profile, "--format", "raw"]
+            )
         for _ in range(args.rounds):
             for name, query, credential, mode, target, pid in plan:
                 for connections in args.connections:
@@ -199,6 +212,9 @@ def main() -> None:
                         (cpu_seconds(database.process.pid) - db_before) * 1000 / max(result["requests"], 1)
                     )
                     runs.setdefault((name, connections), []).append(result)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait()
         rows = []
         reference_cpu = statistics.median(r["cpu_ms"] for r in runs[(plan[0][0], args.connections[0])])
         for (name, connections), results in runs.items():

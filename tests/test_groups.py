@@ -86,6 +86,28 @@ async def test_counts_stay_exact_under_concurrent_logging(gql: GraphQLClient, or
     assert group["occurrences"] == 25
 
 
+async def test_a_burst_over_several_groups_counts_each_exactly(gql: GraphQLClient, org: Org) -> None:
+    # Concurrent events share their group writes (one upsert per group per round trip): each group
+    # must still be started by exactly one event and aggregate every one of its events.
+    severities = ["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+    plan = [(f"BURST_{i % 3}", at(i), severities[i % 4]) for i in range(24)]
+    results = await asyncio.gather(
+        *(log(gql, org, message="burst", code=code, timestamp=when, severity=sev) for code, when, sev in plan)
+    )
+    variables = {"orgId": org.id, "first": 10, "filter": {"search": "burst"}}
+    groups = (await gql.data(GROUPS, variables, key=org.key))["errorGroups"]["nodes"]
+    assert sorted(g["code"] for g in groups) == ["BURST_0", "BURST_1", "BURST_2"]
+    for group in groups:
+        mine = [r for r, (code, *_) in zip(results, plan, strict=True) if code == group["code"]]
+        events = [r["error"] for r in mine]
+        assert sum(r["newGroup"] for r in mine) == 1
+        assert group["occurrences"] == len(mine) == 8
+        assert group["firstSeen"] == min(e["timestamp"] for e in events)
+        assert group["lastSeen"] == max(e["timestamp"] for e in events)
+        assert group["latestEventId"] == max(e["id"] for e in events)
+        assert group["maxSeverity"] == max((e["severity"] for e in events), key=severities.index)
+
+
 async def test_a_replayed_retry_is_not_counted_again(gql: GraphQLClient, org: Org) -> None:
     variables = {"orgId": org.id, "error": {"message": "Once", "severity": "LOW"}, "key": "once"}
     query = LOG_ERROR.replace("replayed", "replayed newGroup")

@@ -29,11 +29,12 @@ from typing import Any
 import orjson
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError, WriteError
 from ulid import ULID
 
-from app.errors import ServiceUnavailable
+from app.errors import InternalError, ServiceUnavailable
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
+from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
@@ -122,11 +123,22 @@ def _match(org_id: str, flt: EventFilter) -> dict[str, Any]:
     return match
 
 
+def _insert_failure(doc: dict[str, Any], failure: dict[str, Any]) -> BaseException:
+    message = str(failure.get("errmsg", ""))
+    if failure.get("code") == 11000 and "idem_key" in doc and "idem" in message:
+        return DuplicateIdempotencyKey()
+    error = InternalError()
+    error.__cause__ = WriteError(message, failure.get("code"), failure)  # logged with the request id
+    return error
+
+
 class EventStore:
     def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_events"]
         self._counters = db["counters"]
+        self._positions: Batcher[None, int] = Batcher(self._take_positions)
+        self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_batch)
 
     async def ensure_indexes(self, retention_days: float) -> None:
         """Idempotent; each index is named after the query it serves."""
@@ -178,13 +190,20 @@ class EventStore:
     async def insert(
         self, event: ErrorEventRecord, idem_key: str | None = None, idem_hash: str | None = None
     ) -> None:
+        """Stores the event (concurrent inserts share one round trip); DuplicateIdempotencyKey when
+        the key is taken."""
+        await self._inserts.submit(_to_doc(event, idem_key, idem_hash))
+
+    async def _insert_batch(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(docs)
         async with translate_errors("error_events.insert", self._breaker):
             try:
-                await self._col.insert_one(_to_doc(event, idem_key, idem_hash))
-            except DuplicateKeyError as exc:
-                if idem_key is not None and "idem" in str(exc):
-                    raise DuplicateIdempotencyKey() from exc
-                raise
+                # Unordered: one document's failure (a taken idempotency key) does not stop the others.
+                await self._col.insert_many(docs, ordered=False)
+            except BulkWriteError as exc:
+                for failure in exc.details.get("writeErrors", []):
+                    results[failure["index"]] = _insert_failure(docs[failure["index"]], failure)
+        return results
 
     async def find_by_idempotency_key(self, idem_key: str) -> tuple[ErrorEventRecord, str, bool] | None:
         """(event, payload hash, whether it started its group) of the first request with this key."""
@@ -259,15 +278,20 @@ class EventStore:
         return result
 
     async def next_seq(self) -> int:
-        """The next insertion position, unique across every server instance (an atomic counter)."""
+        """The next insertion position, unique across every server instance (an atomic counter);
+        concurrent callers take theirs in one round trip."""
+        return await self._positions.submit(None)
+
+    async def _take_positions(self, callers: list[None]) -> list[int]:
         async with translate_errors("counters.next", self._breaker):
             doc = await self._counters.find_one_and_update(
                 {"_id": "error_events"},
-                {"$inc": {"seq": 1}},
+                {"$inc": {"seq": len(callers)}},
                 upsert=True,
                 return_document=ReturnDocument.AFTER,
             )
-        return int(doc["seq"])
+        last = int(doc["seq"])
+        return list(range(last - len(callers) + 1, last + 1))
 
     async def last_seq(self) -> int:
         async with translate_errors("counters.last", self._breaker):

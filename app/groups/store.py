@@ -12,12 +12,13 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 
 from app.events.model import ErrorEventRecord, Severity, SortOrder
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
+from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
@@ -36,6 +37,32 @@ def to_ms(moment: datetime) -> int:
 
 def _from_ms(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _key(event: ErrorEventRecord) -> str:
+    return f"{event.org_id}\x1f{event.fingerprint}"
+
+
+def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
+    """Counts `events` (one group's, oldest arrival first) into their group, creating it if new."""
+    first = events[0]
+    stamps = [to_ms(e.timestamp) for e in events]
+    return {
+        "$setOnInsert": {
+            "org_id": first.org_id,
+            "fingerprint": first.fingerprint,
+            "message": first.message,
+            "source": first.source,
+            "code": first.code,
+        },
+        "$inc": {"occurrences": len(events)},
+        "$min": {"first_seen_ms": min(stamps)},
+        "$max": {
+            "last_seen_ms": max(stamps),
+            "severity_rank": max(e.severity.rank for e in events),
+            "latest_event_id": max(e.id for e in events),
+        },
+    }
 
 
 def _from_doc(doc: dict[str, Any]) -> ErrorGroupRecord:
@@ -77,6 +104,7 @@ class GroupStore:
     def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_groups"]
+        self._records: Batcher[ErrorEventRecord, bool] = Batcher(self._record_batch)
 
     async def ensure_indexes(self) -> None:
         # errorGroups(orderBy): equality on org_id, then the sort field, then the fingerprint as the
@@ -89,28 +117,41 @@ class GroupStore:
                 )
 
     async def record(self, event: ErrorEventRecord) -> bool:
-        """Counts one event into its group; True when the event started the group."""
-        ms = to_ms(event.timestamp)
-        update = {
-            "$setOnInsert": {
-                "org_id": event.org_id,
-                "fingerprint": event.fingerprint,
-                "message": event.message,
-                "source": event.source,
-                "code": event.code,
-            },
-            "$inc": {"occurrences": 1},
-            "$min": {"first_seen_ms": ms},
-            "$max": {"last_seen_ms": ms, "severity_rank": event.severity.rank, "latest_event_id": event.id},
-        }
-        key = {"_id": f"{event.org_id}\x1f{event.fingerprint}"}
+        """Counts one event into its group; True when the event started the group. Concurrent
+        callers share one round trip."""
+        return await self._records.submit(event)
+
+    async def _record_batch(self, events: list[ErrorEventRecord]) -> list[bool | BaseException]:
+        # One upsert per group: the batch's events of one group are counted together, the first of
+        # them (in arrival order) is the one that may start it.
+        by_key: dict[str, list[int]] = {}
+        for i, event in enumerate(events):
+            by_key.setdefault(_key(event), []).append(i)
+        keys = list(by_key)
+        updates = [_update([events[i] for i in by_key[key]]) for key in keys]
+        ops = [UpdateOne({"_id": k}, update, upsert=True) for k, update in zip(keys, updates, strict=True)]
+        started: set[str] = set()
+        retry: list[int] = []
         async with translate_errors("error_groups.record", self._breaker):
             try:
-                result = await self._col.update_one(key, update, upsert=True)
-            except DuplicateKeyError:
-                # Two first events raced to create the group; the loser's upsert becomes an update.
-                result = await self._col.update_one(key, update, upsert=True)
-        return result.upserted_id is not None
+                result = await self._col.bulk_write(ops, ordered=False)
+                started = {keys[index] for index in result.upserted_ids}
+            except BulkWriteError as exc:
+                failed = {f["index"] for f in exc.details.get("writeErrors", [])}
+                started = {keys[u["index"]] for u in exc.details.get("upserted", [])}
+                # Two first events raced (another instance) to create the group: the loser's upsert,
+                # tried again, is an update. Anything else is a failure of the whole batch.
+                if any(f.get("code") != 11000 for f in exc.details.get("writeErrors", [])):
+                    raise
+                retry = sorted(failed)
+            for index in retry:
+                again = await self._col.update_one({"_id": keys[index]}, updates[index], upsert=True)
+                if again.upserted_id is not None:
+                    started.add(keys[index])
+        results: list[bool | BaseException] = [False] * len(events)
+        for key in started:
+            results[by_key[key][0]] = True
+        return results
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
         async with translate_errors("error_groups.get", self._breaker):
