@@ -23,8 +23,8 @@ from typing import Any, Generic, TypeVar
 
 import orjson
 from graphql import ExecutionResult
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
+from app.leaf_fields import LeafFieldsExecutor
 from app.metrics import subscription_executions
 
 Message = TypeVar("Message")
@@ -88,7 +88,7 @@ class _Executed:
         return self.result
 
 
-class SharedResultsExecutor(StrawberryGraphQLCoreExecutionContext):
+class SharedResultsExecutor(LeafFieldsExecutor):
     """graphql-core's executor, memoizing subscription events' results on shared event objects."""
 
     _memo: tuple[dict[tuple[int, bytes], tuple[Any, ExecutionResult]], tuple[int, bytes]] | None = None

@@ -11,6 +11,8 @@ import pytest
 from pymongo import monitoring
 from strawberry.extensions import ValidationCache
 
+from app.fanout import SharedResultsExecutor
+from app.leaf_fields import LeafFieldsExecutor
 from app.parse_cache import ParseCache
 from app.schema import build_schema
 from tests.conftest import LiveServer, _free_port, make_org, start_server
@@ -59,6 +61,11 @@ def test_parse_and_validation_caches_are_installed() -> None:
     built = [factory() for factory in build_schema().extensions]  # type: ignore[operator]
     assert any(isinstance(e, ParseCache) for e in built)
     assert any(isinstance(e, ValidationCache) for e in built)
+
+
+def test_the_executor_shortcuts_leaves_and_shares_subscription_results() -> None:
+    executor = build_schema().execution_context_class
+    assert issubclass(executor, LeafFieldsExecutor) and issubclass(executor, SharedResultsExecutor)
 
 
 async def test_database_round_trips_per_request(monitored: tuple[LiveServer, Commands]) -> None:
