@@ -150,6 +150,23 @@ def print_banner(settings: Settings, demo_key: str | None) -> None:
     print("\n".join(lines), flush=True)
 
 
+def cors_middleware(origins: list[str]) -> Middleware:
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["X-API-KEY", "Authorization", "Content-Type", "X-Request-ID", "X-Idempotency-Key"],
+        expose_headers=[
+            "X-Request-ID",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+            "Retry-After",
+        ],
+        max_age=600,
+    )
+
+
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     view = GraphQLView(
         graphiql=settings.graphiql_enabled,
@@ -204,26 +221,8 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(
-                CORSMiddleware,
-                allow_origins=settings.allowed_origins,
-                allow_methods=["GET", "POST"],
-                allow_headers=[
-                    "X-API-KEY",
-                    "Authorization",
-                    "Content-Type",
-                    "X-Request-ID",
-                    "X-Idempotency-Key",
-                ],
-                expose_headers=[
-                    "X-Request-ID",
-                    "X-RateLimit-Limit",
-                    "X-RateLimit-Remaining",
-                    "X-RateLimit-Reset",
-                    "Retry-After",
-                ],
-                max_age=600,
-            ),
+            # No origin allowed (production without CORS_ORIGINS): no CORS layer on every request.
+            *([cors_middleware(settings.allowed_origins)] if settings.allowed_origins else []),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
         ],
         lifespan=lifespan,

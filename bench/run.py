@@ -174,6 +174,7 @@ def main() -> None:
         "bench",
         port,
         LOG_LEVEL="INFO",
+        ENVIRONMENT="production",  # as operators run it: JSON request log lines, no CORS layer
         FEED_MODE="poll",
         # nx-27017 sweeps TTL indexes on every query (about 24 ms per query at 30,000 events, measured
         # here): without one, the database figures show the queries themselves. MongoDB sweeps every 60 s.

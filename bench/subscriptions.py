@@ -109,7 +109,7 @@ async def measure(
     ports = [_free_port() for _ in range(instances)]
     # Polling feed: nx-27017 answers a change stream's getMore at once instead of awaiting data, so an
     # idle change stream keeps the server busy (about a tenth of its CPU here); MongoDB blocks instead.
-    env = servers.server_env(uri, f"subs{subscribers}", 0, FEED_MODE="poll")
+    env = servers.server_env(uri, f"subs{subscribers}", 0, FEED_MODE="poll", ENVIRONMENT="production")
     processes = [servers.start({**env, "PORT": str(p)}) for p in ports]
     client_procs: list[asyncio.subprocess.Process] = []
     try:
