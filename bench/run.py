@@ -10,8 +10,8 @@ reads the server's and the database's CPU time (utime+stime from /proc) before a
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -30,9 +30,9 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import servers  # noqa: E402
+from bench import servers, subscriptions  # noqa: E402
+from bench.servers import cpu_seconds  # noqa: E402
 
-TICKS = os.sysconf("SC_CLK_TCK")
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
 WORKLOADS = {
     "orgErrors(first: 20), all fields": (
@@ -58,11 +58,6 @@ WORKLOADS = {
     "serviceStatus": ("{ serviceStatus { status services { name status updatedAt } } }", None),
 }
 REFERENCE = "{ items { id name severity count score active note } }"
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def lua_script(query: str, key: str | None, mode: str | None) -> str:
@@ -157,6 +152,12 @@ def main() -> None:
         "--profile", help="py-spy (pip install py-spy): raw samples of the server to this file"
     )
     parser.add_argument(
+        "--no-subscriptions",
+        dest="subscriptions",
+        action="store_false",
+        help="skip the subscriptions at scale (bench/subscriptions.py: 1,000 and 5,000 subscribers)",
+    )
+    parser.add_argument(
         "--no-workers-compare",
         dest="workers_compare",
         action="store_false",
@@ -187,7 +188,7 @@ def main() -> None:
         servers.wait_ready(f"http://127.0.0.1:{ref_port}/")
         key = servers.cli_json(env, "keys", "create", "--org", "bench")["apiKey"]
         if args.only_workers:
-            print(compare_workers(env, key, args))
+            print(compare_workers(env, key, args)[0])
             return
         runs: dict[tuple[str, int], list[dict]] = {}
         plan = [("reference: bare Strawberry, 20 objects", REFERENCE, None, None, ref_port, reference.pid)]
@@ -228,7 +229,7 @@ def main() -> None:
                     "cpu_vs_reference": round(med["cpu_ms"] / reference_cpu, 2),
                 }
             )
-        Path(args.out).write_text(json.dumps(rows, indent=2))
+        results: dict = {"http": rows}
         print(
             "| workload | conns | req/s | p50 ms | p99 ms | server CPU ms/req | x reference | DB CPU ms/req | non-2xx |"
         )
@@ -240,16 +241,23 @@ def main() -> None:
             )
         if args.workers_compare:
             print()
-            print(compare_workers(env, key, args))
+            table, results["workers"] = compare_workers(env, key, args)
+            print(table)
     finally:
         servers.stop(server, reference)
         database.stop()
+    if args.subscriptions:
+        results["subscriptions"] = asyncio.run(subscriptions.run([1000, 5000], 20, 1, 2))
+        print()
+        print(subscriptions.table(results["subscriptions"]))
+    Path(args.out).write_text(json.dumps(results, indent=2))
 
 
-def compare_workers(env: dict[str, str], key: str, args: argparse.Namespace) -> str:
+def compare_workers(env: dict[str, str], key: str, args: argparse.Namespace) -> tuple[str, list[dict]]:
     """Throughput of one worker against two (`serve --workers 2`) on the same database, 32 connections.
     wrk and nx-27017 share the same 2 cores, so this shows the trend, not a ceiling."""
     lines = ["| workload | 1 worker req/s | 2 workers req/s |", "|---|---|---|"]
+    rows: list[dict] = []
     port = _free_port()
     single = servers.start({**env, "PORT": str(port)})
     double_port = _free_port()
@@ -275,9 +283,10 @@ def compare_workers(env: dict[str, str], key: str, args: argparse.Namespace) -> 
                 for p in (port, double_port)
             ]
             lines.append(f"| {name} | {rps[0]:.0f} | {rps[1]:.0f} |")
+            rows.append({"workload": name, "rps_1_worker": rps[0], "rps_2_workers": rps[1]})
     finally:
         servers.stop(single, double)
-    return "\n".join(lines)
+    return "\n".join(lines), rows
 
 
 if __name__ == "__main__":

@@ -13,6 +13,13 @@ import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
 UNLIMITED = "1000000000"  # rate-limit budgets that a measurement never spends
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def server_env(uri: str, db: str, port: int, **settings: str) -> dict[str, str]:

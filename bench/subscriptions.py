@@ -32,12 +32,27 @@ sys.path.insert(0, str(ROOT))
 
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
 from bench import servers  # noqa: E402
-from bench.run import cpu_seconds  # noqa: E402
+from bench.servers import cpu_seconds  # noqa: E402
 
 # A status-like payload: the roll-up and every component.
 SUB = "subscription { serviceStatusChanged { status services { name status description updatedAt } timestamp } }"
 SET = 'mutation($s: ServiceState!) { setServiceStatus(service: "api", status: $s) { status } }'
 CONNECT_BATCH = 100  # connections opened concurrently per client process
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| subscribers | last subscriber p50 ms | p99 ms | max ms | full GC runs | server CPU µs/message "
+        "| RSS KiB/idle subscriber |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        d = r["last_subscriber_ms"]
+        lines.append(
+            f"| {r['subscribers']:,} | {d['p50']} | {d['p99']} | {d['max']} | {r['full_gc_runs']} "
+            f"| {r['server_cpu_us_per_message']} | {r['rss_kib_per_idle_subscriber']} |"
+        )
+    return "\n".join(lines)
 
 
 def rss_kib(pid: int) -> int:
