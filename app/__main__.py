@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="overrides HOST")
     serve.add_argument("--port", type=int, help="overrides PORT")
     serve.add_argument("--workers", type=int, help="overrides WORKERS (worker processes on one port)")
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="listen with SO_REUSEPORT, next to other instances on the same port (how WORKERS runs them)",
+    )
     sub.add_parser("export-schema", help="print the GraphQL schema (SDL)")
 
     orgs = sub.add_parser("orgs", help="manage organizations").add_subparsers(dest="action", required=True)
@@ -151,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
 
             given = (("host", args.host), ("port", args.port), ("workers", args.workers))
             overrides = {k: v for k, v in given if v is not None}
-            return serve(load_settings(**overrides))
+            return serve(load_settings(**overrides), reuse_port=args.reuse_port)
         result, text = asyncio.run(_run(args))
     except SettingsError as exc:
         print(exc, file=sys.stderr)

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.supervisors import Multiprocess
 
 from app.demo import ensure_demo
 from app.log_config import configure
@@ -19,6 +24,7 @@ from app.settings import Settings, load_settings
 from app.storage.embedded import EmbeddedMongo
 
 GOING_AWAY = 1001
+log = logging.getLogger("app.server")
 
 
 class GracefulServer(uvicorn.Server):
@@ -63,20 +69,28 @@ def config_for(app: Starlette, host: str, port: int, ws_compression: bool = Fals
     return uvicorn.Config(app, host=host, port=port, **uvicorn_options(ws_compression))
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, reuse_port: bool = False) -> int:
+    """One server process; with `reuse_port`, on its own SO_REUSEPORT socket next to others on the
+    same port (a worker of `serve_workers`, or instances an operator starts by hand)."""
     configure(settings.log_level, json_lines=settings.is_production)
     if settings.workers > 1:
         return serve_workers(settings)
-    app = create_app(settings, banner=True)
-    GracefulServer(config_for(app, settings.host, settings.port, settings.ws_compression), app).run()
+    app = create_app(settings, banner=not reuse_port)
+    server = GracefulServer(config_for(app, settings.host, settings.port, settings.ws_compression), app)
+    server.run(
+        sockets=[_listening_socket(settings.host, settings.port, reuse_port=True)] if reuse_port else None
+    )
     return 0
 
 
 def serve_workers(settings: Settings) -> int:
-    """WORKERS > 1: uvicorn's worker processes on one port. This parent process starts the embedded
-    database once (when there is no MONGODB_URI) and makes the demo data; every worker connects to the
-    same database, and the live feed carries events and status between them. uvicorn's supervisor
-    closes WebSockets with 1012 at shutdown rather than 1001."""
+    """WORKERS > 1: that many `serve --reuse-port` processes on one port, each with its own listening
+    socket, so that the kernel spreads connections evenly between them (with one shared socket, a
+    burst of connections mostly went to whichever worker was accepting: measured, no throughput gain).
+    This parent starts the embedded database once (when there is no MONGODB_URI) and makes the demo
+    data; the workers share the database and the live feed carries events and status between them. A
+    worker that dies is started again; SIGINT or SIGTERM stops them all (each closes its WebSockets
+    with 1001, as a single server does)."""
     embedded = None
     if settings.mongodb_uri is None:
         data_dir = settings.data_dir.resolve()
@@ -86,35 +100,54 @@ def serve_workers(settings: Settings) -> int:
         if settings.feed_mode == "auto":
             os.environ["FEED_MODE"] = "poll"  # still the embedded database: no idle change-stream watcher
     # Workers read their settings from the environment: hand them the command line's overrides too.
-    os.environ.update({"HOST": settings.host, "PORT": str(settings.port), "DEMO_DATA": "false"})
+    os.environ.update(
+        {"HOST": settings.host, "PORT": str(settings.port), "DEMO_DATA": "false", "WORKERS": "1"}
+    )
     try:
         worker_settings = load_settings()
         demo_key = asyncio.run(_demo(worker_settings, settings)) if settings.demo_data_enabled else None
         print_banner(settings, demo_key)
-        config = uvicorn.Config(
-            "app.server:worker_app",
-            factory=True,
-            workers=settings.workers,
-            host=settings.host,
-            port=settings.port,
-            **uvicorn_options(settings.ws_compression),
-        )
-        Multiprocess(config, sockets=[_listening_socket(settings.host, settings.port)]).run()
+        _supervise(settings.workers)
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """The shared listening socket of the workers. Unlike uvicorn's own, it names its protocol
-    (IPPROTO_TCP): asyncio turns TCP_NODELAY on only for such sockets' connections, and without it
-    every keep-alive response waited ~40 ms for a delayed ACK (measured: 0.4 ms vs 44 ms per request)."""
+def _supervise(count: int) -> None:
+    command = [sys.executable, "-m", "app", "serve", "--reuse-port"]
+    workers = [subprocess.Popen(command) for _ in range(count)]
+    stopping = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stopping.set())
+    try:
+        while not stopping.wait(0.5):
+            for i, worker in enumerate(workers):
+                if worker.poll() is not None:
+                    log.warning("worker %s exited with %s; starting another", worker.pid, worker.returncode)
+                    time.sleep(1)  # a worker that cannot start must not spin
+                    workers[i] = subprocess.Popen(command)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.terminate()
+        for worker in workers:
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+
+
+def _listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A listening socket that names its protocol (IPPROTO_TCP): asyncio turns TCP_NODELAY on only
+    for such sockets' connections, and without it every keep-alive response waited ~40 ms for a
+    delayed ACK (measured: 0.4 ms vs 44 ms per request)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
-    sock.set_inheritable(True)
     return sock
 
 
@@ -124,10 +157,3 @@ async def _demo(worker_settings: Settings, settings: Settings) -> str:
         return await ensure_demo(runtime.services, settings.data_dir)
     finally:
         await close_runtime(runtime)
-
-
-def worker_app() -> Starlette:
-    """The application of one worker process (WORKERS > 1), from the environment."""
-    settings = load_settings()
-    configure(settings.log_level, json_lines=settings.is_production)
-    return create_app(settings)
