@@ -39,6 +39,7 @@ from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors
 
 ID_PREFIX = "error-"
+TIMELINE_FILTERS = ("fingerprint", "source", "code")  # equality filters with an index of their own
 
 
 # "The $changeStream stage is only supported on replica sets" and kin: nothing to retry.
@@ -147,15 +148,18 @@ class EventStore:
             # errorEvent(id): one event by its public id; also enforces global uniqueness.
             await self._col.create_index([("event_id", ASCENDING)], unique=True, name="event_id")
             # orgErrors: equality on org_id, then range/sort/seek on event_id (= timestamp order), in
-            # both directions. Severity, code, source and search are residual filters on this scan.
+            # both directions. Severity and search are residual filters on this scan.
             await self._col.create_index(
                 [("org_id", ASCENDING), ("event_id", DESCENDING)], name="org_timeline"
             )
-            # orgErrors(filter: {fingerprint}): one problem's events, newest first.
-            await self._col.create_index(
-                [("org_id", ASCENDING), ("fingerprint", ASCENDING), ("event_id", DESCENDING)],
-                name="org_fingerprint_timeline",
-            )
+            # orgErrors(filter: {fingerprint | source | code}): one problem's, one component's or one
+            # code's events in order, without scanning past everyone else's (a residual filter on the
+            # timeline read 8,000 newer events of other sources first: 6.5 ms vs 1.3 ms on nx-27017).
+            for field in TIMELINE_FILTERS:
+                await self._col.create_index(
+                    [("org_id", ASCENDING), (field, ASCENDING), ("event_id", DESCENDING)],
+                    name=f"org_{field}_timeline",
+                )
             # The live feed and subscription replay read by insertion order, across organizations and
             # within one.
             await self._col.create_index([("seq", ASCENDING)], name="feed")
