@@ -105,6 +105,24 @@ class RequestIdMiddleware:
         )
 
 
+class WebSocketShortcut:
+    """The GraphQL WebSocket goes straight to its endpoint. An open subscription keeps every ASGI layer
+    it came through suspended for as long as it lives (a few KiB and objects per idle subscriber, which
+    every full garbage collection walks), and none of the HTTP layers (CORS, body limit, routing)
+    applies to it."""
+
+    def __init__(self, app: ASGIApp, path: str, endpoint: ASGIApp) -> None:
+        self.app = app
+        self.path = path
+        self.endpoint = endpoint
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and scope["path"] == self.path:
+            await self.endpoint(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
 class _BodyTooLarge(Exception):
     pass
 

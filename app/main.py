@@ -16,7 +16,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Route
 
 from app import rest
 from app.auth.service import AuthService
@@ -29,7 +29,7 @@ from app.events.store import EventStore
 from app.graphql_view import GraphQLView
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
-from app.http import BodySizeLimit, RequestIdMiddleware, json_response
+from app.http import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
 from app.pubsub import PubSub
@@ -211,7 +211,6 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     app = Starlette(
         routes=[
             Route("/graphql", view, methods=["GET", "POST"]),
-            WebSocketRoute("/graphql", view),
             Route("/health", health),
             Route("/livez", live),
             Route("/orgs/{org_id}/errors", rest.list_errors, methods=["GET"]),
@@ -221,6 +220,7 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         ],
         middleware=[
             Middleware(RequestIdMiddleware),
+            Middleware(WebSocketShortcut, path="/graphql", endpoint=view),
             # No origin allowed (production without CORS_ORIGINS): no CORS layer on every request.
             *([cors_middleware(settings.allowed_origins)] if settings.allowed_origins else []),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),
