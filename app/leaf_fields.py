@@ -57,6 +57,59 @@ def _plan(field: GraphQLField) -> _Leaf:
 
 
 class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
+    _objects: dict[int, tuple[Any, list[tuple[str, _Leaf]] | None]] | None = None
+
+    def execute_fields(
+        self,
+        parent_type: GraphQLObjectType,
+        source_value: Any,
+        path: Any,
+        grouped_field_set: Any,
+        position_context: Any,
+    ) -> Any:
+        """An object whose selected fields are all plain leaves (an event of a list page) is built in
+        one loop; if any of its values is missing or fails to coerce, the whole object goes through
+        graphql-core instead, which reports it."""
+        plans = self._object_plan(parent_type, grouped_field_set) if position_context is None else None
+        if plans is not None:
+            result: dict[str, Any] = {}
+            for name, plan in plans:
+                value = _value(plan, source_value)
+                if value is _MISSING:
+                    break
+                result[name] = value
+            else:
+                return result
+        return super().execute_fields(parent_type, source_value, path, grouped_field_set, position_context)
+
+    def _object_plan(
+        self, parent_type: GraphQLObjectType, grouped_field_set: Any
+    ) -> list[tuple[str, _Leaf]] | None:
+        # Per executor (one request) and per collected selection, which graphql-core memoizes: the
+        # same object for every item of a list. The entry holds it, so its id is not reused.
+        if self._objects is None:
+            self._objects = {}
+        entry = self._objects.get(id(grouped_field_set))
+        if entry is not None and entry[0] is grouped_field_set:
+            return entry[1]
+        plans: list[tuple[str, _Leaf]] | None = []
+        if not self._no_middleware():
+            plans = None
+        for name, details in grouped_field_set.items():
+            node = details[0].node
+            field = self.schema.get_field(parent_type, node.name.value)
+            plan = _plan(field) if field is not None and not node.arguments else None
+            if plans is None or plan is None or plan.attribute is None:
+                plans = None
+                break
+            plans.append((name, plan))
+        self._objects[id(grouped_field_set)] = (grouped_field_set, plans)
+        return plans
+
+    def _no_middleware(self) -> bool:
+        middleware = self.middleware_manager  # resolver middleware must see every field
+        return middleware is None or not middleware.middlewares
+
     def execute_field(
         self,
         parent_type: GraphQLObjectType,
@@ -67,18 +120,24 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
     ) -> Any:
         node = field_details_list[0].node
         field = self.schema.get_field(parent_type, node.name.value)
-        middleware = self.middleware_manager  # resolver middleware must see every field: none here
-        if field is not None and not node.arguments and (middleware is None or not middleware.middlewares):
+        if field is not None and not node.arguments and self._no_middleware():
             plan = _plan(field)
             if plan.attribute is not None:
-                value = getattr(source, plan.attribute, _MISSING)
-                if value is None and plan.nullable:
-                    return None
-                if value is not None and value is not _MISSING:
-                    try:
-                        coerced = plan.coerce(value)
-                    except Exception:
-                        coerced = None
-                    if coerced is not None and coerced is not Undefined:
-                        return coerced
+                value = _value(plan, source)
+                if value is not _MISSING:
+                    return value
         return super().execute_field(parent_type, source, field_details_list, path, position_context)
+
+
+def _value(plan: _Leaf, source: Any) -> Any:
+    """The field's coerced value, or _MISSING when graphql-core must handle it (and report why)."""
+    value = getattr(source, plan.attribute, _MISSING)  # type: ignore[arg-type]
+    if value is None:
+        return None if plan.nullable else _MISSING
+    if value is _MISSING:
+        return _MISSING
+    try:
+        coerced = plan.coerce(value)
+    except Exception:
+        return _MISSING
+    return _MISSING if coerced is None or coerced is Undefined else coerced

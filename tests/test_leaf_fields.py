@@ -64,6 +64,8 @@ def outcome(result: Any) -> tuple[Any, list[tuple[str, list[Any]]]]:
     "query",
     [
         "{ things { name note level count __typename } }",
+        "{ things { name note level count at } }",  # every field plain: built in one loop, or not at all
+        "{ things { count broken name } }",
         "{ things { n: name again: name shout twice: shout(times: 2) } }",
         "{ things { at } }",  # the second one is no datetime: an error with its path
         "{ things { broken } }",  # non-null holding None: the item is nulled, the error kept
