@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -96,6 +97,7 @@ def test_production_logs_are_json_lines_with_the_request_id(capsys: pytest.Captu
         root.handlers[:], root.level = saved
     line = json.loads(capsys.readouterr().err.strip().splitlines()[-1])
     assert line["message"] == "POST /graphql 200" and line["level"] == "INFO"
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", line["time"]), line["time"]
     assert (line["request_id"], line["outcome"], line["org_id"]) == ("req_TEST", "OK", "acme")
 
 
