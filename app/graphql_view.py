@@ -84,9 +84,10 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
 
 
 class TextWebSocketAdapter(ASGIWebSocketAdapter):
-    """Sends every message as a text frame (Strawberry sends bytes as binary frames, which browser
-    clients such as graphql-ws cannot parse), splicing in `data` a subscription event shares with
-    other subscribers, already encoded (app.fanout)."""
+    """Sends every message as a text frame, as graphql-transport-ws requires (Strawberry's adapter sends
+    the view's orjson bytes as binary frames, which browser clients such as graphql-ws cannot parse),
+    splicing in the `data` a subscription event shares with other subscribers, already encoded
+    (app.fanout)."""
 
     async def send_json(self, message: Any) -> None:
         payload = message.get("payload")

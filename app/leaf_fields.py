@@ -92,15 +92,13 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
         entry = self._objects.get(id(grouped_field_set))
         if entry is not None and entry[0] is grouped_field_set:
             return entry[1]
-        plans: list[tuple[str, _Leaf]] | None = []
-        if not self._no_middleware():
-            plans = None
-        for name, details in grouped_field_set.items():
+        plans: list[tuple[str, _Leaf]] | None = [] if self._no_middleware() else None
+        for name, details in grouped_field_set.items() if plans is not None else ():
             node = details[0].node
             field = self.schema.get_field(parent_type, node.name.value)
             plan = _plan(field) if field is not None and not node.arguments else None
-            if plans is None or plan is None or plan.attribute is None:
-                plans = None
+            if plan is None or plan.attribute is None:
+                plans = None  # one field that is not a plain leaf: the object goes the usual way
                 break
             plans.append((name, plan))
         self._objects[id(grouped_field_set)] = (grouped_field_set, plans)
@@ -138,6 +136,6 @@ def _value(plan: _Leaf, source: Any) -> Any:
         return _MISSING
     try:
         coerced = plan.coerce(value)
-    except Exception:
+    except Exception:  # graphql-core coerces it again and reports the error, with the field's path
         return _MISSING
     return _MISSING if coerced is None or coerced is Undefined else coerced
