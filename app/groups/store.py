@@ -14,8 +14,9 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, WriteError
 
+from app.errors import InternalError
 from app.events.model import ErrorEventRecord, Severity, SortOrder
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
 from app.storage.batching import Batcher
@@ -132,25 +133,33 @@ class GroupStore:
         ops = [UpdateOne({"_id": k}, update, upsert=True) for k, update in zip(keys, updates, strict=True)]
         started: set[str] = set()
         retry: list[int] = []
+        failed: dict[str, BaseException] = {}
         async with translate_errors("error_groups.record", self._breaker):
             try:
                 result = await self._col.bulk_write(ops, ordered=False)
                 started = {keys[index] for index in result.upserted_ids}
             except BulkWriteError as exc:
-                failed = {f["index"] for f in exc.details.get("writeErrors", [])}
                 started = {keys[u["index"]] for u in exc.details.get("upserted", [])}
-                # Two first events raced (another instance) to create the group: the loser's upsert,
-                # tried again, is an update. Anything else is a failure of the whole batch.
-                if any(f.get("code") != 11000 for f in exc.details.get("writeErrors", [])):
-                    raise
-                retry = sorted(failed)
+                for failure in exc.details.get("writeErrors", []):
+                    if failure.get("code") == 11000:
+                        # Two first events raced (another instance) to create the group: the loser's
+                        # upsert, tried again, is an update.
+                        retry.append(failure["index"])
+                    else:  # that group's events alone fail; the others were counted
+                        error = InternalError()
+                        error.__cause__ = WriteError(failure.get("errmsg", ""), failure.get("code"), failure)
+                        failed[keys[failure["index"]]] = error
             for index in retry:
                 again = await self._col.update_one({"_id": keys[index]}, updates[index], upsert=True)
                 if again.upserted_id is not None:
                     started.add(keys[index])
         results: list[bool | BaseException] = [False] * len(events)
-        for key in started:
-            results[by_key[key][0]] = True
+        for key, indexes in by_key.items():
+            if key in failed:
+                for i in indexes:
+                    results[i] = failed[key]
+            elif key in started:
+                results[indexes[0]] = True
         return results
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
