@@ -141,3 +141,24 @@ async def test_error_event_reaches_each_selection_of_its_organization_only(
     ]
     assert after - before == 3  # x1 and x2 share; "high" has other variables, "ids" another document
     assert elsewhere["payload"]["data"]["errorLogged"]["id"] == mine["id"]
+
+
+async def test_a_legacy_graphql_ws_subscriber_gets_the_shared_result_too(
+    server: LiveServer, gql: GraphQLClient, admin_key: str, org: Org
+) -> None:
+    async with (
+        session(server, {"apiKey": org.key}, protocol="graphql-ws") as legacy,
+        session(server, {"apiKey": org.key}) as modern,
+    ):
+        await legacy.send(json.dumps({"id": "old", "type": "start", "payload": {"query": ROLL_UP}}))
+        await subscribe(modern, "new", ROLL_UP)
+        assert (await next_text_frame(legacy))["type"] == "data"  # the current status
+        assert (await next_text_frame(modern))["type"] == "next"
+        try:
+            await gql.data(SET_SERVICE_STATUS, {"service": "api", "status": "PARTIAL_OUTAGE"}, key=admin_key)
+            old, new = await next_text_frame(legacy), await next_text_frame(modern)
+        finally:
+            await gql.data(SET_SERVICE_STATUS, {"service": "api", "status": "OPERATIONAL"}, key=admin_key)
+    expected = {"data": {"serviceStatusChanged": {"status": "PARTIAL_OUTAGE"}}}
+    assert (old["type"], old["id"], old["payload"]) == ("data", "old", expected)
+    assert (new["type"], new["id"], new["payload"]) == ("next", "new", expected)
