@@ -1,9 +1,12 @@
-"""A parse cache that leaves syntax errors to Strawberry.
+"""Each distinct document parsed and validated once, in one extension.
 
 Strawberry's ParserCache parses in `on_parse` before yielding, so a syntax error escapes the parsing
 step, skips every extension's post-operation hook and reaches the client without our error shape.
 This one caches successful parses only; a document that does not parse is left for Strawberry's own
-parser, whose error takes the normal path through the ErrorFormatter.
+parser, whose error takes the normal path through the ErrorFormatter. Validation (GraphQL's rules and
+ours: depth, aliases, cost, introspection) is cached per document and rule set. One extension rather
+than Strawberry's ParserCache + AddValidationRules + ValidationCache: each is instantiated for every
+request and every subscription, and runs its hooks there.
 """
 
 from __future__ import annotations
@@ -11,8 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from functools import lru_cache
 
-from graphql import DocumentNode, GraphQLError, parse
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, parse
 from strawberry.extensions import SchemaExtension
+from strawberry.schema.schema import validate_document
 
 MAX_DOCUMENTS = 512
 
@@ -30,11 +34,19 @@ def cached_parse(query: str, max_tokens: int) -> DocumentNode | None:
         return None
 
 
-class ParseCache(SchemaExtension):
+@lru_cache(maxsize=MAX_DOCUMENTS)
+def _validate(
+    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    return validate_document(schema, document, rules)  # Strawberry's: adds its own rules (OneOf, Maybe)
+
+
+class DocumentCache(SchemaExtension):
     """Also enforces the token limit: the parser stops at `max_tokens` (QUERY_TOO_COMPLEX)."""
 
-    def __init__(self, max_tokens: int) -> None:
+    def __init__(self, max_tokens: int, rules: tuple[type[ASTValidationRule], ...]) -> None:
         self.max_tokens = max_tokens
+        self.rules = rules
 
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -44,4 +56,10 @@ class ParseCache(SchemaExtension):
                 ctx.graphql_document = _parse(ctx.query, self.max_tokens)
             except GraphQLError:
                 pass  # reported by Strawberry's own parse (same options), inside its error handling
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        ctx = self.execution_context
+        ctx.validation_rules = tuple(ctx.validation_rules) + self.rules
+        ctx.pre_execution_errors = _validate(ctx.schema._schema, ctx.graphql_document, ctx.validation_rules)
         yield

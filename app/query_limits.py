@@ -1,7 +1,7 @@
 """Refusing abusive documents before execution: depth, aliases, tokens and an estimated cost.
 
 Depth, aliases and cost are one graphql-core validation rule, so they run (and are cached) with the
-rest of validation; the token limit is enforced by the parser (see ParseCache). Every exceeded limit is
+rest of validation; the token limit is enforced by the parser (see DocumentCache). Every exceeded limit is
 listed in the QUERY_TOO_COMPLEX error's details. Introspection fields (`__schema`, `__type`) are not
 counted, so GraphiQL keeps working.
 

@@ -6,7 +6,6 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
-from strawberry.extensions import AddValidationRules, ValidationCache
 from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
@@ -15,7 +14,7 @@ from app.error_mapping import ErrorFormatter, log_unexpected
 from app.events.types import EventMutations, EventQueries, EventSubscriptions
 from app.fanout import SharedResultsExecutor
 from app.groups.types import GroupQueries
-from app.parse_cache import ParseCache
+from app.parse_cache import DocumentCache
 from app.query_limits import Limits, limit_rule
 from app.rate_limit_types import RateLimitQueries
 from app.scalars import SCALAR_MAP
@@ -37,7 +36,7 @@ class AppSchema(strawberry.Schema):
 
 
 def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> AppSchema:  # noqa: B008
-    rules = [limit_rule(limits)] + ([] if introspection else [NoSchemaIntrospectionCustomRule])
+    rules = (limit_rule(limits),) + (() if introspection else (NoSchemaIntrospectionCustomRule,))
     return AppSchema(
         query=Query,
         mutation=Mutation,
@@ -47,9 +46,7 @@ def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> Ap
         extensions=[
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
-            lambda: ParseCache(limits.max_tokens),
-            lambda: AddValidationRules(rules),
-            lambda: ValidationCache(maxsize=512),
+            lambda: DocumentCache(limits.max_tokens, rules),
         ],
     )
 

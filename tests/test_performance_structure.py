@@ -6,18 +6,19 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
 from pymongo import AsyncMongoClient, monitoring
-from strawberry.extensions import ValidationCache
 
+from app import parse_cache
 from app.events.model import EventFilter, Severity
 from app.events.store import TIMELINE_FILTERS, _match
 from app.fanout import SharedResultsExecutor
 from app.leaf_fields import LeafFieldsExecutor
-from app.parse_cache import ParseCache
+from app.parse_cache import DocumentCache
 from app.schema import build_schema
 from tests.conftest import LiveServer, _free_port, make_org, start_server
 from tests.helpers import log_error
@@ -61,10 +62,17 @@ def monitored(server: LiveServer) -> Iterator[tuple[LiveServer, Commands]]:
         stop()
 
 
-def test_parse_and_validation_caches_are_installed() -> None:
-    built = [factory() for factory in build_schema().extensions]  # type: ignore[operator]
-    assert any(isinstance(e, ParseCache) for e in built)
-    assert any(isinstance(e, ValidationCache) for e in built)
+async def test_a_repeated_document_is_parsed_and_validated_once() -> None:
+    schema = build_schema()
+    built = [factory() for factory in schema.extensions]  # type: ignore[operator]
+    assert any(isinstance(e, DocumentCache) for e in built)
+    query = "{ __typename again: __typename }"
+    context = SimpleNamespace(request_id="req_test")  # what the error formatter records on
+    await schema.execute(query, context_value=context)
+    parsed, validated = parse_cache._parse.cache_info(), parse_cache._validate.cache_info()
+    assert (await schema.execute(query, context_value=context)).errors is None
+    assert parse_cache._parse.cache_info().hits == parsed.hits + 1
+    assert parse_cache._validate.cache_info().hits == validated.hits + 1
 
 
 def test_the_executor_shortcuts_leaves_and_shares_subscription_results() -> None:
