@@ -18,6 +18,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from app.demo import ensure_demo
+from app.gc_policy import FreezeSurvivors
 from app.log_config import configure
 from app.main import close_runtime, create_app, open_runtime, print_banner
 from app.settings import Settings, load_settings
@@ -31,9 +32,15 @@ class GracefulServer(uvicorn.Server):
     """Before uvicorn drops its connections (WebSockets get 1012), our subscribers are told 1001
     "going away", the code clients treat as "reconnect elsewhere"."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette) -> None:
+    def __init__(self, config: uvicorn.Config, app: Starlette, gc_sweep_seconds: float = 0) -> None:
         super().__init__(config)
         self.starlette_app = app
+        self.gc_policy = FreezeSurvivors(gc_sweep_seconds) if gc_sweep_seconds > 0 else None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.gc_policy is not None:
+            self.gc_policy.install(asyncio.get_running_loop())
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         view = getattr(self.starlette_app.state, "graphql_view", None)
@@ -44,6 +51,8 @@ class GracefulServer(uvicorn.Server):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.gather(*closing, return_exceptions=True), 5)
         await super().shutdown(sockets)
+        if self.gc_policy is not None:
+            self.gc_policy.uninstall()
 
 
 def uvicorn_options(ws_compression: bool = False) -> dict[str, Any]:
@@ -76,7 +85,8 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
     if settings.workers > 1:
         return serve_workers(settings)
     app = create_app(settings, banner=not reuse_port)
-    server = GracefulServer(config_for(app, settings.host, settings.port, settings.ws_compression), app)
+    config = config_for(app, settings.host, settings.port, settings.ws_compression)
+    server = GracefulServer(config, app, settings.gc_sweep_seconds)
     server.run(
         sockets=[_listening_socket(settings.host, settings.port, reuse_port=True)] if reuse_port else None
     )

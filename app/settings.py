@@ -74,6 +74,13 @@ class Settings(BaseSettings):
     ws_compression: bool = Field(
         default=False, description="Offer permessage-deflate on WebSockets (costs memory per subscriber)."
     )
+    gc_sweep_seconds: float = Field(
+        default=600,
+        ge=0,
+        description="Objects that survive a full garbage collection are frozen (short GC pauses with "
+        "thousands of subscribers); every this many seconds one full pass walks them all. 0: CPython's "
+        "collector as it is.",
+    )
     feed_mode: str = Field(
         default="auto",
         pattern="^(auto|poll|stream)$",
