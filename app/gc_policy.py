@@ -8,7 +8,7 @@ slowest deliveries (bench/subscriptions.py). Long-lived objects do not need walk
 - after a full collection that took long (a big heap: many subscribers), the survivors are frozen
   (`gc.freeze`: moved to a generation the collector skips), so the next full pass walks only what was
   created since. A freeze also catches objects that are about to die in cycles (an in-flight request's):
-  those wait for the sweep, so freezes are rare (at most one per 5 s) and only worth it on a big heap;
+  those wait for the sweep, so freezes are rare (at most one a second) and only on a big heap;
 - every `sweep_seconds` they are unfrozen and one full pass walks everything, which reclaims the cycles
   of objects that died while frozen (closed connections, mostly): memory is held for at most that long.
 """
@@ -26,7 +26,7 @@ log = logging.getLogger("app.gc")
 
 SLOW_COLLECTION_SECONDS = 0.05  # a full pass this long means a big heap worth freezing (measured: an
 # idle server's full pass takes a few ms; 1,000 subscribers' about 100 ms)
-MIN_FREEZE_INTERVAL = 5.0  # what a freeze catches mid-flight (a request's cycles) waits for the sweep
+MIN_FREEZE_INTERVAL = 1.0  # what a freeze catches mid-flight (a request's cycles) waits for the sweep
 
 
 class FreezeSurvivors:
