@@ -30,7 +30,8 @@ log = logging.getLogger("app.server")
 
 class GracefulServer(uvicorn.Server):
     """Before uvicorn drops its connections (WebSockets get 1012), our subscribers are told 1001
-    "going away", the code clients treat as "reconnect elsewhere"."""
+    "going away", the code clients treat as "reconnect elsewhere". With `gc_sweep_seconds`, the process
+    it serves runs the GC policy of app.gc_policy (`serve` passes GC_SWEEP_SECONDS; tests do not)."""
 
     def __init__(self, config: uvicorn.Config, app: Starlette, gc_sweep_seconds: float = 0) -> None:
         super().__init__(config)
