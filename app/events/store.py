@@ -29,14 +29,14 @@ from typing import Any
 import orjson
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError, WriteError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
-from app.errors import InternalError, ServiceUnavailable
+from app.errors import ServiceUnavailable
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors
+from app.storage.mongo import translate_errors, write_failure
 
 ID_PREFIX = "error-"
 TIMELINE_FILTERS = ("fingerprint", "source", "code")  # equality filters with an index of their own
@@ -125,12 +125,9 @@ def _match(org_id: str, flt: EventFilter) -> dict[str, Any]:
 
 
 def _insert_failure(doc: dict[str, Any], failure: dict[str, Any]) -> BaseException:
-    message = str(failure.get("errmsg", ""))
-    if failure.get("code") == 11000 and "idem_key" in doc and "idem" in message:
+    if failure.get("code") == 11000 and "idem_key" in doc and "idem" in str(failure.get("errmsg", "")):
         return DuplicateIdempotencyKey()
-    error = InternalError()
-    error.__cause__ = WriteError(message, failure.get("code"), failure)  # logged with the request id
-    return error
+    return write_failure(failure)
 
 
 class EventStore:

@@ -14,14 +14,13 @@ from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, WriteError
+from pymongo.errors import BulkWriteError
 
-from app.errors import InternalError
 from app.events.model import ErrorEventRecord, Severity, SortOrder
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors
+from app.storage.mongo import translate_errors, write_failure
 
 SORT_FIELD = {
     GroupOrderField.LAST_SEEN: "last_seen_ms",
@@ -146,9 +145,7 @@ class GroupStore:
                         # upsert, tried again, is an update.
                         retry.append(failure["index"])
                     else:  # that group's events alone fail; the others were counted
-                        error = InternalError()
-                        error.__cause__ = WriteError(failure.get("errmsg", ""), failure.get("code"), failure)
-                        failed[keys[failure["index"]]] = error
+                        failed[keys[failure["index"]]] = write_failure(failure)
             for index in retry:
                 again = await self._col.update_one({"_id": keys[index]}, updates[index], upsert=True)
                 if again.upserted_id is not None:

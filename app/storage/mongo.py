@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -15,6 +15,7 @@ from pymongo.errors import (
     ExecutionTimeout,
     PyMongoError,
     ServerSelectionTimeoutError,
+    WriteError,
 )
 
 from app.errors import InternalError, ServiceUnavailable
@@ -62,6 +63,14 @@ async def translate_errors(operation: str, breaker: CircuitBreaker | None = None
     else:
         if breaker is not None:
             breaker.succeeded()
+
+
+def write_failure(failure: dict[str, Any]) -> InternalError:
+    """INTERNAL_ERROR for one document of a bulk write that failed (`writeErrors` entry); the driver's
+    error is its cause, logged with the request id."""
+    error = InternalError()
+    error.__cause__ = WriteError(str(failure.get("errmsg", "")), failure.get("code"), failure)
+    return error
 
 
 def _unavailable(operation: str, exc: PyMongoError, breaker: CircuitBreaker | None) -> NoReturn:
