@@ -26,10 +26,10 @@ import httpx
 import pytest
 from ulid import ULID
 
-from app.context import Services
-from app.main import create_app
-from app.server import GracefulServer, config_for
-from app.settings import Settings
+from app.graphql.context import Services
+from app.runtime.app import create_app
+from app.runtime.server import GracefulServer, config_for
+from app.runtime.settings import Settings
 from app.storage.embedded import EmbeddedMongo
 
 

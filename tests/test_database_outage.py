@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from app.storage.embedded import EmbeddedMongo
 from tests.conftest import LiveServer, _free_port, make_org, start_server
 from tests.documents import LOG_ERROR, ORG_ERRORS

@@ -7,7 +7,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.settings import Settings, SettingsError, load_settings
+from app.runtime.settings import Settings, SettingsError, load_settings
 from tests.conftest import _free_port, start_server
 from tests.documents import ORG_ERRORS
 

@@ -1,4 +1,4 @@
-"""The GC policy (app.gc_policy): survivors of a slow full collection are frozen, so later full passes
+"""The GC policy (app.runtime.gc_policy): survivors of a slow full collection are frozen, so later full passes
 skip them; the periodic sweep walks everything again and reclaims what died while frozen."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.gc_policy import FreezeSurvivors
+from app.runtime.gc_policy import FreezeSurvivors
 
 
 class Node:

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.errors import ErrorCode
-from app.rate_limit import RateLimiter
+from app.core.errors import ErrorCode
+from app.ratelimit.service import RateLimiter
 from tests.conftest import LiveServer, Org, make_org
 from tests.documents import ERROR_EVENT, LOG_ERROR, ORG_ERRORS
 

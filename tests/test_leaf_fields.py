@@ -1,4 +1,4 @@
-"""The plain-leaf shortcut (app.leaf_fields) answers exactly what graphql-core's own field execution
+"""The plain-leaf shortcut (app.graphql.execution.leaf_fields) answers exactly what graphql-core's own field execution
 answers: values, nulls, enums, custom scalars, and the errors (message and path) of bad values."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import strawberry
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-from app import leaf_fields
-from app.leaf_fields import LeafFieldsExecutor
-from app.scalars import SCALAR_MAP, DateTime
+from app.graphql.execution import leaf_fields
+from app.graphql.execution.leaf_fields import LeafFieldsExecutor
+from app.graphql.scalars import SCALAR_MAP, DateTime
 
 
 @strawberry.enum

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 from graphql import parse, validate
 
-from app.context import RequestContext
-from app.query_limits import Limits, limit_rule
-from app.schema import build_schema
+from app.graphql.context import RequestContext
+from app.graphql.limits import Limits, limit_rule
+from app.graphql.schema import build_schema
 from tests.conftest import GraphQLClient, Org
 
 LIMITS = Limits()

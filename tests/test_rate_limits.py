@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from app.rate_limit import RateLimiter
+from app.ratelimit.service import RateLimiter
 from tests.conftest import GraphQLClient, LiveServer, Org, make_org
 from tests.documents import LOG_ERROR, SERVICE_STATUS
 

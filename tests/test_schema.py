@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from graphql import DangerousChangeType, build_schema, find_breaking_changes, find_dangerous_changes
 
-from app.schema import schema_sdl
+from app.graphql.schema import schema_sdl
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT.parent / "shared" / "api" / "contract.graphql"

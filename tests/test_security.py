@@ -8,7 +8,7 @@ import logging
 import httpx
 import pytest
 
-from app.settings import Settings
+from app.runtime.settings import Settings
 from tests.conftest import GraphQLClient, LiveServer, Org, _free_port, start_server
 from tests.documents import LOG_ERROR, SERVICE_STATUS
 

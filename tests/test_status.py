@@ -181,7 +181,7 @@ async def test_a_credential_expiring_while_connected_closes_with_4403(server: Li
 
 
 async def test_subscriptions_per_connection_are_limited(server: LiveServer, admin_key: str) -> None:
-    from app.graphql_view import MAX_SUBSCRIPTIONS_PER_CONNECTION as LIMIT
+    from app.web.view import MAX_SUBSCRIPTIONS_PER_CONNECTION as LIMIT
 
     async with session(server, {"apiKey": admin_key}) as ws:
         for i in range(LIMIT):

@@ -12,8 +12,8 @@ from pydantic_core import PydanticCustomError
 from app.auth.keys import generate, parse_key_id
 from app.events import cursor
 from app.events.fingerprint import fingerprint, normalize_message
-from app.pubsub import QUEUE_SIZE, PubSub
-from app.validation import parse_datetime
+from app.core.pubsub import QUEUE_SIZE, PubSub
+from app.core.validation import parse_datetime
 
 
 @pytest.mark.parametrize(
@@ -84,7 +84,7 @@ def test_production_logs_are_json_lines_with_the_request_id(capsys: pytest.Captu
     import json
     import logging
 
-    from app.log_config import configure, request_id_var
+    from app.runtime.logging import configure, request_id_var
 
     root = logging.getLogger()
     saved = root.handlers[:], root.level
@@ -104,7 +104,7 @@ def test_production_logs_are_json_lines_with_the_request_id(capsys: pytest.Captu
 def test_datetimes_are_written_in_utc_with_milliseconds() -> None:
     from datetime import timedelta, timezone
 
-    from app.scalars import format_datetime
+    from app.graphql.scalars import format_datetime
 
     paris = timezone(timedelta(hours=1))
     assert (

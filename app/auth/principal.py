@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from app.errors import Forbidden, NotFound
+from app.core.errors import Forbidden, NotFound
 
 
 @dataclass(frozen=True, slots=True)

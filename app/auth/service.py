@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from app.auth import keys
 from app.auth.principal import Principal
 from app.auth.store import KeyRecord, KeyStore
-from app.errors import InvalidApiKey, NotFound, TokenExpired
+from app.core.errors import InvalidApiKey, NotFound, TokenExpired
 from app.orgs.service import OrgService
 
 _CACHE_LIMIT = 10_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from app import opaque
+from app.core import cursors as opaque
 
 _VERSION = "v1:"
 _ID_RE = re.compile(r"^error-[0-9A-HJKMNP-TV-Z]{26}$")

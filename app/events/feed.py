@@ -19,10 +19,10 @@ import contextlib
 import logging
 import time
 
-from app.errors import AppError
+from app.core.errors import AppError
 from app.events.model import ErrorEventRecord
 from app.events.store import ChangeStreamsUnsupported, EventStore
-from app.pubsub import PubSub
+from app.core.pubsub import PubSub
 
 log = logging.getLogger("app.feed")
 EVENTS_TOPIC = "error-events"

@@ -22,11 +22,11 @@ from pydantic import (
     model_validator,
 )
 
-from app.errors import ErrorCode
+from app.core.errors import ErrorCode
 from app.events import cursor
 from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder
 from app.orgs.service import SLUG_RE, SLUG_RULE
-from app.validation import app_error_from, parse_datetime
+from app.core.validation import app_error_from, parse_datetime
 
 MAX_MESSAGE_CHARS = 8192
 MAX_CONTEXT_BYTES = 16 * 1024

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 import orjson
 
 from app.auth.principal import Principal
-from app.errors import Conflict
+from app.core.errors import Conflict
 from app.events.feed import EventFeed
 from app.events.fingerprint import fingerprint
 from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
 from app.groups.store import GroupStore
-from app.metrics import events_logged
+from app.web.metrics import events_logged
 from app.orgs.service import OrgService
 
 

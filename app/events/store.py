@@ -32,7 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
-from app.errors import ServiceUnavailable
+from app.core.errors import ServiceUnavailable
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker

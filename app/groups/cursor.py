@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from app import opaque
+from app.core import cursors as opaque
 from app.groups.model import GroupOrderField
 
 _RE = re.compile(r"^g1:([A-Z_]+):(-?\d{1,19}):([A-Za-z0-9._:/@-]{1,128})$")

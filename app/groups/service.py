@@ -7,14 +7,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.auth.principal import Principal
-from app.errors import ErrorCode
+from app.core.errors import ErrorCode
 from app.events.model import Severity, SortOrder
 from app.events.service import EventService
 from app.groups import cursor
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
 from app.groups.store import GroupStore
 from app.orgs.service import SLUG_RE, SLUG_RULE
-from app.validation import app_error_from
+from app.core.validation import app_error_from
 
 MAX_PAGE = 100
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
-from app.errors import Conflict, FieldProblem, InvalidRequest, NotFound
+from app.core.errors import Conflict, FieldProblem, InvalidRequest, NotFound
 from app.orgs.store import Organization, OrgStore
 
 SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")

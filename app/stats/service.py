@@ -11,11 +11,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from app.auth.principal import Principal
-from app.errors import ErrorCode, FieldProblem, InvalidRequest
+from app.core.errors import ErrorCode, FieldProblem, InvalidRequest
 from app.events.inputs import DateTimeIn, OrgId
 from app.events.service import EventService
 from app.events.store import EventStore
-from app.validation import app_error_from
+from app.core.validation import app_error_from
 
 MAX_BUCKETS = 1000
 

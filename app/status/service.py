@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from app.errors import AppError, FieldProblem, InvalidRequest
-from app.metrics import database_probe_seconds, database_up
-from app.pubsub import PubSub
+from app.core.errors import AppError, FieldProblem, InvalidRequest
+from app.web.metrics import database_probe_seconds, database_up
+from app.core.pubsub import PubSub
 from app.status.error_rate import ErrorRate
 from app.status.model import (
     COMPONENTS,

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from enum import Enum
 
-from app.errors import ServiceUnavailable
+from app.core.errors import ServiceUnavailable
 
 
 class BreakerState(str, Enum):

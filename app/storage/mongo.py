@@ -18,7 +18,7 @@ from pymongo.errors import (
     WriteError,
 )
 
-from app.errors import InternalError, ServiceUnavailable
+from app.core.errors import InternalError, ServiceUnavailable
 from app.storage.breaker import CircuitBreaker
 
 log = logging.getLogger("app.storage")

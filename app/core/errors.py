@@ -15,7 +15,7 @@
      +-- InternalError            INTERNAL_ERROR         500  anything unexpected (never shown verbatim)
 
 GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED are produced by the GraphQL layer
-itself (graphql-core errors) and are mapped to the wire in `app.error_mapping`, the only place that turns
+itself (graphql-core errors) and are mapped to the wire in `app.graphql.errors`, the only place that turns
 any exception into what a client sees. Nothing here knows about GraphQL or HTTP.
 """
 

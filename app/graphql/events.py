@@ -9,17 +9,17 @@ import strawberry
 from strawberry.types.unset import UNSET
 
 from app.auth.principal import Principal
-from app.context import RequestContext
-from app.errors import FieldProblem, InvalidRequest
+from app.graphql.context import RequestContext
+from app.core.errors import FieldProblem, InvalidRequest
 from app.events import cursor
 from app.events.feed import EVENTS_TOPIC
 from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord, EventQuery
 from app.events.model import Severity as SeverityEnum
 from app.events.model import SortOrder as SortOrderEnum
-from app.fanout import SharedViews
-from app.gql_args import as_raw, given
-from app.scalars import JSON, DateTime
+from app.graphql.execution.fanout import SharedViews
+from app.graphql.args import as_raw, given
+from app.graphql.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
 REPLAY_LIMIT = 1000
@@ -76,7 +76,7 @@ class ErrorEvent:
         )
 
 
-# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them (app.fanout).
+# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them (app.graphql.execution.fanout).
 _shared_events = SharedViews(ErrorEvent.from_record)
 
 

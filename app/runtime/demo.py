@@ -13,11 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from app.auth.principal import Principal
-from app.context import Services
-from app.errors import AppError
+from app.graphql.context import Services
+from app.core.errors import AppError
 from app.events.model import NewEvent, Severity
 
-log = logging.getLogger("app.demo")
+log = logging.getLogger("app.runtime.demo")
 DEMO_ORG = "demo"
 
 _SAMPLES = [

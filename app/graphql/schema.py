@@ -10,16 +10,16 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
-from app.error_mapping import ErrorFormatter, log_unexpected
-from app.events.types import EventMutations, EventQueries, EventSubscriptions
-from app.fanout import SharedResultsExecutor
-from app.groups.types import GroupQueries
-from app.parse_cache import DocumentCache
-from app.query_limits import Limits, limit_rule
-from app.rate_limit_types import RateLimitQueries
-from app.scalars import SCALAR_MAP
-from app.stats.types import StatsQueries
-from app.status.types import StatusMutations, StatusQueries, StatusSubscriptions
+from app.graphql.errors import ErrorFormatter, log_unexpected
+from app.graphql.events import EventMutations, EventQueries, EventSubscriptions
+from app.graphql.execution.fanout import SharedResultsExecutor
+from app.graphql.groups import GroupQueries
+from app.graphql.execution.document_cache import DocumentCache
+from app.graphql.limits import Limits, limit_rule
+from app.graphql.rate_limit import RateLimitQueries
+from app.graphql.scalars import SCALAR_MAP
+from app.graphql.stats import StatsQueries
+from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
 
 Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
 Mutation = merge_types("Mutation", (EventMutations, StatusMutations))

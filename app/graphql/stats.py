@@ -7,9 +7,9 @@ from typing import Annotated
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.context import RequestContext
-from app.gql_args import raw_args
-from app.scalars import DateTime
+from app.graphql.context import RequestContext
+from app.graphql.args import raw_args
+from app.graphql.scalars import DateTime
 from app.stats.service import Interval as IntervalEnum
 from app.stats.service import Series
 from app.stats.service import StatsGroupBy as StatsGroupByEnum

@@ -11,10 +11,10 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
-from app import metrics
-from app.error_mapping import error_body
-from app.errors import FieldProblem, InvalidRequest
-from app.log_config import request_id_var
+from app.web import metrics
+from app.graphql.errors import error_body
+from app.core.errors import FieldProblem, InvalidRequest
+from app.runtime.logging import request_id_var
 
 log = logging.getLogger("app.request")
 _UNCOUNTED_PATHS = frozenset({"/metrics", "/health", "/livez"})  # not API traffic for the error rate

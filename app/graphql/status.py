@@ -9,18 +9,18 @@ from datetime import datetime
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app import opaque
-from app.context import RequestContext
-from app.errors import FieldProblem, InvalidDateFormat, InvalidRequest
-from app.events.types import PageInfo, page_info
-from app.fanout import SharedViews
-from app.gql_args import given
-from app.scalars import DateTime
+from app.core import cursors as opaque
+from app.graphql.context import RequestContext
+from app.core.errors import FieldProblem, InvalidDateFormat, InvalidRequest
+from app.graphql.events import PageInfo, page_info
+from app.graphql.execution.fanout import SharedViews
+from app.graphql.args import given
+from app.graphql.scalars import DateTime
 from app.status.model import ServiceState as ServiceStateEnum
 from app.status.model import StatusCause as StatusCauseEnum
 from app.status.model import StatusSnapshot, Transition
 from app.status.service import STATUS_TOPIC
-from app.validation import parse_datetime
+from app.core.validation import parse_datetime
 
 Info = strawberry.Info[RequestContext, None]
 REPLAY_LIMIT = 100
@@ -89,7 +89,7 @@ class ServiceStatus:
 
 
 # Every subscriber receives the same published snapshot: one ServiceStatus for all of them, on which
-# each distinct subscription document executes once (app.fanout).
+# each distinct subscription document executes once (app.graphql.execution.fanout).
 _shared_status = SharedViews(ServiceStatus.from_snapshot)
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from app.query_limits import Limits
+from app.graphql.limits import Limits
 
 
 class Environment(str, Enum):

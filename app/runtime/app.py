@@ -18,25 +18,25 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app import rest
+from app.web import rest
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
-from app.context import Services
-from app.demo import ensure_demo
+from app.graphql.context import Services
+from app.runtime.demo import ensure_demo
 from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
-from app.graphql_view import GraphQLView
+from app.web.view import GraphQLView
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
-from app.http import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
+from app.web.middleware import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
-from app.pubsub import PubSub
-from app.rate_limit import RateLimiter
-from app.scalars import format_datetime
-from app.schema import build_schema
-from app.settings import Settings
+from app.core.pubsub import PubSub
+from app.ratelimit.service import RateLimiter
+from app.graphql.scalars import format_datetime
+from app.graphql.schema import build_schema
+from app.runtime.settings import Settings
 from app.stats.service import StatsService
 from app.status.model import ServiceState
 from app.status.service import StatusService, StatusSettings

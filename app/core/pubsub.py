@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from app.metrics import active_subscriptions
+from app.web.metrics import active_subscriptions
 
 QUEUE_SIZE = 256
 

@@ -5,16 +5,16 @@ from __future__ import annotations
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.context import RequestContext
+from app.graphql.context import RequestContext
 from app.events.model import SortOrder as SortOrderEnum
-from app.events.types import PageInfo, Severity, SortOrder, page_info
-from app.gql_args import as_raw, given
+from app.graphql.events import PageInfo, Severity, SortOrder, page_info
+from app.graphql.args import as_raw, given
 from app.groups import cursor
 from app.groups.model import ErrorGroupRecord, GroupQuery
 from app.groups.model import GroupOrderField as GroupOrderFieldEnum
 from app.groups.service import validate_group_args
 from app.groups.store import sort_value
-from app.scalars import DateTime
+from app.graphql.scalars import DateTime
 
 Info = strawberry.Info[RequestContext, None]
 

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 from pydantic_core import PydanticCustomError
 
-from app.errors import (
+from app.core.errors import (
     AppError,
     ErrorCode,
     FieldProblem,

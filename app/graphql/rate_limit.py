@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import strawberry
 
-from app.context import RequestContext
-from app.rate_limit import Resource as ResourceEnum
-from app.scalars import DateTime
+from app.graphql.context import RequestContext
+from app.ratelimit.service import Resource as ResourceEnum
+from app.graphql.scalars import DateTime
 
 Info = strawberry.Info[RequestContext, None]
 RateLimitResource = strawberry.enum(ResourceEnum, name="RateLimitResource")

@@ -27,7 +27,7 @@ from graphql import (
     VariableNode,
 )
 
-from app.errors import FieldProblem, QueryTooComplex
+from app.core.errors import FieldProblem, QueryTooComplex
 
 UNKNOWN_PAGE = 100
 

@@ -17,21 +17,21 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
-from app.demo import ensure_demo
-from app.gc_policy import FreezeSurvivors
-from app.log_config import configure
-from app.main import close_runtime, create_app, open_runtime, print_banner
-from app.settings import Settings, load_settings
+from app.runtime.demo import ensure_demo
+from app.runtime.gc_policy import FreezeSurvivors
+from app.runtime.logging import configure
+from app.runtime.app import close_runtime, create_app, open_runtime, print_banner
+from app.runtime.settings import Settings, load_settings
 from app.storage.embedded import EmbeddedMongo
 
 GOING_AWAY = 1001
-log = logging.getLogger("app.server")
+log = logging.getLogger("app.runtime.server")
 
 
 class GracefulServer(uvicorn.Server):
     """Before uvicorn drops its connections (WebSockets get 1012), our subscribers are told 1001
     "going away", the code clients treat as "reconnect elsewhere". With `gc_sweep_seconds`, the process
-    it serves runs the GC policy of app.gc_policy (`serve` passes GC_SWEEP_SECONDS; tests do not)."""
+    it serves runs the GC policy of app.runtime.gc_policy (`serve` passes GC_SWEEP_SECONDS; tests do not)."""
 
     def __init__(self, config: uvicorn.Config, app: Starlette, gc_sweep_seconds: float = 0) -> None:
         super().__init__(config)

@@ -25,13 +25,13 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
-from app.context import RequestContext, Services
-from app.error_mapping import error_body, extensions
-from app.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
-from app.fanout import EncodedData
-from app.http import json_response, new_request_id
-from app.parse_cache import cached_parse
-from app.rate_limit import Resource
+from app.graphql.context import RequestContext, Services
+from app.graphql.errors import error_body, extensions
+from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.graphql.execution.fanout import EncodedData
+from app.web.middleware import json_response, new_request_id
+from app.graphql.execution.document_cache import cached_parse
+from app.ratelimit.service import Resource
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
@@ -87,7 +87,7 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
     """Sends every message as a text frame, as graphql-transport-ws requires (Strawberry's adapter sends
     the view's orjson bytes as binary frames, which browser clients such as graphql-ws cannot parse),
     splicing in the `data` a subscription event shares with other subscribers, already encoded
-    (app.fanout)."""
+    (app.graphql.execution.fanout)."""
 
     async def send_json(self, message: Any) -> None:
         payload = message.get("payload")
@@ -106,7 +106,7 @@ class GraphQLView(GraphQL):
 
     def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens
-        self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.server)
+        self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,

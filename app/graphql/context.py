@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from app.errors import InvalidApiKey
+from app.core.errors import InvalidApiKey
 
 if TYPE_CHECKING:
     from app.auth.principal import Principal
@@ -14,8 +14,8 @@ if TYPE_CHECKING:
     from app.events.service import EventService
     from app.groups.service import GroupService
     from app.orgs.service import OrgService
-    from app.pubsub import PubSub
-    from app.rate_limit import Budget, RateLimiter
+    from app.core.pubsub import PubSub
+    from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService
 

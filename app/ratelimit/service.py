@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
-from app.errors import RateLimited
+from app.core.errors import RateLimited
 
 _MAX_TRACKED = 100_000
 

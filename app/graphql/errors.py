@@ -17,10 +17,10 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSyntaxError, VariableDefinitionNode
 from strawberry.extensions import SchemaExtension
 
-from app.errors import CODES_WITH_DETAILS, AppError, ErrorCode, FieldProblem, InternalError
-from app.scalars import format_datetime
+from app.core.errors import CODES_WITH_DETAILS, AppError, ErrorCode, FieldProblem, InternalError
+from app.graphql.scalars import format_datetime
 
-log = logging.getLogger("app.errors")
+log = logging.getLogger("app.core.errors")
 
 _TOKEN_LIMIT_RE = re.compile(r"Document contains more than \d+ tokens")
 _VARIABLE_RE = re.compile(r"^Variable '\$(\w+)' (?:got invalid value .*? at '([^']+)'; )?", re.DOTALL)

@@ -19,17 +19,17 @@ from starlette.responses import Response
 
 from app.auth.principal import Principal
 from app.auth.service import credential_from_headers
-from app.context import Services
-from app.error_mapping import rest_error_body
-from app.errors import AppError, FieldProblem, InternalError, InvalidRequest, RateLimited
+from app.graphql.context import Services
+from app.graphql.errors import rest_error_body
+from app.core.errors import AppError, FieldProblem, InternalError, InvalidRequest, RateLimited
 from app.events.cursor import encode as encode_cursor
 from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord
-from app.http import json_response, new_request_id
-from app.rate_limit import Resource
-from app.scalars import format_datetime
+from app.web.middleware import json_response, new_request_id
+from app.ratelimit.service import Resource
+from app.graphql.scalars import format_datetime
 
-log = logging.getLogger("app.rest")
+log = logging.getLogger("app.web.rest")
 Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
 
 # GraphQL argument paths -> the REST parameter the client wrote.

@@ -24,8 +24,8 @@ from typing import Any, Generic, TypeVar
 import orjson
 from graphql import ExecutionResult
 
-from app.leaf_fields import LeafFieldsExecutor
-from app.metrics import subscription_executions
+from app.graphql.execution.leaf_fields import LeafFieldsExecutor
+from app.web.metrics import subscription_executions
 
 Message = TypeVar("Message")
 View = TypeVar("View")

@@ -1,0 +1,1 @@
+"""Error-tracking and live-status GraphQL API server."""
