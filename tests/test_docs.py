@@ -131,6 +131,43 @@ def test_the_readme_links_every_document() -> None:
     assert [p.name for p in DOCS.glob("*.md") if p.resolve() not in linked] == []
 
 
+def architecture_tree(text: str) -> set[str]:
+    """The module paths listed in the fenced block under `## The tree`: two spaces per level,
+    directories end with a slash, a description may follow a name."""
+    section = text.split("\n## The tree", 1)[1]
+    block = _FENCE_RE.search(section)
+    assert block is not None, "no tree block under ## The tree"
+    modules: set[str] = set()
+    parents: list[str] = []
+    for line in block.group(0).splitlines()[1:-1]:
+        if not line.strip():
+            continue
+        depth = (len(line) - len(line.lstrip(" "))) // 2
+        name = line.split()[0]
+        parents = parents[:depth]
+        if name.endswith("/"):
+            parents.append(name.rstrip("/"))
+        elif name.endswith(".py"):
+            modules.add("/".join([*parents, name]))
+    return modules
+
+
+def test_the_architecture_document_lists_every_module_of_the_tree() -> None:
+    listed = architecture_tree((DOCS / "architecture.md").read_text())
+    present = {
+        str(p.relative_to(ROOT))
+        for p in (ROOT / "app").rglob("*.py")
+        if p.name != "__init__.py" and "__pycache__" not in p.parts
+    }
+    assert sorted(present - listed) == [], "modules missing from docs/architecture.md"
+    assert sorted(listed - present) == [], "docs/architecture.md lists modules that do not exist"
+
+
+def test_the_tree_parser_follows_indentation() -> None:
+    text = "## The tree\n```\napp/\n  a.py   x\n  core/\n    b.py  y\n  c.py\ntests/  z\n```\n"
+    assert architecture_tree(text) == {"app/a.py", "app/core/b.py", "app/c.py"}
+
+
 def test_the_link_checker_sees_broken_links(tmp_path: Path) -> None:
     page = tmp_path / "page.md"
     page.write_text(
