@@ -21,18 +21,15 @@ _FENCE_RE = re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE)
 _INLINE_CODE_RE = re.compile(r"`[^`\n]*`")
 _LINK_RE = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
 _REFERENCE_RE = re.compile(r"^\s*\[[^\]]+\]:\s*(\S+)", re.MULTILINE)
+_DELIMITER_RE = re.compile(r"^\s*\|(\s*:?-+:?\s*\|)+\s*$")
 _HEADING_RE = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 
 
 def table_rows(text: str, header: list[str]) -> list[list[str]]:
     """The body rows of the first markdown table whose header cells are `header` (case-insensitive)."""
     lines = text.splitlines()
-    for i, line in enumerate(lines):
-        if _cells(line) == header and i + 1 < len(lines) and set(lines[i + 1].replace("|", "").strip()) <= {
-            "-",
-            ":",
-            " ",
-        }:
+    for i, line in enumerate(lines[:-1]):
+        if _cells(line) == header and _DELIMITER_RE.match(lines[i + 1]):
             rows = []
             for row in lines[i + 2 :]:
                 if not row.strip().startswith("|"):
@@ -88,9 +85,7 @@ def test_every_error_code_is_in_the_catalog_table_with_its_status() -> None:
 
 def test_every_setting_is_documented() -> None:
     text = (DOCS / "configuration.md").read_text()
-    missing = [
-        name.upper() for name in Settings.model_fields if not re.search(rf"`{name.upper()}`", text)
-    ]
+    missing = [name.upper() for name in Settings.model_fields if not re.search(rf"`{name.upper()}`", text)]
     assert missing == [], f"settings missing from docs/configuration.md: {missing}"
 
 
@@ -134,7 +129,9 @@ def test_the_readme_links_every_document() -> None:
 def architecture_tree(text: str) -> set[str]:
     """The module paths listed in the fenced block under `## The tree`: two spaces per level,
     directories end with a slash, a description may follow a name."""
-    section = text.split("\n## The tree", 1)[1]
+    sections = re.split(r"^## The tree\s*$", text, maxsplit=1, flags=re.MULTILINE)
+    assert len(sections) == 2, "no section ## The tree"
+    section = sections[1]
     block = _FENCE_RE.search(section)
     assert block is not None, "no tree block under ## The tree"
     modules: set[str] = set()
