@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -32,6 +32,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
+from app.core.clock import from_ms, to_ms
 from app.core.errors import ServiceUnavailable
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
 from app.storage.batching import Batcher
@@ -71,7 +72,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         "message": event.message,
         "severity": event.severity.value,
         "timestamp": event.timestamp,
-        "ts_ms": int(event.timestamp.timestamp() * 1000),
+        "ts_ms": to_ms(event.timestamp),
         "received_at": event.received_at,
         "fingerprint": event.fingerprint,
         "seq": event.seq,
@@ -261,8 +262,8 @@ class EventStore:
         key: Any = bucket
         if field is not None:
             key = {"$concat": [{"$toString": bucket}, "|", {"$ifNull": [f"${field}", ""]}]}
-        start = datetime.fromtimestamp(start_ms / 1000, UTC)
-        end = datetime.fromtimestamp(end_ms / 1000, UTC)
+        start = from_ms(start_ms)
+        end = from_ms(end_ms)
         pipeline = [
             {"$match": {"org_id": org_id, "event_id": {"$gte": _id_floor(start), "$lt": _id_floor(end)}}},
             {"$group": {"_id": key, "n": {"$sum": 1}}},

@@ -17,8 +17,8 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSyntaxError, VariableDefinitionNode
 from strawberry.extensions import SchemaExtension
 
+from app.core.clock import format_datetime
 from app.core.errors import CODES_WITH_DETAILS, AppError, ErrorCode, FieldProblem, InternalError
-from app.graphql.scalars import format_datetime
 
 log = logging.getLogger("app.core.errors")
 
