@@ -22,6 +22,7 @@ from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, Gro
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.mongo import translate_errors, write_failure
+from app.storage.paging import keyset_page
 
 SORT_FIELD = {
     GroupOrderField.LAST_SEEN: "last_seen_ms",
@@ -149,22 +150,17 @@ class GroupStore:
         return _from_doc(doc) if doc else None
 
     async def page(self, query: GroupQuery) -> GroupPage:
-        field = SORT_FIELD[query.order_by]
-        descending = query.direction is SortOrder.DESC
-        match = _match(query.org_id, query.filter)
-        if query.after is not None:
-            value, fingerprint = query.after
-            past = "$lt" if descending else "$gt"
-            match["$or"] = [{field: {past: value}}, {field: value, "fingerprint": {past: fingerprint}}]
-        direction = DESCENDING if descending else ASCENDING
-        pipeline = [
-            {"$match": match},
-            {"$sort": {field: direction, "fingerprint": direction}},
-            {"$limit": query.first + 1},
-        ]
-        async with translate_errors("error_groups.page", self._breaker):
-            docs = await (await self._col.aggregate(pipeline)).to_list()
-        return GroupPage([_from_doc(d) for d in docs[: query.first]], has_next_page=len(docs) > query.first)
+        direction = DESCENDING if query.direction is SortOrder.DESC else ASCENDING
+        docs, more = await keyset_page(
+            self._col,
+            _match(query.org_id, query.filter),
+            [(SORT_FIELD[query.order_by], direction), ("fingerprint", direction)],
+            query.after,
+            query.first,
+            operation="error_groups.page",
+            breaker=self._breaker,
+        )
+        return GroupPage([_from_doc(d) for d in docs], has_next_page=more)
 
     async def count(self, org_id: str, flt: GroupFilter) -> int:
         async with translate_errors("error_groups.count", self._breaker):

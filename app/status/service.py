@@ -284,8 +284,8 @@ class StatusService:
 
     async def history(self, query: HistoryQuery) -> Page[Transition]:
         """Recorded transitions, newest first, from before `query.before` when given."""
-        rows = await self._store.history(query.service, query.first, query.before)
-        return Page(rows[: query.first], has_next_page=len(rows) > query.first)
+        rows, more = await self._store.history(query.service, query.first, query.before)
+        return Page(rows, has_next_page=more)
 
     async def transitions_after(self, seq: int, limit: int) -> list[Transition]:
         return await self._store.after(seq, limit)

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import FieldProblem, InvalidRequest
 from app.core.request_ids import new_request_id, request_id_var
-from app.graphql.errors import error_body
+from app.core.wire import error_body
 from app.web import metrics
 from app.web.state import request_state, start_request
 

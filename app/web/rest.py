@@ -21,10 +21,10 @@ from app.auth.service import credential_from_headers
 from app.core.clock import format_datetime
 from app.core.errors import AppError, FieldProblem, InternalError, InvalidRequest, RateLimited
 from app.core.principal import Principal
+from app.core.wire import rest_error_body
 from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord, event_cursor
 from app.graphql.context import Services
-from app.graphql.errors import rest_error_body
 from app.ratelimit.service import Resource
 from app.web.middleware import json_response
 from app.web.state import request_state, services_of

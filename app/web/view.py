@@ -26,8 +26,8 @@ from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
 from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.core.wire import error_body, extensions
 from app.graphql.context import RequestContext, Services
-from app.graphql.errors import error_body, extensions
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
 from app.ratelimit.service import Resource
