@@ -18,6 +18,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -93,13 +94,22 @@ class LogErrorInputModel(_Input):
 
     @field_validator("timestamp")
     @classmethod
-    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+    def _plausible_time(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         if value is None:
             return None
-        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        now = datetime.now(UTC)
+        if value > now + MAX_FUTURE_SKEW:
             raise ValueError("Timestamp must not be more than 5 minutes in the future")
         if value < EARLIEST:
             raise ValueError("Timestamp must not be before 1970-01-01T00:00:00Z")
+        # An event older than the retention window would be acknowledged and then removed by the
+        # database within a minute: refused instead, so that an acknowledged write is never lost.
+        retention_days = (info.context or {}).get("retention_days") or 0
+        if retention_days and value < now - timedelta(days=retention_days):
+            raise ValueError(
+                f"Timestamp is older than the retention window of {retention_days:g} days: events are kept "
+                f"for {retention_days:g} days after their timestamp, so this one would be removed at once"
+            )
         return value
 
     @field_validator("context")
@@ -182,10 +192,11 @@ class OrgErrorsArgs(_Input):
         )
 
 
-def validate_log_error(raw: dict[str, Any]) -> tuple[str, NewEvent, str | None]:
-    """(org_id, event, idempotency key) or one AppError listing every problem."""
+def validate_log_error(raw: dict[str, Any], *, retention_days: float = 0) -> tuple[str, NewEvent, str | None]:
+    """(org_id, event, idempotency key) or one AppError listing every problem. With `retention_days`
+    (0: events are kept forever), a timestamp older than the retention window is one of them."""
     try:
-        args = LogErrorArgs.model_validate(raw)
+        args = LogErrorArgs.model_validate(raw, context={"retention_days": retention_days})
     except ValidationError as exc:
         raise app_error_from(
             exc,
