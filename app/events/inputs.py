@@ -12,9 +12,7 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -25,9 +23,8 @@ from pydantic import (
 
 from app.core.errors import ErrorCode
 from app.core.paging import DEFAULT_PAGE
-from app.core.validation import PageSize, app_error_from, parse_datetime
+from app.core.validation import DateTimeIn, OrgId, PageSize, app_error_from, matching
 from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder, decode_event_cursor
-from app.orgs.service import SLUG_RE, SLUG_RULE
 
 MAX_MESSAGE_CHARS = 8192
 MAX_CONTEXT_BYTES = 16 * 1024
@@ -39,28 +36,17 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _IDEMPOTENCY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(rule)
-        return value
-
-    return AfterValidator(check)
-
-
-DateTimeIn = Annotated[datetime, BeforeValidator(parse_datetime)]
-OrgId = Annotated[str, _matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
 # Reporter-supplied codes and source names: printable, no spaces, safe in logs and URLs.
 Token = Annotated[
     str,
-    _matching(
+    matching(
         _TOKEN_RE,
         "Must be 1 to 128 characters of letters, digits and . _ : / @ - starting with a letter or digit",
     ),
 ]
 IdempotencyKey = Annotated[
     str,
-    _matching(_IDEMPOTENCY_RE, "Idempotency key must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"),
+    matching(_IDEMPOTENCY_RE, "Idempotency key must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"),
 ]
 
 
