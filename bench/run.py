@@ -1,11 +1,14 @@
-"""The benchmark: server CPU per request for each workload, with a bare-Strawberry reference measured in
-the same run, so results are ratios on a noisy machine. Run by hand: `make bench` (needs wrk).
+"""The benchmark: server CPU per request for each workload, as ratios to a fair peer and to the floor
+measured in the same run, so results compare on a noisy machine. Run by hand: `make bench` (needs wrk).
 
 It starts a file-backed nx-27017, seeds 10,000 events in the measured organization and 20,000 in another,
-starts the server (`python -m app serve`, request logging, auth and rate limiting on as in production) and
-the reference app, drives each workload with wrk from a separate process at a few concurrencies, and
-reads the server's and the database's CPU time (utime+stime from /proc) before and after each run.
-"""
+starts the server (`python -m app serve`, request logging, auth and rate limiting on as in production),
+the fair peer (bench/peer_app.py: the same API written the way Strawberry's and PyMongo's documentation
+lead to, plus a raw Starlette JSON route, the floor) and the old bare-Strawberry reference, drives each
+workload with wrk from a separate process at a few concurrencies against the server and against the peer,
+in interleaved rounds, and reads each process's and the database's CPU time (utime+stime from /proc)
+before and after each run. Every row shows its CPU per request as a ratio to the peer's for the same
+document and connections, and to the raw route's. `--only` picks workloads by name."""
 
 from __future__ import annotations
 
@@ -58,6 +61,8 @@ WORKLOADS = {
     "serviceStatus": ("{ serviceStatus { status services { name status updatedAt } } }", None),
 }
 REFERENCE = "{ items { id name severity count score active note } }"
+RAW = "raw Starlette JSON route (the floor)"
+PEER = "peer: "  # rows of the fair peer (bench/peer_app.py) carry this prefix
 
 
 def lua_script(query: str, key: str | None, mode: str | None) -> str:
@@ -169,7 +174,7 @@ def main() -> None:
     database = EmbeddedMongo(tmp / "bench.db")
     uri = database.start()
     event_id = seed(uri)
-    port, ref_port = _free_port(), _free_port()
+    port, ref_port, peer_port = _free_port(), _free_port(), _free_port()
     env = servers.server_env(
         uri,
         "bench",
@@ -183,32 +188,56 @@ def main() -> None:
     )
     server = servers.start(env)
     reference = servers.start(env, [sys.executable, str(ROOT / "bench" / "reference_app.py"), str(ref_port)])
+    peer = servers.start(env, [sys.executable, str(ROOT / "bench" / "peer_app.py"), str(peer_port)])
     try:
         servers.wait_ready(f"http://127.0.0.1:{port}/livez")
         servers.wait_ready(f"http://127.0.0.1:{ref_port}/")
+        servers.wait_ready(f"http://127.0.0.1:{peer_port}/graphql")
         key = servers.cli_json(env, "keys", "create", "--org", "bench")["apiKey"]
         if args.only_workers:
             print(compare_workers(env, key, args)[0])
             return
-        runs: dict[tuple[str, int], list[dict]] = {}
-        plan = [("reference: bare Strawberry, 20 objects", REFERENCE, None, None, ref_port, reference.pid)]
-        plan += [
-            (name, q.replace("EVENT_ID", event_id), key, mode, port, server.pid)
+        chosen = [
+            (name, q.replace("EVENT_ID", event_id), mode)
             for name, (q, mode) in WORKLOADS.items()
             if not args.only or any(part in name for part in args.only)
         ]
+        # (row name, workload, url, script, pid): the project and its peer answer the same document.
+        plan = [
+            (RAW, RAW, f"http://127.0.0.1:{peer_port}/raw", lua_script(REFERENCE, None, None), peer.pid),
+            (
+                "reference: bare Strawberry, 20 objects",
+                "reference",
+                f"http://127.0.0.1:{ref_port}/graphql",
+                lua_script(REFERENCE, None, None),
+                reference.pid,
+            ),
+        ]
+        for name, query, mode in chosen:
+            plan.append(
+                (name, name, f"http://127.0.0.1:{port}/graphql", lua_script(query, key, mode), server.pid)
+            )
+            plan.append(
+                (
+                    f"{PEER}{name}",
+                    name,
+                    f"http://127.0.0.1:{peer_port}/graphql",
+                    lua_script(query, None, mode),
+                    peer.pid,
+                )
+            )
         spy = None
         if args.profile:
             py_spy = str(Path(sys.executable).parent / "py-spy")
             spy = subprocess.Popen(
                 [py_spy, "record", "--pid", str(server.pid), "--output", args.profile, "--format", "raw"]
             )
-        for _ in range(args.rounds):
-            for name, query, credential, mode, target, pid in plan:
+        runs: dict[tuple[str, int], list[dict]] = {}
+        for _ in range(args.rounds):  # interleaved: every target once per round, medians over rounds
+            for name, _workload, url, script, pid in plan:
                 for connections in args.connections:
-                    script = lua_script(query, credential, mode)
                     before, db_before = cpu_seconds(pid), cpu_seconds(database.process.pid)
-                    result = run_wrk(f"http://127.0.0.1:{target}/graphql", script, connections, args.seconds)
+                    result = run_wrk(url, script, connections, args.seconds)
                     result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / max(result["requests"], 1)
                     result["db_cpu_ms"] = (
                         (cpu_seconds(database.process.pid) - db_before) * 1000 / max(result["requests"], 1)
@@ -217,34 +246,41 @@ def main() -> None:
         if spy is not None:
             spy.send_signal(2)
             spy.wait()
+        medians = {
+            key_: {k: statistics.median(r[k] for r in results) for k in results[0]}
+            for key_, results in runs.items()
+        }
         rows = []
-        reference_cpu = statistics.median(r["cpu_ms"] for r in runs[(plan[0][0], args.connections[0])])
-        for (name, connections), results in runs.items():
-            med = {k: statistics.median(r[k] for r in results) for k in results[0]}
+        for (name, connections), med in medians.items():
+            workload = name.removeprefix(PEER)
+            peer_row = medians.get((f"{PEER}{workload}", connections))
             rows.append(
                 {
                     "workload": name,
                     "connections": connections,
                     **{k: round(v, 3) for k, v in med.items()},
-                    "cpu_vs_reference": round(med["cpu_ms"] / reference_cpu, 2),
+                    "cpu_vs_peer": round(med["cpu_ms"] / peer_row["cpu_ms"], 2) if peer_row else None,
+                    "cpu_vs_raw": round(med["cpu_ms"] / medians[(RAW, connections)]["cpu_ms"], 2),
                 }
             )
         results: dict = {"http": rows}
         print(
-            "| workload | conns | req/s | p50 ms | p99 ms | server CPU ms/req | x reference | DB CPU ms/req | non-2xx |"
+            "| workload | conns | req/s | p50 ms | p99 ms | server CPU ms/req | x peer | x raw route "
+            "| DB CPU ms/req | non-2xx |"
         )
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for r in rows:
+            vs_peer = f"{r['cpu_vs_peer']:.2f}" if r["cpu_vs_peer"] is not None else "-"
             print(
                 f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-                f"{r['cpu_ms']:.2f} | {r['cpu_vs_reference']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
+                f"{r['cpu_ms']:.2f} | {vs_peer} | {r['cpu_vs_raw']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
             )
         if args.workers_compare:
             print()
             table, results["workers"] = compare_workers(env, key, args)
             print(table)
     finally:
-        servers.stop(server, reference)
+        servers.stop(server, reference, peer)
         database.stop()
     if args.subscriptions:
         results["subscriptions"] = asyncio.run(subscriptions.run([1000, 5000], 20, 1, 2))
