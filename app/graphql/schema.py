@@ -7,6 +7,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
@@ -35,14 +36,22 @@ class AppSchema(strawberry.Schema):
         log_unexpected(errors, getattr(context, "request_id", "-"))
 
 
-def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> AppSchema:  # noqa: B008
+def build_schema(
+    limits: Limits = Limits(),  # noqa: B008
+    *,
+    introspection: bool = True,
+    executor: type[StrawberryGraphQLCoreExecutionContext] = SharedResultsExecutor,
+) -> AppSchema:
+    """`executor`: graphql-core's execution context; the default has every fast path (compiled plans,
+    plain leaves, shared subscription results). The tests compare it with Strawberry's own."""
     rules = (limit_rule(limits),) + (() if introspection else (NoSchemaIntrospectionCustomRule,))
     return AppSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
-        execution_context_class=SharedResultsExecutor,  # a subscription event executes once per document
+        # Repeated documents complete from compiled plans; a subscription event executes once per document.
+        execution_context_class=executor,
         extensions=[
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.

@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 import orjson
 from graphql import ExecutionResult
 
-from app.graphql.execution.leaf_fields import LeafFieldsExecutor
+from app.graphql.execution.compiled import CompiledExecutor
 
 Message = TypeVar("Message")
 View = TypeVar("View")
@@ -88,7 +88,7 @@ class _Executed:
         return self.result
 
 
-class SharedResultsExecutor(LeafFieldsExecutor):
+class SharedResultsExecutor(CompiledExecutor):
     """graphql-core's executor, memoizing subscription events' results on shared event objects."""
 
     _memo: tuple[dict[tuple[int, bytes], tuple[Any, ExecutionResult]], tuple[int, bytes]] | None = None
