@@ -16,10 +16,13 @@ from pymongo import AsyncMongoClient, monitoring
 from app.events.model import EventFilter, Severity
 from app.events.store import TIMELINE_FILTERS, _match
 from app.graphql.execution import document_cache as parse_cache
+from app.graphql.execution.compiled import CompiledExecutor
 from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
 from app.graphql.schema import build_schema
+from app.web.middleware import GraphQLRoute
+from app.web.view import GraphQLView
 from tests.conftest import LiveServer, _free_port, make_org, start_server
 from tests.helpers import log_error
 
@@ -78,6 +81,44 @@ async def test_a_repeated_document_is_parsed_and_validated_once() -> None:
 def test_the_executor_shortcuts_leaves_and_shares_subscription_results() -> None:
     executor = build_schema().execution_context_class
     assert issubclass(executor, LeafFieldsExecutor) and issubclass(executor, SharedResultsExecutor)
+    assert issubclass(executor, CompiledExecutor)
+
+
+def test_a_graphql_request_passes_the_documented_layers(server: LiveServer) -> None:
+    """The request floor (docs/performance.md): Starlette's error middleware, the request id and log
+    line, the WebSocket shortcut, the body limit and the GraphQL route, then the view; no router. CORS
+    adds one layer only when origins are allowed (not in production by default)."""
+    layers: list[str] = []
+    layer: Any = server.app.build_middleware_stack()
+    while not isinstance(layer, GraphQLView):
+        layers.append(type(layer).__name__)
+        layer = layer.endpoint if isinstance(layer, GraphQLRoute) else layer.app
+    cors = ["CORSMiddleware"] if server.settings.allowed_origins else []
+    assert layers == [
+        "ServerErrorMiddleware",
+        "RequestIdMiddleware",
+        "WebSocketShortcut",
+        *cors,
+        "BodySizeLimit",
+        "GraphQLRoute",
+    ]
+
+
+async def test_the_benchmark_documents_are_answered_by_compiled_plans(server: LiveServer) -> None:
+    """Each benchmark document, sent over HTTP, completes its root field from a plan (counted)."""
+    from bench.run import WORKLOADS
+    from tests.conftest import GraphQLClient
+
+    org = make_org(server)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        gql = GraphQLClient(http)
+        event = await log_error(gql, org.id, org.key)
+        for query, _mode in WORKLOADS.values():
+            query = query.replace('"bench"', f'"{org.id}"').replace("EVENT_ID", event["id"])
+            before = (CompiledExecutor.compiled, CompiledExecutor.fallbacks, CompiledExecutor.uncovered)
+            await gql.data(query, {"k": "structure"} if "$k" in query else None, key=org.key)
+            after = (CompiledExecutor.compiled, CompiledExecutor.fallbacks, CompiledExecutor.uncovered)
+            assert after == (before[0] + 1, before[1], before[2]), query
 
 
 async def test_database_round_trips_per_request(monitored: tuple[LiveServer, Commands]) -> None:
