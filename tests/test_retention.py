@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from tests.conftest import LiveServer, make_org, start_server, settings_for
+from tests.conftest import LiveServer, make_org, settings_for, start_server
 from tests.documents import LOG_ERROR
 
 RETENTION_DAYS = 30
