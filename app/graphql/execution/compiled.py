@@ -29,6 +29,7 @@ plan handed back at run time, `uncovered` root values with no plan.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable
 from typing import Any
 
@@ -76,8 +77,9 @@ class _DirectiveVariables(Visitor):
 # id(operation) -> (operation, sorted directive variable names); the entry holds the node so its id is
 # not reused. Operations come from the document cache, so there is one entry per distinct document.
 _directive_names: dict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = {}
-# plan key -> (the AST nodes of the selection, held for their ids; the completer or None: uncovered)
-_plans: dict[tuple[Any, ...], tuple[tuple[FieldNode, ...], Completer | None]] = {}
+# plan key -> (the type and the AST nodes of the selection, held so that their ids are not reused; the
+# completer, or None when graphql-core must complete the selection)
+_plans: dict[tuple[Any, ...], tuple[GraphQLOutputType, tuple[FieldNode, ...], Completer | None]] = {}
 
 
 class CompiledExecutor(LeafFieldsExecutor):
@@ -122,8 +124,8 @@ class CompiledExecutor(LeafFieldsExecutor):
         nodes = tuple(d.node for d in details)
         key = (id(return_type), *map(id, nodes), *self._directive_values())
         entry = _plans.get(key)
-        if entry is not None and all(a is b for a, b in zip(entry[0], nodes, strict=True)):
-            return entry[1]
+        if entry is not None and entry[0] is return_type and all(map(operator.is_, entry[1], nodes)):
+            return entry[2]
         if any(d.fragment_variable_values is not None or d.defer_usage is not None for d in details):
             plan = None
         else:
@@ -133,7 +135,7 @@ class CompiledExecutor(LeafFieldsExecutor):
                 plan = None
         if len(_plans) >= MAX_PLANS:
             _plans.clear()
-        _plans[key] = (nodes, plan)
+        _plans[key] = (return_type, nodes, plan)
         return plan
 
     def _directive_values(self) -> tuple[Any, ...]:
@@ -187,6 +189,8 @@ class CompiledExecutor(LeafFieldsExecutor):
             ):
                 return None
             definition = (field.extensions or {}).get("strawberry-definition")
+            if getattr(definition, "default_resolver", None) is not getattr:  # a configured default resolver
+                return None
             attribute = getattr(definition, "python_name", None)
             sub = self._compile(field.type, sub_details)
             if attribute is None or sub is None:
