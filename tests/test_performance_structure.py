@@ -22,8 +22,8 @@ from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
 from app.graphql.schema import build_schema
 from app.web.middleware import GraphQLRoute
-from app.web.view import GraphQLView
-from tests.conftest import LiveServer, _free_port, make_org, start_server
+from app.web.view import DirectLane, GraphQLView
+from tests.conftest import GraphQLClient, LiveServer, _free_port, make_org, start_server
 from tests.helpers import log_error
 
 
@@ -107,7 +107,6 @@ def test_a_graphql_request_passes_the_documented_layers(server: LiveServer) -> N
 async def test_the_benchmark_documents_are_answered_by_compiled_plans(server: LiveServer) -> None:
     """Each benchmark document, sent over HTTP, completes its root field from a plan (counted)."""
     from bench.run import WORKLOADS
-    from tests.conftest import GraphQLClient
 
     org = make_org(server)
     async with httpx.AsyncClient(base_url=server.url) as http:
@@ -199,3 +198,44 @@ async def test_mongodb_plans_a_list_page_as_an_index_scan(server: LiveServer) ->
     if "'stage': 'EOF'" in text and "IXSCAN" not in text:
         pytest.skip("nx-27017 answers explain with a stub plan; this runs against MongoDB")
     assert "IXSCAN" in text and "org_source_timeline" in text and "'SORT'" not in text
+
+
+async def test_a_repeated_query_takes_the_direct_lane_and_answers_the_same(server: LiveServer) -> None:
+    """The first request of a document goes through Strawberry's view (which validates it); the same
+    document again through the view's direct lane: same status, headers and body. A query that errors
+    on the lane is answered by the full path, its budget charged once."""
+    org = make_org(server)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        event = await log_error(GraphQLClient(http), org.id, org.key, source="lane")
+        query = "query One($o: ID!, $i: ID!) { errorEvent(orgId: $o, id: $i) { id source __typename } }"
+        body = {"query": query, "variables": {"o": org.id, "i": event["id"]}}
+
+        async def post(payload: dict[str, Any]) -> httpx.Response:
+            return await http.post("/graphql", json=payload, headers={"X-API-KEY": org.key})
+
+        def shape(response: httpx.Response) -> tuple[int, list[tuple[str, str]], bytes]:
+            varying = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset", "date"}
+            headers = [(k, v) for k, v in response.headers.items() if k not in varying]
+            return response.status_code, headers, response.content
+
+        before = DirectLane.answered
+        full = await post(body)
+        assert DirectLane.answered == before
+        direct = await post(body)
+        assert DirectLane.answered == before + 1
+        assert shape(direct) == shape(full) and b'"source":"lane"' in direct.content
+        remaining = int(direct.headers["x-ratelimit-remaining"])
+
+        failing = {"query": query, "variables": {"o": "org-someone-else", "i": event["id"]}}
+        first_refusal = await post(failing)  # validated by the full path
+        refused = await post(failing)
+        for answer in (first_refusal, refused):  # the same error both times (its time and request id aside)
+            error = answer.json()["errors"][0]
+            assert (error["message"], error["path"], answer.status_code) == (
+                first_refusal.json()["errors"][0]["message"],
+                ["errorEvent"],
+                200,
+            )
+        assert DirectLane.answered == before + 1  # errors: the full path answered
+        assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+        assert int(refused.headers["x-ratelimit-remaining"]) == remaining - 2  # one unit per request

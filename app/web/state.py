@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from app.core.request_ids import new_request_id
 from app.graphql.context import RequestContext, Services
+from app.ratelimit.service import Budget
 
 _KEY = "app"  # under scope["state"], which Starlette exposes as request.state
 
@@ -26,6 +27,7 @@ class RequestState:
     org_id: str | None = None  # the organization a REST route addressed
     graphql_response: bool = False  # the client accepts application/graphql-response+json
     request_error: bool = False  # a GraphQL request error (answers 400 under graphql-response+json)
+    prepaid: Budget | None = None  # the budget the view's direct lane charged before handing over
     expiry_task: asyncio.Task[None] | None = None  # closes a WebSocket when its credential expires
 
 

@@ -6,33 +6,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
-from graphql import GraphQLError, OperationType, get_operation_ast
+from graphql import ExecutionResult as GraphQLExecutionResult
+from graphql import GraphQLError, OperationType, execute, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.schema import Schema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
+from strawberry.utils.operation import get_first_operation
 
 from app.auth.service import credential_from_headers
 from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
 from app.core.wire import error_body, extensions
 from app.graphql.context import RequestContext, Services
-from app.graphql.execution.document_cache import cached_parse
+from app.graphql.execution.document_cache import cached_parse, is_valid
 from app.graphql.execution.fanout import EncodedData
 from app.ratelimit.service import Resource
 from app.web.middleware import json_response
-from app.web.state import request_state
+from app.web.state import RequestState, request_state
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
@@ -100,6 +104,13 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from exc
 
 
+_DIRECT_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
+
+
+class DirectLane:
+    answered = 0  # requests the direct lane answered, in this process
+
+
 class GraphQLView(GraphQL[RequestContext, None]):
     services: Services | None = None  # set by the app's lifespan before the first request
     graphql_transport_ws_handler_class = CataloguedTransportWS
@@ -139,7 +150,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             request.headers.get("accept", "")
         )
         try:
-            response = await self.run(request)
+            response = await self._direct(request, state) if scope["method"] == "POST" else None
+            if response is None:
+                response = await self.run(request)
             if graphql_response and state.request_error:
                 response.status_code = 400
         except AppError as error:
@@ -155,6 +168,64 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if graphql_response and response.media_type != "text/html":
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
+
+    async def _direct(self, request: Request, state: RequestState) -> Response | None:
+        """The direct lane: a POSTed JSON query whose document this schema has already parsed and
+        validated is executed by graphql-core with the schema's executor, without Strawberry's HTTP view
+        and extension runner, and answered if it succeeds. None when anything is unusual (another body
+        shape or media type, a document not seen before, a mutation or subscription, an execution with
+        errors): Strawberry's full path answers instead, with the budget already charged here."""
+        content_type = request.headers.get("content-type", "")
+        accept = request.headers.get("accept", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json" or "multipart" in accept:
+            return None
+        try:
+            data = orjson.loads(await request.body())  # Starlette keeps the body for the full path
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict or not data.keys() <= _DIRECT_KEYS or data.get("extensions") is not None:
+            return None
+        query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
+        if type(query) is not str or not (variables is None or type(variables) is dict):
+            return None
+        if not (name is None or type(name) is str):
+            return None
+        schema = self.schema
+        assert isinstance(schema, Schema)
+        document = cached_parse(query, self.max_tokens)
+        if document is None or not is_valid(schema._schema, document):
+            return None
+        try:
+            operation = get_operation_ast(document, name)
+        except GraphQLError:
+            return None
+        if operation is None or operation.operation is not OperationType.QUERY:
+            return None
+        context = await self.get_context(request, None)  # authenticates, as the full path does first
+        if context.principal is not None:
+            context.rate_limit = state.prepaid = context.services.rate_limiter.charge(
+                context.principal.key_id, Resource.READ, 1
+            )
+        result: Any = execute(
+            schema._schema,
+            document,
+            context_value=context,
+            variable_values=variables,
+            operation_name=name,
+            executor_class=schema.execution_context_class,
+            is_awaitable=cast(Any, optimized_is_awaitable),  # Strawberry's, as its own execution passes
+        )
+        if optimized_is_awaitable(result):
+            result = await result
+        if not isinstance(result, GraphQLExecutionResult) or result.errors or result.data is None:
+            return None  # a query reads only: the full path runs it again and reports its errors
+        first = get_first_operation(document)
+        context.operation_name = (
+            name if name is not None else first.name.value if first and first.name else None
+        )
+        context.operation_type = "query"
+        DirectLane.answered += 1
+        return Response(orjson.dumps({"data": result.data}), 200, media_type="application/json")
 
     @staticmethod
     def _transport_refusal(exc: HTTPException, request: Request, request_id: str) -> Response:
@@ -178,7 +249,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         sub_response: Any,
     ) -> Any:
         """Charges the credential's budget before anything executes (429 when it is spent)."""
-        if context.principal is not None:
+        prepaid = request_state(request.scope).prepaid
+        if prepaid is not None:  # charged by the direct lane, which handed the request over
+            context.rate_limit = prepaid
+        elif context.principal is not None:
             for data in request_data if isinstance(request_data, list) else [request_data]:
                 resource, cost = self._price(data)
                 context.rate_limit = context.services.rate_limiter.charge(

@@ -41,6 +41,18 @@ def _validate(
     return validate_document(schema, document, rules)  # Strawberry's: adds its own rules (OneOf, Maybe)
 
 
+# Documents that passed validation, per schema: the view answers those without Strawberry's machinery
+# (app.web.view, the direct lane). Keyed by identity, holding both objects so the ids are not reused.
+_valid: dict[tuple[int, int], tuple[GraphQLSchema, DocumentNode]] = {}
+
+
+def is_valid(schema: GraphQLSchema, document: DocumentNode) -> bool:
+    """This very document object passed validation against this schema (the cached parse returns the
+    same object for the same text, so a repeated document is known valid without validating again)."""
+    entry = _valid.get((id(schema), id(document)))
+    return entry is not None and entry[0] is schema and entry[1] is document
+
+
 class DocumentCache(SchemaExtension):
     """Also enforces the token limit: the parser stops at `max_tokens` (QUERY_TOO_COMPLEX)."""
 
@@ -61,5 +73,10 @@ class DocumentCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         ctx.validation_rules = tuple(ctx.validation_rules) + self.rules
-        ctx.pre_execution_errors = _validate(ctx.schema._schema, ctx.graphql_document, ctx.validation_rules)
+        schema, document = ctx.schema._schema, ctx.graphql_document
+        ctx.pre_execution_errors = _validate(schema, document, ctx.validation_rules)
+        if not ctx.pre_execution_errors and document is not None:
+            if len(_valid) >= 2 * MAX_DOCUMENTS:
+                _valid.clear()
+            _valid[(id(schema), id(document))] = (schema, document)
         yield
