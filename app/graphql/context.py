@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService
+    from app.statuspage.service import StatusPageService
 
 
 @dataclass(slots=True)
@@ -33,6 +34,7 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    status_page: StatusPageService
 
 
 @dataclass(slots=True)

@@ -41,6 +41,8 @@ from app.stats.service import StatsService
 from app.status.model import ServiceState
 from app.status.service import StatusService, StatusSettings
 from app.status.store import StatusStore
+from app.statuspage.service import PageSettings, StatusPageService
+from app.statuspage.store import StatusPageStore
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -88,34 +90,46 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         events = EventService(event_store, group_store, orgs, feed)
+        status = StatusService(
+            StatusStore(db, breaker),
+            pubsub,
+            StatusSettings(
+                probe_interval=settings.status_probe_interval_seconds,
+                damping_probes=settings.status_damping_probes,
+                slow_ping_seconds=settings.status_slow_ping_seconds,
+                error_rate_threshold=settings.status_error_rate_threshold,
+                override_poll_seconds=settings.feed_poll_seconds,
+            ),
+            breaker,
+        )
         services = Services(
             auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
             orgs=orgs,
             events=events,
             groups=GroupService(group_store, events),
             stats=StatsService(event_store, events),
-            status=StatusService(
-                StatusStore(db, breaker),
-                pubsub,
-                StatusSettings(
-                    probe_interval=settings.status_probe_interval_seconds,
-                    damping_probes=settings.status_damping_probes,
-                    slow_ping_seconds=settings.status_slow_ping_seconds,
-                    error_rate_threshold=settings.status_error_rate_threshold,
-                    override_poll_seconds=settings.feed_poll_seconds,
-                ),
-                breaker,
-            ),
+            status=status,
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
+            ),
+            status_page=StatusPageService(
+                StatusPageStore(db, breaker),
+                status,
+                pubsub,
+                PageSettings(
+                    tick_seconds=settings.status_tick_seconds,
+                    damping=settings.status_damping_probes,
+                    push_budget=settings.status_push_budget,
+                ),
             ),
         )
         demo_key = None
         if serving:
             await feed.start()
             await services.status.start()
+            await services.status_page.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
     except BaseException:
@@ -128,6 +142,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
 
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.services.feed.stop()
+    await runtime.services.status_page.stop()
     await runtime.services.status.stop()
     await runtime.client.close()
     if runtime.embedded is not None:
