@@ -20,10 +20,13 @@ from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
+from app.graphql.statuspage import StatusPageMutations, StatusPageQueries, StatusPageSubscriptions
 
-Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
-Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
-Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
+Query = merge_types(
+    "Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries, StatusPageQueries)
+)
+Mutation = merge_types("Mutation", (EventMutations, StatusMutations, StatusPageMutations))
+Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions, StatusPageSubscriptions))
 
 
 class AppSchema(strawberry.Schema):

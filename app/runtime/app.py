@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.web import rest
+from app.web import statuspage as status_web
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.graphql.context import Services
@@ -232,6 +233,14 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             Route("/orgs/{org_id}/errors", rest.log_error, methods=["POST"]),
             Route("/service_status", rest.service_status, methods=["GET"]),
             *([Route("/metrics", metrics)] if settings.metrics_enabled else []),
+            *status_web.routes(
+                status_web.PageConfig(
+                    enabled=settings.public_status_page,
+                    name=settings.status_page_name,
+                    url=settings.status_page_url or f"http://{settings.host}:{settings.port}/status",
+                    cache_seconds=settings.status_page_cache_seconds,
+                )
+            ),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

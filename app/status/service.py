@@ -27,7 +27,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from app.core.errors import AppError, FieldProblem, InvalidRequest
-from app.web.metrics import database_probe_seconds, database_up
 from app.core.pubsub import PubSub
 from app.status.error_rate import ErrorRate
 from app.status.model import (
@@ -44,6 +43,7 @@ from app.status.model import (
 )
 from app.status.store import StatusStore
 from app.storage.breaker import CircuitBreaker
+from app.web.metrics import database_probe_seconds, database_up
 
 log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
@@ -257,8 +257,10 @@ class StatusService:
                 changed = True
                 if record:
                     await self._record(old, new, cause or new.cause)
-            elif new.cause is not StatusCause.PROBE and new.cause is not StatusCause.ERROR_RATE and (
-                new.description != old.description or new.cause != old.cause
+            elif (
+                new.cause is not StatusCause.PROBE
+                and new.cause is not StatusCause.ERROR_RATE
+                and (new.description != old.description or new.cause != old.cause)
             ):
                 self._effective[name] = replace(new, updated_at=old.updated_at)
                 changed = True  # an operator's new wording is news; a probe's new latency figure is not

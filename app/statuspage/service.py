@@ -180,7 +180,9 @@ class StatusPageService:
     async def _reconcile(self, *, record: bool) -> None:
         components = await self._store.components()
         incidents = await self._store.incidents(open_only=True, limit=1000)
-        active = await self._store.maintenances([MaintenanceStatus.IN_PROGRESS, MaintenanceStatus.VERIFYING], 1000)
+        active = await self._store.maintenances(
+            [MaintenanceStatus.IN_PROGRESS, MaintenanceStatus.VERIFYING], 1000
+        )
         self._view = PageView(tuple(components), tuple(incidents), tuple(active))
         now = self.now()
         custom: dict[str, Component] = {}
@@ -191,7 +193,9 @@ class StatusPageService:
                     c.name, ServiceState.MAJOR_OUTAGE, hb.message, now, StatusCause.HEARTBEAT, hb.ping
                 )
             elif hb is not None:
-                custom[c.name] = Component(c.name, ServiceState.OPERATIONAL, None, now, StatusCause.HEARTBEAT, hb.ping)
+                custom[c.name] = Component(
+                    c.name, ServiceState.OPERATIONAL, None, now, StatusCause.HEARTBEAT, hb.ping
+                )
             else:
                 custom[c.name] = Component(c.name, ServiceState.OPERATIONAL, None, now, StatusCause.MANUAL)
         layers: dict[str, list[Layer]] = {}
@@ -255,7 +259,9 @@ class StatusPageService:
         now = self.now()
         heartbeat = None
         if data.heartbeat_interval is not None:
-            heartbeat = Heartbeat(secrets.token_urlsafe(18), data.heartbeat_interval, data.heartbeat_grace, now)
+            heartbeat = Heartbeat(
+                secrets.token_urlsafe(18), data.heartbeat_interval, data.heartbeat_grace, now
+            )
         component = CustomComponent(
             data.name, data.description, data.group, data.order, data.show_uptime, now, heartbeat
         )
@@ -266,9 +272,7 @@ class StatusPageService:
 
     async def update_component(self, name: str, raw: dict[str, Any]) -> CustomComponent:
         data = validate(ComponentChanges, raw)
-        changes = {
-            k: v for k, v in data.model_dump().items() if k in data.model_fields_set
-        }
+        changes = {k: v for k, v in data.model_dump().items() if k in data.model_fields_set}
         async with self._lock:
             updated = await self._store.update_component(name, changes)
             if updated is None:
@@ -364,7 +368,9 @@ class StatusPageService:
                 resolved_at=now if data.status is IncidentStatus.RESOLVED else None,
             )
             if not await self._store.replace_open_incident(updated):
-                raise Conflict("This incident was resolved meanwhile", details=[FieldProblem("id", "Resolved")])
+                raise Conflict(
+                    "This incident was resolved meanwhile", details=[FieldProblem("id", "Resolved")]
+                )
             await self._changed(updated, None)
         return updated
 

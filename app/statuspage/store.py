@@ -141,7 +141,9 @@ class StatusPageStore:
 
     async def ensure_indexes(self) -> None:
         async with translate_errors("status_page.indexes", self._breaker):
-            await self._components.create_index("heartbeat.token", name="push_token", unique=True, sparse=True)
+            await self._components.create_index(
+                "heartbeat.token", name="push_token", unique=True, sparse=True
+            )
             await self._incidents.create_index([("status", ASCENDING), ("created_at", DESCENDING)])
             await self._maintenances.create_index([("status", ASCENDING), ("starts_at", ASCENDING)])
             await self._changes.create_index([("seq", ASCENDING)], name="feed", unique=True)
@@ -303,7 +305,10 @@ class StatusPageStore:
         async with translate_errors("status_maintenances.move", self._breaker):
             doc = await self._maintenances.find_one_and_update(
                 {"_id": maintenance_id, "status": {"$in": [s.value for s in old]}},
-                {"$set": {"status": update.status, "updated_at": at}, "$push": {"updates": _update_doc(update)}},
+                {
+                    "$set": {"status": update.status, "updated_at": at},
+                    "$push": {"updates": _update_doc(update)},
+                },
                 return_document=ReturnDocument.AFTER,
             )
         return _maintenance(doc) if doc else None
@@ -316,7 +321,9 @@ class StatusPageStore:
             ).to_list()
             ending = await self._maintenances.find(
                 {
-                    "status": {"$in": [MaintenanceStatus.IN_PROGRESS.value, MaintenanceStatus.VERIFYING.value]},
+                    "status": {
+                        "$in": [MaintenanceStatus.IN_PROGRESS.value, MaintenanceStatus.VERIFYING.value]
+                    },
                     "ends_at": {"$lte": now},
                 }
             ).to_list()
@@ -325,7 +332,9 @@ class StatusPageStore:
     async def maintenances(self, statuses: list[MaintenanceStatus] | None, limit: int) -> list[Maintenance]:
         query = {"status": {"$in": [s.value for s in statuses]}} if statuses else {}
         async with translate_errors("status_maintenances.list", self._breaker):
-            docs = await self._maintenances.find(query, sort=[("starts_at", ASCENDING)], limit=limit).to_list()
+            docs = await self._maintenances.find(
+                query, sort=[("starts_at", ASCENDING)], limit=limit
+            ).to_list()
         return [_maintenance(d) for d in docs]
 
     # The feed -----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ A group is up only when all its components are: its state at each instant is the
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -51,10 +52,12 @@ def timeline(
 
 def combine(timelines: Sequence[list[Segment]], start: datetime, end: datetime) -> list[Segment]:
     """A group's timeline: at each instant the worst state of the components that have data."""
-    cuts = sorted({start, end, *(s.start for t in timelines for s in t), *(s.end for t in timelines for s in t)})
+    cuts = sorted(
+        {start, end, *(s.start for t in timelines for s in t), *(s.end for t in timelines for s in t)}
+    )
     cuts = [c for c in cuts if start <= c <= end]
     segments: list[Segment] = []
-    for a, b in zip(cuts, cuts[1:], strict=False):
+    for a, b in itertools.pairwise(cuts):
         states = [s.state for t in timelines for s in t if s.start <= a < s.end and s.state is not None]
         state = worst(states) if states else None
         if segments and segments[-1].state == state and segments[-1].end == a:
