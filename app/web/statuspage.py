@@ -487,12 +487,14 @@ async def status_html(s: Services, settings: PageConfig) -> bytes:
             shown = f"{figure * 100:.3f} % uptime" if figure is not None else "no data"
             parts.append(
                 f'<div class="bars" aria-label="90-day uptime">{bars}</div>'
-                '<div class="legend"><span>90 days ago</span><span class="uptime">{shown}</span><span>Today</span></div>'
+                '<div class="legend"><span>90 days ago</span>'
+                f'<span class="uptime">{shown}</span><span>Today</span></div>'
             )
         parts.append("</div>")
     parts.append(
         f"<p><small>Updated {_x(format_datetime(now))} &middot; "
-        '<a href="/history.atom">Atom feed</a> &middot; <a href="/api/v2/summary.json">summary.json</a></small></p></body></html>'
+        '<a href="/history.atom">Atom feed</a> &middot; '
+        '<a href="/api/v2/summary.json">summary.json</a></small></p></body></html>'
     )
     return "".join(parts).encode()
 
