@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any
 
 import strawberry
@@ -307,6 +308,10 @@ class MaintenanceUpdateInput:
     status: MaintenanceStatus  # type: ignore[valid-type]
 
 
+def _is_input(value: Any) -> bool:
+    return not isinstance(value, Enum) and hasattr(value, "__strawberry_definition__")
+
+
 def _raw(obj: Any) -> dict[str, Any]:
     """A strawberry input as a plain dict (GraphQL names), omitted fields left out, nested inputs too."""
     out: dict[str, Any] = {}
@@ -315,8 +320,8 @@ def _raw(obj: Any) -> dict[str, Any]:
             continue
         name = "".join(p.capitalize() if i else p for i, p in enumerate(attr.split("_")))
         if isinstance(value, list):
-            value = [_raw(v) if hasattr(v, "__strawberry_definition__") else v for v in value]
-        elif hasattr(value, "__strawberry_definition__"):
+            value = [_raw(v) if _is_input(v) else v for v in value]
+        elif _is_input(value):
             value = _raw(value)
         out[name] = value
     return out

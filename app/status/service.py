@@ -48,6 +48,7 @@ from app.web.metrics import database_probe_seconds, database_up
 log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+_LAYER_CAUSES = (StatusCause.INCIDENT, StatusCause.MAINTENANCE)
 _Candidate = tuple[ServiceState, str | None, float | None, StatusCause]
 
 
@@ -256,7 +257,9 @@ class StatusService:
                 self._effective[name] = new
                 changed = True
                 if record:
-                    await self._record(old, new, cause or new.cause)
+                    # An incident or maintenance handing a component back is what caused the change.
+                    handed_back = layer is None and override is None and old.cause in _LAYER_CAUSES
+                    await self._record(old, new, cause or (old.cause if handed_back else new.cause))
             elif (
                 new.cause is not StatusCause.PROBE
                 and new.cause is not StatusCause.ERROR_RATE

@@ -15,11 +15,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from app.core.errors import AppError, ErrorCode
+from app.core.errors import ErrorCode
 from app.core.validation import app_error_from, parse_datetime
 from app.status.model import ServiceState
 from app.statuspage.model import IncidentImpact, IncidentStatus, MaintenanceStatus
@@ -105,11 +104,13 @@ class MaintenanceInput(_Input):
             _known(name, info)
         return list(dict.fromkeys(names))
 
-    @model_validator(mode="after")
-    def _window(self) -> MaintenanceInput:
-        if self.ends_at <= self.starts_at:
-            raise ValueError("The window must end after it starts (endsAt after startsAt)")
-        return self
+    @field_validator("ends_at")
+    @classmethod
+    def _window(cls, ends_at: datetime, info: ValidationInfo) -> datetime:
+        starts_at = info.data.get("starts_at")
+        if starts_at is not None and ends_at <= starts_at:
+            raise ValueError("The window must end after it starts")
+        return ends_at
 
 
 class MaintenanceUpdateInput(_Input):
@@ -125,8 +126,4 @@ def validate(model: type[T], raw: dict[str, Any], prefix: str = "input", **conte
     try:
         return model.model_validate(raw, context=context)
     except ValidationError as exc:
-        error: AppError = app_error_from(exc, {}, ErrorCode.VALIDATION_ERROR, prefix=prefix)
-        for d in error.details:  # a model-level problem has no location: name the window
-            if d.field == prefix and model is MaintenanceInput:
-                error.details[error.details.index(d)] = type(d)(f"{prefix}.endsAt", d.message)
-        raise error from None
+        raise app_error_from(exc, {}, ErrorCode.VALIDATION_ERROR, prefix=prefix) from None

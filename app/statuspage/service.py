@@ -155,14 +155,14 @@ class StatusPageService:
         starting, ending = await self._store.due_maintenances(now)
         for m in starting:
             update = StatusUpdate(_new_id(), MaintenanceStatus.IN_PROGRESS.value, "Maintenance started", now)
-            moved = await self._store.move_maintenance(m.id, [MaintenanceStatus.SCHEDULED], update, now)
+            moved = await self._store.move_maintenance(m, [MaintenanceStatus.SCHEDULED], update, now)
             if moved is not None:
                 claimed = True
                 await self._store.record_change(None, moved)
         for m in ending:
             update = StatusUpdate(_new_id(), MaintenanceStatus.COMPLETED.value, "Maintenance completed", now)
             active = [MaintenanceStatus.IN_PROGRESS, MaintenanceStatus.VERIFYING]
-            moved = await self._store.move_maintenance(m.id, active, update, now)
+            moved = await self._store.move_maintenance(m, active, update, now)
             if moved is not None:
                 claimed = True
                 await self._store.record_change(None, moved)
@@ -428,7 +428,7 @@ class StatusPageService:
                 )
             now = self.now()
             update = StatusUpdate(_new_id(), data.status.value, data.message, now)
-            moved = await self._store.move_maintenance(maintenance_id, [current.status], update, now)
+            moved = await self._store.move_maintenance(current, [current.status], update, now)
             if moved is None:
                 raise Conflict("The maintenance changed meanwhile; read it again")
             await self._changed(None, moved)

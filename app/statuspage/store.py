@@ -298,17 +298,17 @@ class StatusPageStore:
         return _maintenance(doc) if doc else None
 
     async def move_maintenance(
-        self, maintenance_id: str, old: list[MaintenanceStatus], update: StatusUpdate, at: datetime
+        self, current: Maintenance, old: list[MaintenanceStatus], update: StatusUpdate, at: datetime
     ) -> Maintenance | None:
         """Claims the maintenance's change from one of `old` to `update.status`: None if another
         instance (or an operator) moved it first."""
+        # The whole update list is $set rather than $push-ed: the embedded database stores a
+        # $push-ed document as text. The status condition keeps the claim atomic on both.
+        updates = [_update_doc(u) for u in (*current.updates, update)]
         async with translate_errors("status_maintenances.move", self._breaker):
             doc = await self._maintenances.find_one_and_update(
-                {"_id": maintenance_id, "status": {"$in": [s.value for s in old]}},
-                {
-                    "$set": {"status": update.status, "updated_at": at},
-                    "$push": {"updates": _update_doc(update)},
-                },
+                {"_id": current.id, "status": {"$in": [s.value for s in old]}},
+                {"$set": {"status": update.status, "updated_at": at, "updates": updates}},
                 return_document=ReturnDocument.AFTER,
             )
         return _maintenance(doc) if doc else None
