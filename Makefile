@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint schema bench
+.PHONY: install run test lint schema bench tests/browser
 
 # The virtualenv is rebuilt only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -22,7 +22,11 @@ install: $(VENV)/.installed
 run: install
 	$(PY) -m app serve
 
-test: install tests/audit/node_modules/.installed
+# Headless Chromium from Debian's packages for the real-browser tests (Playwright drives it).
+tests/browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
+
+test: install tests/audit/node_modules/.installed tests/browser
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

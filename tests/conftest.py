@@ -32,6 +32,9 @@ from app.runtime.server import GracefulServer, config_for
 from app.runtime.settings import Settings
 from app.storage.embedded import EmbeddedMongo
 
+# The shared headless-Chromium fixture (`browser`) for the real-browser tests.
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture(scope="session")
 def mongo_uri() -> Iterator[str]:

@@ -9,15 +9,19 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 from ulid import ULID
 
 from app.graphql.context import Services
+from tests.browser import OUTPUT
 from tests.conftest import GraphQLClient, LiveServer, _free_port, start_server
 from tests.test_subscriptions import receive, session, subscribe
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext
 
 
 class ManualClock:
@@ -485,7 +489,10 @@ async def test_a_maintenance_start_is_claimed_once_across_instances(
 async def test_incident_feed_resumes_without_gap_or_duplicate(
     page_server: LiveServer, pgql: GraphQLClient, page_admin: str, clock: ManualClock
 ) -> None:
-    feed = "subscription($after: String) { incidentUpdated(after: $after) { position incident { name status } } }"
+    feed = (
+        "subscription($after: String) { incidentUpdated(after: $after) "
+        "{ position incident { name status } } }"
+    )
     first = (await pgql.data(CREATE_INCIDENT, {"input": {"name": "Feed A", "message": "a"}}, key=page_admin))[
         "createIncident"
     ]
@@ -525,3 +532,67 @@ async def test_status_subscription_carries_custom_components(
         await pgql.data(CREATE_COMPONENT, {"input": {"name": name}}, key=page_admin)
         services = (await receive(ws))["payload"]["data"]["serviceStatusChanged"]["services"]
         assert {"name": name, "status": "OPERATIONAL"} in services
+
+
+def test_the_status_page_in_a_real_browser(
+    page_server: LiveServer, page_admin: str, browser: BrowserContext
+) -> None:
+    """Headless Chromium, JavaScript off: the page shows components, 90-day bars, open incidents and
+    maintenances with their updates; a screenshot is kept in tests/output/."""
+    name = unique("Payments")
+
+    def gql(query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        body = httpx.post(
+            f"{page_server.url}/graphql",
+            json={"query": query, "variables": variables},
+            headers={"X-API-KEY": page_admin},
+        ).json()
+        assert "errors" not in body, body
+        return body["data"]
+
+    gql(CREATE_COMPONENT, {"input": {"name": name, "group": "Money", "description": "Card payments"}})
+    incident = {
+        "name": "Slow card payments",
+        "message": "Payments take up to a minute",
+        "impact": "MINOR",
+        "components": [{"component": name, "status": "DEGRADED_PERFORMANCE"}],
+    }
+    opened = gql(CREATE_INCIDENT, {"input": incident})["createIncident"]
+    gql(
+        UPDATE_INCIDENT, {"id": opened["id"], "input": {"status": "IDENTIFIED", "message": "A slow upstream"}}
+    )
+    soon = datetime.now(UTC) + timedelta(days=3)
+    gql(
+        SCHEDULE,
+        {
+            "input": {
+                "name": "Payment provider switch",
+                "message": "Card payments pause for ten minutes",
+                "startsAt": iso(soon),
+                "endsAt": iso(soon + timedelta(minutes=10)),
+                "components": [name],
+            }
+        },
+    )
+    page = browser.new_page()
+    try:
+        response = page.goto(f"{page_server.url}/status")
+        assert response is not None and response.status == 200
+        assert page.title() == "Acme Status"
+        assert page.locator("#overall").inner_text() == "Minor Service Outage"
+        row = page.locator(f'[data-component="{name}"]')
+        assert "Degraded Performance" in row.inner_text()
+        assert row.locator(".bars span").count() in (90, 91)
+        assert page.locator(".group", has_text="Money").count() == 1
+        incident_box = page.locator(f"#incident-{opened['id']}")
+        assert incident_box.is_visible()
+        texts = incident_box.locator(".update").all_inner_texts()
+        assert [t.split(" - ")[0] for t in texts] == ["Identified", "Investigating"]
+        assert page.locator(".maintenance", has_text="Payment provider switch").is_visible()
+        for builtin in ("api", "storage", "authentication"):
+            assert page.locator(f'[data-component="{builtin}"]').is_visible()
+        page.screenshot(path=str(OUTPUT / "status-page.png"), full_page=True)
+    finally:
+        page.close()
+        gql(RESOLVE, {"id": opened["id"], "m": "Fixed"})
+    assert (OUTPUT / "status-page.png").stat().st_size > 10_000

@@ -114,6 +114,11 @@ class StatusPageService:
     def view(self) -> PageView:
         return self._view
 
+    def version(self) -> int:
+        """Changes whenever what the public page shows may have (other than the passing of time)."""
+        live = tuple((c.name, c.status, c.description) for c in self._status.snapshot().services)
+        return hash((self._published, live, self._view.components))
+
     async def start(self) -> None:
         with contextlib.suppress(AppError):
             await self._store.ensure_indexes()

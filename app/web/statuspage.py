@@ -11,8 +11,9 @@ With PUBLIC_STATUS_PAGE=true, without a credential, read-only, in Atlassian Stat
     GET /badge/{component}.svg        an SVG badge
     GET /status                       the server-rendered page (no JavaScript)
 
-Public bodies are built at most once per STATUS_PAGE_CACHE_SECONDS and carry an ETag (If-None-Match
-answers 304) and a short Cache-Control.
+Public bodies are reused for STATUS_PAGE_CACHE_SECONDS unless what they show changed (a component's
+state, an incident or maintenance change), and carry an ETag (If-None-Match answers 304) and a short
+Cache-Control.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ class _Body:
     media_type: str
     etag: str
     built: float
+    version: int
 
 
 class PublicPages:
@@ -110,13 +112,14 @@ class PublicPages:
         services: Services = request.app.state.runtime.services
         ttl = self.settings.cache_seconds
         body = self._cache.get(key)
-        if body is None or time.monotonic() - body.built >= ttl:
+        version = services.status_page.version()
+        if body is None or time.monotonic() - body.built >= ttl or body.version != version:
             try:
                 content = await build(services)
             except AppError as error:
                 return json_response(rest_error_body(error, new_request_id()), error.code.status)
             etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
-            body = _Body(content, media_type, etag, time.monotonic())
+            body = _Body(content, media_type, etag, time.monotonic(), version)
             if ttl > 0:
                 self._cache[key] = body
         headers = {
