@@ -103,6 +103,7 @@ class StatusPageService:
         self._published = 0
         self._view = PageView((), (), ())
         self._task: asyncio.Task[None] | None = None
+        self._serving = False  # a management command changes records; serving instances show them
 
     def _epoch(self) -> float:
         return self._status.clock().timestamp()
@@ -120,6 +121,7 @@ class StatusPageService:
         return hash((self._published, live, self._view.components))
 
     async def start(self) -> None:
+        self._serving = True
         with contextlib.suppress(AppError):
             await self._store.ensure_indexes()
             self._published = await self._store.last_change()
@@ -216,7 +218,7 @@ class StatusPageService:
         for name, found in layers.items():
             state = worst([layer.state for layer in found])
             chosen[name] = next(layer for layer in reversed(found) if layer.state is state)
-        await self._status.reconcile(custom, chosen, record=record)
+        await self._status.reconcile(custom, chosen, record=record and self._serving)
 
     # The feed -----------------------------------------------------------------------------------
 
