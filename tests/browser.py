@@ -1,7 +1,10 @@
 """A real browser for tests: Debian's headless Chromium driven by Playwright (never `playwright install`).
 
 `make test` installs Chromium when it is missing (the Makefile's tests/browser target). Tests take the
-`browser` fixture (one Chromium for the session) and open their own pages; screenshots go to OUTPUT."""
+`browser` fixture and open their own pages; screenshots go to OUTPUT.
+
+The fixture is per test, on purpose: Playwright's sync API runs an event loop in this thread while it is
+open, and the async tests that follow need the thread to themselves."""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[object]:
     """A persistent Chromium context on an empty, throw-away user-data dir (no JavaScript needed by
     the pages under test; callers that want it off open their own context)."""

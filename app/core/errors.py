@@ -14,9 +14,9 @@
      +-- ServiceUnavailable       SERVICE_UNAVAILABLE    503  database unreachable (carries retry_after)
      +-- InternalError            INTERNAL_ERROR         500  anything unexpected (never shown verbatim)
 
-GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED are produced by the GraphQL layer
-itself (graphql-core errors) and are mapped to the wire in `app.graphql.errors`, the only place that turns
-any exception into what a client sees. Nothing here knows about GraphQL or HTTP.
+GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED are produced by the GraphQL layer itself
+(graphql-core errors, classified in `app.graphql.errors`). `app.core.wire` is the one place that turns an
+error into what a client sees. Nothing here knows about GraphQL or HTTP.
 """
 
 from __future__ import annotations

@@ -23,16 +23,15 @@ from pydantic import (
 )
 
 from app.core.errors import ErrorCode
-from app.events import cursor
-from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder
+from app.core.paging import DEFAULT_PAGE
+from app.core.validation import PageSize, app_error_from, parse_datetime
+from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder, decode_event_cursor
 from app.orgs.service import SLUG_RE, SLUG_RULE
-from app.core.validation import app_error_from, parse_datetime
 
 MAX_MESSAGE_CHARS = 8192
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 5
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-MAX_PAGE = 100
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # ids are ULIDs, which start at the Unix epoch
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
@@ -161,23 +160,17 @@ class FilterModel(_Input):
         )
 
 
-def _page_size(value: int) -> int:
-    if not 1 <= value <= MAX_PAGE:
-        raise ValueError(f"Limit must be a positive number of at most {MAX_PAGE}")
-    return value
-
-
 class OrgErrorsArgs(_Input):
     org_id: OrgId = Field(alias="orgId")
     filter: FilterModel | None = None
-    first: Annotated[int, AfterValidator(_page_size)] = 20
+    first: PageSize = DEFAULT_PAGE
     after: str | None = None
     sort_order: SortOrder = Field(default=SortOrder.DESC, alias="sortOrder")
 
     @field_validator("after")
     @classmethod
     def _decodable(cls, value: str | None) -> str | None:
-        return None if value is None else cursor.decode(value)
+        return None if value is None else decode_event_cursor(value)
 
     def to_domain(self) -> EventQuery:
         return EventQuery(

@@ -2,27 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.auth.principal import Principal
-from app.graphql.context import RequestContext
-from app.core.errors import FieldProblem, InvalidRequest
-from app.events import cursor
-from app.events.feed import EVENTS_TOPIC
+from app.core.validation import decode_argument
 from app.events.inputs import validate_log_error, validate_org_errors
-from app.events.model import ErrorEventRecord, EventQuery
+from app.events.model import ErrorEventRecord, EventQuery, decode_feed_position, event_cursor, feed_position
 from app.events.model import Severity as SeverityEnum
 from app.events.model import SortOrder as SortOrderEnum
-from app.graphql.execution.fanout import SharedViews
+from app.events.service import REPLAY_LIMIT
 from app.graphql.args import as_raw, given
+from app.graphql.context import RequestContext
+from app.graphql.execution.fanout import SharedViews
+from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
-REPLAY_LIMIT = 1000
 
 Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
 SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
@@ -62,7 +60,7 @@ class ErrorEvent:
     @classmethod
     def from_record(cls, r: ErrorEventRecord) -> ErrorEvent:
         return cls(
-            position=cursor.encode_position(r.seq) if r.seq is not None else None,
+            position=feed_position(r.seq) if r.seq is not None else None,
             id=strawberry.ID(r.id),
             org_id=strawberry.ID(r.org_id),
             message=r.message,
@@ -76,18 +74,9 @@ class ErrorEvent:
         )
 
 
-# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them (app.graphql.execution.fanout).
+# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them
+# (app.graphql.execution.fanout).
 _shared_events = SharedViews(ErrorEvent.from_record)
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool = strawberry.field(
-        description="True when the page was requested with `after` (pagination is forward-only)."
-    )
-    start_cursor: str | None
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -182,18 +171,9 @@ class LogErrorPayload:
     )
 
 
-def page_info(cursors: list[str], has_next_page: bool, has_previous_page: bool) -> PageInfo:
-    return PageInfo(
-        has_next_page=has_next_page,
-        has_previous_page=has_previous_page,
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-    )
-
-
 def _connection(records: list[ErrorEventRecord], has_next: bool, query: EventQuery) -> ErrorEventConnection:
     nodes = [ErrorEvent.from_record(r) for r in records]
-    edges = [ErrorEventEdge(cursor=cursor.encode(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
+    edges = [ErrorEventEdge(cursor=event_cursor(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
     return ErrorEventConnection(
         edges=edges,
         nodes=nodes,
@@ -288,41 +268,13 @@ class EventSubscriptions:
         if given(min_severity):
             raw["filter"] = {"minSeverity": min_severity}
         query = validate_org_errors(raw)
-        resume_from = None
-        if given(after):
-            try:
-                resume_from = cursor.decode_position(after)
-            except ValueError as exc:
-                raise InvalidRequest(details=[FieldProblem("after", str(exc))]) from None
-        await ctx.services.events.authorize(principal, query.org_id)
-        return _feed(ctx, principal, query.org_id, query.filter.severities, resume_from)
+        resume_from = decode_argument(decode_feed_position, after, "after") if given(after) else None
+        stream = await ctx.services.events.stream(
+            principal, query.org_id, query.filter.severities, resume_from
+        )
+        return _views(stream)
 
 
-async def _feed(
-    ctx: RequestContext,
-    principal: Principal,
-    org_id: str,
-    wanted: frozenset[SeverityEnum] | None,
-    resume_from: int | None,
-) -> AsyncGenerator[ErrorEvent, None]:
-    def matches(record: ErrorEventRecord) -> bool:
-        return record.org_id == org_id and (wanted is None or record.severity in wanted)
-
-    # Listen before reading what was missed, so nothing logged meanwhile falls between the two;
-    # what arrives both ways is sent once.
-    with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as mailbox:
-        replayed: set[int] = set()
-        if resume_from is not None:
-            for record in await ctx.services.events.missed(principal, org_id, resume_from, REPLAY_LIMIT):
-                replayed.add(record.seq or 0)
-                if matches(record):
-                    yield ErrorEvent.from_record(record)
-        while True:
-            record = await mailbox.get()
-            if record.seq in replayed:
-                replayed.discard(record.seq)
-                continue
-            if resume_from is not None and record.seq is not None and record.seq <= resume_from:
-                continue
-            if matches(record):
-                yield _shared_events(record)
+async def _views(records: AsyncIterator[tuple[ErrorEventRecord, bool]]) -> AsyncIterator[ErrorEvent]:
+    async for record, broadcast in records:
+        yield _shared_events(record) if broadcast else ErrorEvent.from_record(record)

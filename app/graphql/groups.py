@@ -5,16 +5,15 @@ from __future__ import annotations
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.graphql.context import RequestContext
-from app.events.model import SortOrder as SortOrderEnum
-from app.graphql.events import PageInfo, Severity, SortOrder, page_info
+from app.core.paging import SortOrder as SortOrderEnum
 from app.graphql.args import as_raw, given
-from app.groups import cursor
-from app.groups.model import ErrorGroupRecord, GroupQuery
+from app.graphql.context import RequestContext
+from app.graphql.events import Severity, SortOrder
+from app.graphql.pagination import PageInfo, page_info
+from app.graphql.scalars import DateTime
+from app.groups.model import ErrorGroupRecord, GroupQuery, group_cursor
 from app.groups.model import GroupOrderField as GroupOrderFieldEnum
 from app.groups.service import validate_group_args
-from app.groups.store import sort_value
-from app.graphql.scalars import DateTime
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -114,9 +113,7 @@ class GroupQueries:
         page = await ctx.services.groups.page(principal, query)
         nodes = [ErrorGroup.from_record(g) for g in page.groups]
         edges = [
-            ErrorGroupEdge(
-                cursor=cursor.encode(query.order_by, sort_value(g, query.order_by), g.fingerprint), node=n
-            )
+            ErrorGroupEdge(cursor=group_cursor(query.order_by, g), node=n)
             for g, n in zip(page.groups, nodes, strict=True)
         ]
         return ErrorGroupConnection(

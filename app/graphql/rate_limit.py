@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import strawberry
 
 from app.graphql.context import RequestContext
-from app.ratelimit.service import Resource as ResourceEnum
 from app.graphql.scalars import DateTime
+from app.ratelimit.service import Resource as ResourceEnum
 
 Info = strawberry.Info[RequestContext, None]
 RateLimitResource = strawberry.enum(ResourceEnum, name="RateLimitResource")

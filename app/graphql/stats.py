@@ -7,8 +7,8 @@ from typing import Annotated
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.graphql.context import RequestContext
 from app.graphql.args import raw_args
+from app.graphql.context import RequestContext
 from app.graphql.scalars import DateTime
 from app.stats.service import Interval as IntervalEnum
 from app.stats.service import Series

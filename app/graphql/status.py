@@ -3,28 +3,26 @@ serviceStatusChanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.core import cursors as opaque
+from app.core.errors import FieldProblem, InvalidDateFormat
+from app.core.validation import decode_argument, parse_datetime
+from app.graphql.args import given, raw_args
 from app.graphql.context import RequestContext
-from app.core.errors import FieldProblem, InvalidDateFormat, InvalidRequest
-from app.graphql.events import PageInfo, page_info
 from app.graphql.execution.fanout import SharedViews
-from app.graphql.args import given
+from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import DateTime
+from app.status.inputs import validate_history
 from app.status.model import ServiceState as ServiceStateEnum
 from app.status.model import StatusCause as StatusCauseEnum
-from app.status.model import StatusSnapshot, Transition
-from app.status.service import STATUS_TOPIC
-from app.core.validation import parse_datetime
+from app.status.model import StatusSnapshot, Transition, decode_status_position, status_position
+from app.status.service import REPLAY_LIMIT
 
 Info = strawberry.Info[RequestContext, None]
-REPLAY_LIMIT = 100
-MAX_PAGE = 100
 
 ServiceState = strawberry.enum(
     ServiceStateEnum,
@@ -32,17 +30,6 @@ ServiceState = strawberry.enum(
     "UNDER_MAINTENANCE, DEGRADED_PERFORMANCE, PARTIAL_OUTAGE, MAJOR_OUTAGE.",
 )
 StatusCause = strawberry.enum(StatusCauseEnum, description="What set a component's state.")
-
-
-def encode_position(seq: int) -> str:
-    return opaque.encode_number("s1", seq)
-
-
-def decode_position(position: str, field: str) -> int:
-    try:
-        return opaque.decode_number(position, "s1")
-    except ValueError as exc:
-        raise InvalidRequest(details=[FieldProblem(field, str(exc))]) from None
 
 
 @strawberry.type
@@ -84,7 +71,7 @@ class ServiceStatus:
                 for c in snap.services
             ],
             timestamp=snap.timestamp,
-            position=encode_position(snap.seq) if snap.seq is not None else None,
+            position=status_position(snap.seq) if snap.seq is not None else None,
         )
 
 
@@ -108,7 +95,7 @@ class StatusTransition:
     @classmethod
     def from_transition(cls, t: Transition) -> StatusTransition:
         return cls(
-            position=encode_position(t.seq),
+            position=status_position(t.seq),
             service=t.component,
             from_=t.from_state,
             to=t.to_state,
@@ -140,20 +127,12 @@ class StatusQueries:
         self, info: Info, service: str | None = UNSET, first: int | None = 20, after: str | None = UNSET
     ) -> StatusTransitionConnection:
         info.context.require_principal()
-        size = 20 if first is None else first
-        problems = (
-            [FieldProblem("first", f"Limit must be a positive number of at most {MAX_PAGE}")]
-            if not (1 <= size <= MAX_PAGE)
-            else []
-        )
-        if problems:
-            raise InvalidRequest(details=problems)
-        before = decode_position(after, "after") if given(after) else None
-        rows = await info.context.services.status.history(service if given(service) else None, size, before)
-        nodes = [StatusTransition.from_transition(t) for t in rows[:size]]
+        query = validate_history(raw_args(service=service, first=first, after=after))
+        page = await info.context.services.status.history(query)
+        nodes = [StatusTransition.from_transition(t) for t in page.items]
         return StatusTransitionConnection(
             nodes=nodes,
-            page_info=page_info([n.position for n in nodes], len(rows) > size, before is not None),
+            page_info=page_info([n.position for n in nodes], page.has_next_page, query.before is not None),
         )
 
 
@@ -194,22 +173,10 @@ class StatusSubscriptions:
         self, info: Info, after: str | None = UNSET
     ) -> AsyncIterator[ServiceStatus]:
         info.context.require_principal()
-        resume = decode_position(after, "after") if given(after) else None
-        return _status_stream(info.context, resume)
+        resume = decode_argument(decode_status_position, after, "after") if given(after) else None
+        return _shared(info.context.services.status.stream(resume))
 
 
-async def _status_stream(ctx: RequestContext, resume: int | None) -> AsyncGenerator[ServiceStatus, None]:
-    status = ctx.services.status
-    with ctx.services.pubsub.subscribe(STATUS_TOPIC) as mailbox:  # listening before reading: no gap
-        last = resume
-        if resume is None:
-            yield ServiceStatus.from_snapshot(status.snapshot())
-        else:
-            for transition in await status.transitions_after(resume, REPLAY_LIMIT):
-                last = transition.seq
-                yield ServiceStatus.from_snapshot(transition.snapshot)
-        while True:
-            snapshot: StatusSnapshot = await mailbox.get()
-            if last is not None and snapshot.seq is not None and snapshot.seq <= last:
-                continue  # already replayed
-            yield _shared_status(snapshot)
+async def _shared(snapshots: AsyncIterator[tuple[StatusSnapshot, bool]]) -> AsyncIterator[ServiceStatus]:
+    async for snapshot, broadcast in snapshots:
+        yield _shared_status(snapshot) if broadcast else ServiceStatus.from_snapshot(snapshot)

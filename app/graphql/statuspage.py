@@ -13,14 +13,14 @@ import strawberry
 from strawberry.types.unset import UNSET
 
 from app.core.errors import FieldProblem, InvalidDateFormat, InvalidRequest
-from app.core.validation import parse_datetime
+from app.core.validation import decode_argument, parse_datetime
 from app.graphql.args import given
 from app.graphql.context import RequestContext
 from app.graphql.scalars import DateTime
-from app.graphql.status import ServiceState, StatusCause, decode_position, encode_position
+from app.graphql.status import ServiceState, StatusCause
 from app.status.model import COMPONENTS, Component
 from app.statuspage.model import CustomComponent as CustomRecord
-from app.statuspage.model import DayUptime, PageChange, UptimeFigure
+from app.statuspage.model import DayUptime, PageChange, UptimeFigure, decode_page_position, page_position
 from app.statuspage.model import Incident as IncidentRecord
 from app.statuspage.model import IncidentImpact as ImpactEnum
 from app.statuspage.model import IncidentStatus as IncidentStatusEnum
@@ -179,7 +179,7 @@ class StatusPageEvent:
     @classmethod
     def of(cls, c: PageChange) -> StatusPageEvent:
         return cls(
-            position=encode_position(c.seq),
+            position=page_position(c.seq),
             incident=Incident.of(c.incident) if c.incident else None,
             maintenance=Maintenance.of(c.maintenance) if c.maintenance else None,
         )
@@ -487,7 +487,7 @@ class StatusPageSubscriptions:
     )
     async def incident_updated(self, info: Info, after: str | None = UNSET) -> AsyncIterator[StatusPageEvent]:
         info.context.require_principal()
-        resume = decode_position(after, "after") if given(after) else None
+        resume = decode_argument(decode_page_position, after, "after") if given(after) else None
         return _events(info.context, resume)
 
 

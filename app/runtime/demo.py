@@ -12,10 +12,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from app.auth.principal import Principal
-from app.graphql.context import Services
 from app.core.errors import AppError
+from app.core.principal import Principal
 from app.events.model import NewEvent, Severity
+from app.graphql.context import Services
 
 log = logging.getLogger("app.runtime.demo")
 DEMO_ORG = "demo"

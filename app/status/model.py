@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
+
+from app.core import cursors
 
 COMPONENTS = ("api", "storage", "authentication")
 
@@ -75,11 +77,6 @@ class Override:
     until: datetime | None
 
 
-def now_ms() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def roll_up(services: tuple[Component, ...]) -> ServiceState:
     return max((c.status for c in services), key=lambda s: s.rank)
 
@@ -95,3 +92,22 @@ class Layer:
     state: ServiceState
     description: str | None
     cause: StatusCause
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    service: str | None  # None: every component
+    first: int
+    before: int | None  # the position the page starts before (newest first)
+
+
+_POSITION_TAG = "s1"
+
+
+def status_position(seq: int) -> str:
+    """A recorded status's position: `serviceStatusChanged(after:)` and `statusHistory(after:)` take it."""
+    return cursors.encode_position(_POSITION_TAG, seq)
+
+
+def decode_status_position(token: str) -> int:
+    return cursors.decode_position(token, _POSITION_TAG)

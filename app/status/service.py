@@ -22,31 +22,33 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from app.core.clock import utc_now
 from app.core.errors import AppError, FieldProblem, InvalidRequest
+from app.core.paging import Page
 from app.core.pubsub import PubSub
 from app.status.error_rate import ErrorRate
 from app.status.model import (
     COMPONENTS,
     Component,
+    HistoryQuery,
     Layer,
     Override,
     ServiceState,
     StatusCause,
     StatusSnapshot,
     Transition,
-    now_ms,
     roll_up,
 )
 from app.status.store import StatusStore
 from app.storage.breaker import CircuitBreaker
-from app.web.metrics import database_probe_seconds, database_up
 
 log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
+REPLAY_LIMIT = 100  # recorded statuses a resumed serviceStatusChanged replays at most
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 _LAYER_CAUSES = (StatusCause.INCIDENT, StatusCause.MAINTENANCE)
 _Candidate = tuple[ServiceState, str | None, float | None, StatusCause]
@@ -76,7 +78,7 @@ class StatusService:
         self._breaker = breaker
         self.error_rate = ErrorRate()
         # Time of every stamp this service writes; the tests put it under their control.
-        self.clock: Callable[[], datetime] = now_ms
+        self.clock: Callable[[], datetime] = utc_now
         started = self.clock()
         self._names: list[str] = list(COMPONENTS)  # the probed components, then the custom ones
         self._computed = {n: Component(n, ServiceState.OPERATIONAL, None, started) for n in COMPONENTS}
@@ -87,6 +89,9 @@ class StatusService:
         self._last_seq: int | None = None
         self._unrecorded: list[Transition] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # The last database probe, for the operator's metrics: reachable, and the ping's seconds.
+        self.database_up: bool | None = None
+        self.last_ping_seconds: float | None = None
 
     async def start(self) -> None:
         with contextlib.suppress(AppError):
@@ -180,7 +185,7 @@ class StatusService:
         try:
             await self._store.ping()
         except AppError:
-            database_up.set(0)
+            self.database_up = False
             return False, {
                 "storage": (ServiceState.MAJOR_OUTAGE, "Database unreachable", None, StatusCause.PROBE),
                 "authentication": (
@@ -192,8 +197,8 @@ class StatusService:
                 "api": self._api_candidate(),
             }
         elapsed = time.perf_counter() - started
-        database_probe_seconds.set(elapsed)
-        database_up.set(1)
+        self.last_ping_seconds = elapsed
+        self.database_up = True
         if self._breaker is not None:
             self._breaker.succeeded()  # the database is back: stop failing fast
         slow = elapsed > self._settings.slow_ping_seconds
@@ -324,11 +329,34 @@ class StatusService:
             self._overrides[service] = override
         return await self._refresh(record=True, cause=StatusCause.MANUAL)
 
-    async def history(self, service: str | None, first: int, before_seq: int | None) -> list[Transition]:
-        return await self._store.history(service, first, before_seq)
+    async def history(self, query: HistoryQuery) -> Page[Transition]:
+        """Recorded transitions, newest first, from before `query.before` when given."""
+        rows, more = await self._store.history(query.service, query.first, query.before)
+        return Page(rows, has_next_page=more)
 
     async def transitions_after(self, seq: int, limit: int) -> list[Transition]:
         return await self._store.after(seq, limit)
+
+    async def stream(self, resume: int | None) -> AsyncIterator[tuple[StatusSnapshot, bool]]:
+        """The current status, then every change. With `resume` (a position), the recorded statuses
+        since then instead of the current one (at most REPLAY_LIMIT), then every later change: listening
+        starts before reading, so nothing falls between the two, and nothing is sent twice.
+
+        Each item says whether it is a broadcast: the one snapshot object every subscriber receives
+        (the GraphQL layer then executes a document on it once for all of them)."""
+        with self._pubsub.subscribe(STATUS_TOPIC) as mailbox:
+            last = resume
+            if resume is None:
+                yield self.snapshot(), False
+            else:
+                for transition in await self.transitions_after(resume, REPLAY_LIMIT):
+                    last = transition.seq
+                    yield transition.snapshot, False
+            while True:
+                snapshot: StatusSnapshot = await mailbox.get()
+                if last is not None and snapshot.seq is not None and snapshot.seq <= last:
+                    continue  # already replayed
+                yield snapshot, True
 
     async def timeline(
         self, component: str, start: datetime, end: datetime

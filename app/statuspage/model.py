@@ -7,7 +7,19 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import Enum
 
+from app.core import cursors
 from app.status.model import ServiceState
+
+_POSITION_TAG = "p1"
+
+
+def page_position(seq: int) -> str:
+    """A position in the incident and maintenance feed: `incidentUpdated(after:)` takes it."""
+    return cursors.encode_position(_POSITION_TAG, seq)
+
+
+def decode_page_position(token: str) -> int:
+    return cursors.decode_position(token, _POSITION_TAG)
 
 
 class IncidentStatus(str, Enum):

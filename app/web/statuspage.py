@@ -31,10 +31,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from app.core.clock import format_datetime
 from app.core.errors import AppError, InternalError, NotFound
+from app.core.wire import rest_error_body
 from app.graphql.context import Services
-from app.graphql.errors import rest_error_body
-from app.graphql.scalars import format_datetime
 from app.status.model import COMPONENTS, Component, ServiceState
 from app.statuspage.model import (
     CustomComponent,

@@ -25,7 +25,6 @@ import orjson
 from graphql import ExecutionResult
 
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
-from app.web.metrics import subscription_executions
 
 Message = TypeVar("Message")
 View = TypeVar("View")
@@ -93,6 +92,7 @@ class SharedResultsExecutor(LeafFieldsExecutor):
 
     _memo: tuple[dict[tuple[int, bytes], tuple[Any, ExecutionResult]], tuple[int, bytes]] | None = None
     _memo_key: tuple[int, bytes] | None = None
+    executions = 0  # shared executions so far, in this process (exported as a metric by app.web.metrics)
 
     def build_per_event_executor(self, payload: Any) -> Any:
         memo = getattr(payload, _RESULTS, None)
@@ -113,7 +113,7 @@ class SharedResultsExecutor(LeafFieldsExecutor):
         result = super().execute_operation(serially)
         if self._memo is None:
             return result
-        subscription_executions.inc()
+        SharedResultsExecutor.executions += 1
         # Only synchronous, error-free results are shared (the published types resolve synchronously).
         if isinstance(result, ExecutionResult) and not result.errors and result.data is not None:
             result = ExecutionResult(EncodedData(result.data))
