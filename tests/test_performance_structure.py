@@ -1,6 +1,6 @@
 """What keeps the server fast, asserted structurally (no timing): caches and executor shortcuts installed,
 an index read in order for every list query, one database round trip per list page, none for
-serviceStatus. Timings live in bench/ (README, Performance)."""
+serviceStatus. Timings live in bench/ (docs/performance.md)."""
 
 from __future__ import annotations
 

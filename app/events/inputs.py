@@ -1,7 +1,7 @@
 """The input rules of the error-event operations, checked with pydantic at the edge.
 
 Field names and aliases are the GraphQL names, so `details[].field` reads as the client wrote it
-(`error.message`, `filter.from`). Every rule is listed in the README's "Input rules" table.
+(`error.message`, `filter.from`). Every rule is listed in docs/api.md, "Input rules".
 """
 
 from __future__ import annotations

@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 from pymongo import ASCENDING, DESCENDING
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
@@ -38,7 +37,7 @@ from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuer
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.counters import Counters
-from app.storage.mongo import translate_errors, write_failure
+from app.storage.mongo import Database, translate_errors, write_failure
 from app.storage.paging import keyset_page
 
 ID_PREFIX = "error-"
@@ -134,7 +133,7 @@ def _insert_failure(doc: dict[str, Any], failure: dict[str, Any]) -> BaseExcepti
 
 
 class EventStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_events"]
         self._counters = Counters(db, breaker)
@@ -240,10 +239,10 @@ class EventStore:
 
     async def count(self, org_id: str, flt: EventFilter) -> int:
         # $match + $count rather than count_documents: same plan on MongoDB, far cheaper on nx-27017.
-        pipeline = [{"$match": _match(org_id, flt)}, {"$count": "n"}]
+        pipeline: list[dict[str, Any]] = [{"$match": _match(org_id, flt)}, {"$count": "n"}]
         async with translate_errors("error_events.count", self._breaker):
             result = await (await self._col.aggregate(pipeline)).to_list()
-        return result[0]["n"] if result else 0
+        return int(result[0]["n"]) if result else 0
 
     async def bucket_counts(
         self, org_id: str, start_ms: int, end_ms: int, interval_ms: int, field: str | None
@@ -265,7 +264,7 @@ class EventStore:
         ]
         async with translate_errors("error_events.stats", self._breaker):
             rows = await (await self._col.aggregate(pipeline)).to_list()
-        result = []
+        result: list[tuple[int, str | None, int]] = []
         for row in rows:
             if field is None:
                 result.append((int(float(row["_id"])), None, int(row["n"])))
@@ -290,7 +289,7 @@ class EventStore:
         match: dict[str, Any] = {"seq": {"$gt": seq}}
         if org_id is not None:
             match["org_id"] = org_id
-        pipeline = [{"$match": match}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        pipeline: list[dict[str, Any]] = [{"$match": match}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
         async with translate_errors("error_events.after_seq", self._breaker):
             docs = await (await self._col.aggregate(pipeline)).to_list()
         return [_from_doc(d) for d in docs]

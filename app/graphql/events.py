@@ -11,19 +11,15 @@ from strawberry.types.unset import UNSET
 from app.core.validation import decode_argument
 from app.events.inputs import validate_log_error, validate_org_errors
 from app.events.model import ErrorEventRecord, EventQuery, decode_feed_position, event_cursor, feed_position
-from app.events.model import Severity as SeverityEnum
-from app.events.model import SortOrder as SortOrderEnum
 from app.events.service import REPLAY_LIMIT
 from app.graphql.args import as_raw, given
 from app.graphql.context import RequestContext
+from app.graphql.enums import Severity, SortOrder
 from app.graphql.execution.fanout import SharedViews
 from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
-
-Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
-SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
 
 
 @strawberry.type(description="One reported error.")
@@ -34,11 +30,11 @@ class ErrorEvent:
     )
     org_id: strawberry.ID
     message: str
-    severity: Severity  # type: ignore[valid-type]
-    timestamp: DateTime = strawberry.field(  # type: ignore[valid-type]
+    severity: Severity
+    timestamp: DateTime = strawberry.field(
         description="When the error happened (client-supplied, or the time it was received)."
     )
-    received_at: DateTime = strawberry.field(description="When the server stored it.")  # type: ignore[valid-type]
+    received_at: DateTime = strawberry.field(description="When the server stored it.")
     code: str | None = strawberry.field(
         description="Machine-readable code supplied by the reporter, e.g. FILE_UPLOAD_FAILED."
     )
@@ -65,11 +61,11 @@ class ErrorEvent:
             org_id=strawberry.ID(r.org_id),
             message=r.message,
             severity=r.severity,
-            timestamp=r.timestamp,
-            received_at=r.received_at,
+            timestamp=DateTime(r.timestamp),
+            received_at=DateTime(r.received_at),
             code=r.code,
             source=r.source,
-            context=r.context,
+            context=JSON(r.context) if r.context is not None else None,
             fingerprint=r.fingerprint,
         )
 
@@ -103,16 +99,14 @@ class ErrorEventConnection:
 
 @strawberry.input(description="All given conditions must hold.")
 class ErrorFilter:
-    severities: list[Severity] | None = UNSET  # type: ignore[valid-type]
-    min_severity: Severity | None = strawberry.field(  # type: ignore[valid-type]
+    severities: list[Severity] | None = UNSET
+    min_severity: Severity | None = strawberry.field(
         default=UNSET, description="Only events at or above this severity."
     )
-    from_: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+    from_: DateTime | None = strawberry.field(
         name="from", default=UNSET, description="Inclusive lower bound on timestamp."
     )
-    to: DateTime | None = strawberry.field(  # type: ignore[valid-type]
-        default=UNSET, description="Exclusive upper bound on timestamp."
-    )
+    to: DateTime | None = strawberry.field(default=UNSET, description="Exclusive upper bound on timestamp.")
     code: str | None = UNSET
     source: str | None = UNSET
     fingerprint: str | None = UNSET
@@ -136,8 +130,8 @@ _FILTER_NAMES = {
 @strawberry.input
 class LogErrorInput:
     message: str = strawberry.field(description="1 to 8192 characters, not blank.")
-    severity: Severity  # type: ignore[valid-type]
-    timestamp: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+    severity: Severity
+    timestamp: DateTime | None = strawberry.field(
         default=UNSET,
         description="Defaults to the time the server receives it; at most 5 minutes in the future.",
     )
@@ -192,7 +186,7 @@ class EventQueries:
         filter: ErrorFilter | None = UNSET,
         first: int | None = 20,
         after: str | None = UNSET,
-        sort_order: SortOrder | None = SortOrderEnum.DESC,  # type: ignore[valid-type]
+        sort_order: SortOrder | None = SortOrder.DESC,
     ) -> ErrorEventConnection:
         ctx = info.context
         principal = ctx.require_principal()
@@ -257,7 +251,7 @@ class EventSubscriptions:
         self,
         info: Info,
         org_id: strawberry.ID,
-        min_severity: Severity | None = UNSET,  # type: ignore[valid-type]
+        min_severity: Severity | None = UNSET,
         after: str | None = UNSET,
     ) -> AsyncIterator[ErrorEvent]:
         # A plain coroutine returning the stream: its checks run when the subscription is created, so a

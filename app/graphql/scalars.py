@@ -12,6 +12,7 @@ from typing import Any, NewType
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.scalar import ScalarDefinition
 
 from app.core.clock import format_datetime
 
@@ -26,7 +27,7 @@ def _serialize(value: Any) -> str:
 
 DateTime = NewType("DateTime", object)
 
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     DateTime: strawberry.scalar(
         name="DateTime",
         description="ISO 8601 date-time. Output: always UTC with millisecond precision "

@@ -35,12 +35,12 @@ StatusCause = strawberry.enum(StatusCauseEnum, description="What set a component
 @strawberry.type
 class ServiceComponent:
     name: str = strawberry.field(description='Component name: "api", "storage", "authentication".')
-    status: ServiceState  # type: ignore[valid-type]
+    status: ServiceStateEnum
     description: str | None = strawberry.field(
         description="Human-readable reason for a non-operational state, if any."
     )
-    updated_at: DateTime = strawberry.field(description="Last time this component's status changed.")  # type: ignore[valid-type]
-    cause: StatusCause = strawberry.field(description="What set the current state.")  # type: ignore[valid-type]
+    updated_at: DateTime = strawberry.field(description="Last time this component's status changed.")
+    cause: StatusCauseEnum = strawberry.field(description="What set the current state.")
     observed: float | None = strawberry.field(
         description="The figure behind the state: ping seconds (storage), failed share (api)."
     )
@@ -48,9 +48,9 @@ class ServiceComponent:
 
 @strawberry.type
 class ServiceStatus:
-    status: ServiceState = strawberry.field(description="Roll-up: the worst component status.")  # type: ignore[valid-type]
+    status: ServiceStateEnum = strawberry.field(description="Roll-up: the worst component status.")
     services: list[ServiceComponent]
-    timestamp: DateTime  # type: ignore[valid-type]
+    timestamp: DateTime
     position: str | None = strawberry.field(
         description="Position of the latest recorded transition: resume serviceStatusChanged(after:) from it."
     )
@@ -64,13 +64,13 @@ class ServiceStatus:
                     name=c.name,
                     status=c.status,
                     description=c.description,
-                    updated_at=c.updated_at,
+                    updated_at=DateTime(c.updated_at),
                     cause=c.cause,
                     observed=c.observed,
                 )
                 for c in snap.services
             ],
-            timestamp=snap.timestamp,
+            timestamp=DateTime(snap.timestamp),
             position=status_position(snap.seq) if snap.seq is not None else None,
         )
 
@@ -84,12 +84,12 @@ _shared_status = SharedViews(ServiceStatus.from_snapshot)
 class StatusTransition:
     position: str
     service: str
-    from_: ServiceState = strawberry.field(name="from")  # type: ignore[valid-type]
-    to: ServiceState  # type: ignore[valid-type]
-    cause: StatusCause  # type: ignore[valid-type]
+    from_: ServiceStateEnum = strawberry.field(name="from")
+    to: ServiceStateEnum
+    cause: StatusCauseEnum
     observed: float | None
     description: str | None
-    at: DateTime  # type: ignore[valid-type]
+    at: DateTime
     instance: str = strawberry.field(description="The server instance that observed it (host:pid).")
 
     @classmethod
@@ -102,7 +102,7 @@ class StatusTransition:
             cause=t.cause,
             observed=t.observed,
             description=t.description,
-            at=t.at,
+            at=DateTime(t.at),
             instance=t.instance,
         )
 
@@ -146,9 +146,9 @@ class StatusMutations:
         self,
         info: Info,
         service: str,
-        status: ServiceState,  # type: ignore[valid-type]
+        status: ServiceStateEnum,
         description: str | None = UNSET,
-        until: DateTime | None = UNSET,  # type: ignore[valid-type]
+        until: DateTime | None = UNSET,
     ) -> ServiceStatus:
         info.context.require_principal().require_admin()
         ends: datetime | None = None

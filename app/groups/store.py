@@ -12,7 +12,6 @@ import re
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
 from app.core.clock import from_ms, to_ms
@@ -21,7 +20,7 @@ from app.events.model import ErrorEventRecord, Severity
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors, write_failure
+from app.storage.mongo import Database, translate_errors, write_failure
 from app.storage.paging import keyset_page
 
 SORT_FIELD = {
@@ -86,7 +85,7 @@ def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
 
 
 class GroupStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_groups"]
         self._records: Batcher[ErrorEventRecord, bool] = Batcher(self._record_batch)
@@ -121,7 +120,7 @@ class GroupStore:
         async with translate_errors("error_groups.record", self._breaker):
             try:
                 result = await self._col.bulk_write(ops, ordered=False)
-                started = {keys[index] for index in result.upserted_ids}
+                started = {keys[index] for index in result.upserted_ids or {}}
             except BulkWriteError as exc:
                 started = {keys[u["index"]] for u in exc.details.get("upserted", [])}
                 for failure in exc.details.get("writeErrors", []):

@@ -48,7 +48,7 @@ async def ensure_demo(services: Services, data_dir: Path) -> str:
     if path.exists():
         saved = json.loads(path.read_text())
         if await _key_still_works(services, saved["apiKey"]):
-            return saved["apiKey"]
+            return str(saved["apiKey"])
     created_org = False
     if await services.orgs.get(DEMO_ORG) is None:
         await services.orgs.create(DEMO_ORG, "Demo organization")

@@ -24,7 +24,7 @@ class ServiceState(str, Enum):
 
     @property
     def label(self) -> str:
-        """The seed's human wording: "Operational", "Degraded Performance", ..."""
+        """The original REST API's human wording: "Operational", "Degraded Performance", ..."""
         return self.value.replace("_", " ").title()
 
 

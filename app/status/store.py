@@ -8,12 +8,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
-from pymongo.asynchronous.database import AsyncDatabase
 
 from app.status.model import Component, Override, ServiceState, StatusCause, StatusSnapshot, Transition
 from app.storage.breaker import CircuitBreaker
 from app.storage.counters import Counters
-from app.storage.mongo import as_datetime, ping, translate_errors
+from app.storage.mongo import Database, as_datetime, ping, translate_errors
 from app.storage.paging import keyset_page
 
 
@@ -70,7 +69,7 @@ def _transition(doc: dict[str, Any]) -> Transition:
 
 
 class StatusStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._db = db
         self._overrides = db["status_overrides"]
         self._transitions = db["status_transitions"]
@@ -158,7 +157,11 @@ class StatusStore:
         return [_transition(d) for d in docs], more
 
     async def after(self, seq: int, limit: int) -> list[Transition]:
-        pipeline = [{"$match": {"seq": {"$gt": seq}}}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"seq": {"$gt": seq}}},
+            {"$sort": {"seq": ASCENDING}},
+            {"$limit": limit},
+        ]
         async with translate_errors("status_transitions.after", self._breaker):
             docs = await (await self._transitions.aggregate(pipeline)).to_list()
         return [_transition(d) for d in docs]

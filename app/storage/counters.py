@@ -3,17 +3,14 @@ numeric ids that are unique across every server instance sharing the database.""
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymongo import ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
 
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors
+from app.storage.mongo import Database, translate_errors
 
 
 class Counters:
-    def __init__(self, db: AsyncDatabase[dict[str, Any]], breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._col = db["counters"]
         self._breaker = breaker
 
@@ -23,7 +20,7 @@ class Counters:
             doc = await self._col.find_one_and_update(
                 {"_id": name}, {"$inc": {"seq": count}}, upsert=True, return_document=ReturnDocument.AFTER
             )
-        last = int(doc["seq"])
+        last = int(doc["seq"]) if doc else count  # an upsert always returns the document
         return range(last - count + 1, last + 1)
 
     async def last(self, name: str) -> int:

@@ -1,10 +1,10 @@
 """REST compatibility routes of the original API, as thin adapters over the same services.
 
     GET  /orgs/{org_id}/errors   limit, cursor, sortOrder=asc|desc, severity (comma list), from, to
-    POST /orgs/{org_id}/errors   the seed's body; honours X-Idempotency-Key
-    GET  /service_status         the seed's shape with human labels
+    POST /orgs/{org_id}/errors   the original REST API's body; honours X-Idempotency-Key
+    GET  /service_status         the original REST API's shape, with human labels
 
-Same credentials, same rules, same codes as GraphQL; errors in the envelope of errors.md.
+Same credentials, same rules, same codes as GraphQL; errors in the envelope of docs/errors.md.
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET, UnsetType
+from strawberry.types.unset import UnsetType
 
 from app.auth.service import credential_from_headers
 from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
@@ -64,7 +64,7 @@ def refusal(error: AppError, request_id: str) -> Response:
     return json_response(error_body(error, request_id), error.code.status, headers)
 
 
-class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
+class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
     few refusals itself (the per-connection subscription limit); those get a code and a request id."""
 
@@ -100,10 +100,10 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from exc
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[RequestContext, None]):
     services: Services | None = None  # set by the app's lifespan before the first request
     graphql_transport_ws_handler_class = CataloguedTransportWS
-    websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = TextWebSocketAdapter
 
     def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens
@@ -236,7 +236,8 @@ class GraphQLView(GraphQL):
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType:
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
-        headers = params.get("headers") if isinstance(params.get("headers"), dict) else {}
+        given_headers = params.get("headers")
+        headers: dict[Any, Any] = given_headers if isinstance(given_headers, dict) else {}
         credential = (
             params.get("apiKey")
             or credential_from_headers({str(k).lower(): str(v) for k, v in headers.items()})
@@ -253,7 +254,7 @@ class GraphQLView(GraphQL):
             delay = (expires_at - datetime.now(UTC)).total_seconds()
             task = asyncio.create_task(_close_when_expired(context.request, delay))
             request_state(context.request.scope).expiry_task = task
-        return UNSET  # acknowledge without a payload
+        return UnsetType()  # acknowledge without a payload (UnsetType is a singleton: UNSET)
 
 
 async def _close_when_expired(websocket: WebSocket, delay: float) -> None:

@@ -36,6 +36,7 @@ class EncodedData(dict[str, Any]):
     """A result's `data`, shared by many subscribers, with its JSON encoded once."""
 
     __slots__ = ("_fragment",)
+    _fragment: orjson.Fragment
 
     @property
     def fragment(self) -> orjson.Fragment:
@@ -106,7 +107,8 @@ class SharedResultsExecutor(LeafFieldsExecutor):
         if hit is not None and hit[0] is self.operation:
             return _Executed(hit[1])
         executor = super().build_per_event_executor(payload)
-        executor._memo = (memo, self._memo_key)
+        if isinstance(executor, SharedResultsExecutor):
+            executor._memo = (memo, self._memo_key)
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
