@@ -14,31 +14,35 @@ from strawberry.types.unset import UNSET
 
 from app.core.errors import FieldProblem, InvalidDateFormat, InvalidRequest
 from app.core.validation import decode_argument, parse_datetime
+from app.graphql import status as _status_types  # noqa: F401 (registers ServiceState and StatusCause)
 from app.graphql.args import given
 from app.graphql.context import RequestContext
 from app.graphql.scalars import DateTime
-from app.graphql.status import ServiceState, StatusCause
-from app.status.model import COMPONENTS, Component
+from app.status.model import COMPONENTS, Component, ServiceState, StatusCause
 from app.statuspage.model import CustomComponent as CustomRecord
-from app.statuspage.model import DayUptime, PageChange, UptimeFigure, decode_page_position, page_position
+from app.statuspage.model import (
+    DayUptime,
+    IncidentImpact,
+    IncidentStatus,
+    MaintenanceStatus,
+    PageChange,
+    UptimeFigure,
+    UptimeRange,
+    decode_page_position,
+    page_position,
+)
 from app.statuspage.model import Incident as IncidentRecord
-from app.statuspage.model import IncidentImpact as ImpactEnum
-from app.statuspage.model import IncidentStatus as IncidentStatusEnum
 from app.statuspage.model import Maintenance as MaintenanceRecord
-from app.statuspage.model import MaintenanceStatus as MaintenanceStatusEnum
 from app.statuspage.model import StatusUpdate as UpdateRecord
 from app.statuspage.model import Uptime as UptimeRecord
-from app.statuspage.model import UptimeRange as UptimeRangeEnum
 
 Info = strawberry.Info[RequestContext, None]
 MAX_PAGE = 100
 
-IncidentStatus = strawberry.enum(IncidentStatusEnum, description="Where an incident stands.")
-IncidentImpact = strawberry.enum(ImpactEnum, description="How bad an incident is (Statuspage's impact).")
-MaintenanceStatus = strawberry.enum(
-    MaintenanceStatusEnum, description="Where a scheduled maintenance stands."
-)
-UptimeRange = strawberry.enum(UptimeRangeEnum, description="Uptime range presets, ending now.")
+strawberry.enum(IncidentStatus, description="Where an incident stands.")
+strawberry.enum(IncidentImpact, description="How bad an incident is (Statuspage's impact).")
+strawberry.enum(MaintenanceStatus, description="Where a scheduled maintenance stands.")
+strawberry.enum(UptimeRange, description="Uptime range presets, ending now.")
 
 
 @strawberry.type(description="A push monitor: GET or POST /api/push/<token>?status=up|down&msg=&ping=.")
@@ -46,7 +50,7 @@ class HeartbeatMonitor:
     push_token: str | None = strawberry.field(description="The secret of the push URL (admin keys only).")
     interval_seconds: float
     grace_seconds: float
-    last_beat_at: DateTime  # type: ignore[valid-type]
+    last_beat_at: DateTime
     down: bool = strawberry.field(description="Missed beats (or down pushes) have put it in MAJOR_OUTAGE.")
     message: str | None
     ping: float | None
@@ -60,12 +64,12 @@ class StatusPageComponent:
     group: str | None
     order: int
     show_uptime: bool
-    status: ServiceState  # type: ignore[valid-type]
-    cause: StatusCause  # type: ignore[valid-type]
+    status: ServiceState
+    cause: StatusCause
     reason: str | None = strawberry.field(
         description="Why the component is in its state, if not operational."
     )
-    created_at: DateTime | None  # type: ignore[valid-type]
+    created_at: DateTime | None
     heartbeat: HeartbeatMonitor | None
 
 
@@ -81,12 +85,12 @@ def component_type(record: CustomRecord | None, live: Component, admin: bool) ->
         status=live.status,
         cause=live.cause,
         reason=live.description,
-        created_at=record.created_at if record else None,
+        created_at=DateTime(record.created_at) if record else None,
         heartbeat=HeartbeatMonitor(
             push_token=hb.token if admin else None,
             interval_seconds=hb.interval,
             grace_seconds=hb.grace,
-            last_beat_at=hb.last_beat,
+            last_beat_at=DateTime(hb.last_beat),
             down=hb.down,
             message=hb.message,
             ping=hb.ping,
@@ -101,31 +105,31 @@ class StatusPageUpdate:
     id: str
     status: str = strawberry.field(description="The incident's or maintenance's status it announced.")
     message: str
-    at: DateTime  # type: ignore[valid-type]
+    at: DateTime
 
 
 def _updates(updates: tuple[UpdateRecord, ...]) -> list[StatusPageUpdate]:
-    return [StatusPageUpdate(id=u.id, status=u.status, message=u.message, at=u.at) for u in updates]
+    return [StatusPageUpdate(id=u.id, status=u.status, message=u.message, at=DateTime(u.at)) for u in updates]
 
 
 @strawberry.type
 class IncidentComponent:
     component: str
-    status: ServiceState = strawberry.field(description="The state the incident sets the component to.")  # type: ignore[valid-type]
+    status: ServiceState = strawberry.field(description="The state the incident sets the component to.")
 
 
 @strawberry.type
 class Incident:
     id: str
     name: str
-    status: IncidentStatus  # type: ignore[valid-type]
-    impact: IncidentImpact  # type: ignore[valid-type]
+    status: IncidentStatus
+    impact: IncidentImpact
     components: list[IncidentComponent]
     updates: list[StatusPageUpdate]
     postmortem: str | None
-    created_at: DateTime  # type: ignore[valid-type]
-    updated_at: DateTime  # type: ignore[valid-type]
-    resolved_at: DateTime | None  # type: ignore[valid-type]
+    created_at: DateTime
+    updated_at: DateTime
+    resolved_at: DateTime | None
 
     @classmethod
     def of(cls, i: IncidentRecord) -> Incident:
@@ -137,9 +141,9 @@ class Incident:
             components=[IncidentComponent(component=c.component, status=c.state) for c in i.components],
             updates=_updates(i.updates),
             postmortem=i.postmortem,
-            created_at=i.created_at,
-            updated_at=i.updated_at,
-            resolved_at=i.resolved_at,
+            created_at=DateTime(i.created_at),
+            updated_at=DateTime(i.updated_at),
+            resolved_at=DateTime(i.resolved_at) if i.resolved_at else None,
         )
 
 
@@ -147,13 +151,13 @@ class Incident:
 class Maintenance:
     id: str
     name: str
-    status: MaintenanceStatus  # type: ignore[valid-type]
+    status: MaintenanceStatus
     components: list[str]
-    starts_at: DateTime  # type: ignore[valid-type]
-    ends_at: DateTime  # type: ignore[valid-type]
+    starts_at: DateTime
+    ends_at: DateTime
     updates: list[StatusPageUpdate]
-    created_at: DateTime  # type: ignore[valid-type]
-    updated_at: DateTime  # type: ignore[valid-type]
+    created_at: DateTime
+    updated_at: DateTime
 
     @classmethod
     def of(cls, m: MaintenanceRecord) -> Maintenance:
@@ -162,11 +166,11 @@ class Maintenance:
             name=m.name,
             status=m.status,
             components=list(m.components),
-            starts_at=m.starts_at,
-            ends_at=m.ends_at,
+            starts_at=DateTime(m.starts_at),
+            ends_at=DateTime(m.ends_at),
             updates=_updates(m.updates),
-            created_at=m.created_at,
-            updated_at=m.updated_at,
+            created_at=DateTime(m.created_at),
+            updated_at=DateTime(m.updated_at),
         )
 
 
@@ -187,14 +191,14 @@ class StatusPageEvent:
 
 @strawberry.type
 class StateSeconds:
-    status: ServiceState  # type: ignore[valid-type]
+    status: ServiceState
     seconds: float
 
 
 @strawberry.type(description="Uptime over a range: (counted - (major + 0.3 * partial)) / counted.")
 class UptimeFigures:
-    start: DateTime  # type: ignore[valid-type]
-    end: DateTime  # type: ignore[valid-type]
+    start: DateTime
+    end: DateTime
     uptime: float | None = strawberry.field(
         description="Percentage up, 0-100; null when nothing counted (all maintenance or no data)."
     )
@@ -207,8 +211,8 @@ class UptimeFigures:
 
 def _figures(f: UptimeFigure) -> UptimeFigures:
     return UptimeFigures(
-        start=f.start,
-        end=f.end,
+        start=DateTime(f.start),
+        end=DateTime(f.end),
         uptime=None if f.uptime is None else round(f.uptime * 100, 6),
         downtime_seconds=f.downtime_seconds,
         no_data_seconds=f.no_data_seconds,
@@ -271,23 +275,23 @@ class StatusComponentChanges:
 @strawberry.input
 class AffectedComponentInput:
     component: str
-    status: ServiceState  # type: ignore[valid-type]
+    status: ServiceState
 
 
 @strawberry.input
 class IncidentInput:
     name: str
     message: str
-    status: IncidentStatus | None = UNSET  # type: ignore[valid-type]
-    impact: IncidentImpact | None = UNSET  # type: ignore[valid-type]
+    status: IncidentStatus | None = UNSET
+    impact: IncidentImpact | None = UNSET
     components: list[AffectedComponentInput] | None = UNSET
 
 
 @strawberry.input
 class IncidentUpdateInput:
     message: str
-    status: IncidentStatus  # type: ignore[valid-type]
-    impact: IncidentImpact | None = UNSET  # type: ignore[valid-type]
+    status: IncidentStatus
+    impact: IncidentImpact | None = UNSET
     components: list[AffectedComponentInput] | None = strawberry.field(
         default=UNSET, description="Replaces the affected components (and the states they are set to)."
     )
@@ -297,15 +301,15 @@ class IncidentUpdateInput:
 class MaintenanceInput:
     name: str
     message: str
-    starts_at: DateTime  # type: ignore[valid-type]
-    ends_at: DateTime  # type: ignore[valid-type]
+    starts_at: DateTime
+    ends_at: DateTime
     components: list[str]
 
 
 @strawberry.input
 class MaintenanceUpdateInput:
     message: str
-    status: MaintenanceStatus  # type: ignore[valid-type]
+    status: MaintenanceStatus
 
 
 def _is_input(value: Any) -> bool:
@@ -380,7 +384,7 @@ class StatusPageQueries:
     async def maintenances(
         self,
         info: Info,
-        status: list[MaintenanceStatus] | None = UNSET,  # type: ignore[valid-type]
+        status: list[MaintenanceStatus] | None = UNSET,
         first: int | None = 20,
     ) -> list[Maintenance]:
         info.context.require_principal()
@@ -397,9 +401,9 @@ class StatusPageQueries:
         info: Info,
         component: str | None = UNSET,
         group: str | None = UNSET,
-        range: UptimeRange | None = UNSET,  # type: ignore[valid-type]
-        from_: Annotated[DateTime | None, strawberry.argument(name="from")] = UNSET,  # type: ignore[valid-type]
-        to: DateTime | None = UNSET,  # type: ignore[valid-type]
+        range: UptimeRange | None = UNSET,
+        from_: Annotated[DateTime | None, strawberry.argument(name="from")] = UNSET,
+        to: DateTime | None = UNSET,
     ) -> Uptime:
         info.context.require_principal()
         page = info.context.services.status_page
@@ -457,7 +461,7 @@ class StatusPageMutations:
     @strawberry.mutation(description="Resolve an incident: its components are handed back.")
     async def resolve_incident(self, info: Info, id: str, message: str) -> Incident:
         _admin(info)
-        raw = {"message": message, "status": IncidentStatusEnum.RESOLVED}
+        raw = {"message": message, "status": IncidentStatus.RESOLVED}
         return Incident.of(await info.context.services.status_page.update_incident(id, raw))
 
     @strawberry.mutation(description="Attach (or replace) an incident's postmortem.")

@@ -225,9 +225,9 @@ class StatusPageService:
     async def _publish_new(self) -> None:
         while True:
             changes = await self._store.changes_after(self._published, REPLAY_LIMIT)
-            for change in changes:
-                self._published = change.seq
-                self._pubsub.publish(PAGE_TOPIC, change)
+            for entry in changes:
+                self._published = entry.seq
+                self._pubsub.publish(PAGE_TOPIC, entry)
             if len(changes) < REPLAY_LIMIT:
                 return
 
@@ -243,9 +243,9 @@ class StatusPageService:
         with self._pubsub.subscribe(PAGE_TOPIC) as mailbox:
             last = after
             if after is not None:
-                for change in await self._store.changes_after(after, REPLAY_LIMIT):
-                    last = change.seq
-                    yield change
+                for replayed in await self._store.changes_after(after, REPLAY_LIMIT):
+                    last = replayed.seq
+                    yield replayed
             while True:
                 change: PageChange = await mailbox.get()
                 if last is not None and change.seq <= last:
@@ -302,7 +302,7 @@ class StatusPageService:
         figure: float | None = None
         if ping not in (None, ""):
             try:
-                figure = float(ping)  # type: ignore[arg-type]
+                figure = float(ping)
             except ValueError:
                 problems.append(FieldProblem("ping", "A number (milliseconds)"))
         if message is not None and len(message) > 512:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from app.core.errors import Conflict
@@ -29,7 +28,8 @@ from app.statuspage.model import (
     StatusUpdate,
 )
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import as_datetime, translate_errors
+from app.storage.counters import Counters
+from app.storage.mongo import Database, as_datetime, translate_errors
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -131,12 +131,12 @@ def _maintenance(d: dict[str, Any]) -> Maintenance:
 
 
 class StatusPageStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._components = db["status_components"]
         self._incidents = db["status_incidents"]
         self._maintenances = db["status_maintenances"]
         self._changes = db["status_page_changes"]
-        self._counters = db["counters"]
+        self._counters = Counters(db, breaker)
         self._breaker = breaker
 
     async def ensure_indexes(self) -> None:
@@ -340,14 +340,8 @@ class StatusPageStore:
     # The feed -----------------------------------------------------------------------------------
 
     async def record_change(self, incident: Incident | None, maintenance: Maintenance | None) -> int:
+        (seq,) = await self._counters.take("status_page_changes")
         async with translate_errors("status_page_changes.insert", self._breaker):
-            counter = await self._counters.find_one_and_update(
-                {"_id": "status_page_changes"},
-                {"$inc": {"seq": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            seq = int(counter["seq"])
             await self._changes.insert_one(
                 {
                     "seq": seq,
@@ -358,7 +352,11 @@ class StatusPageStore:
         return seq
 
     async def changes_after(self, seq: int, limit: int) -> list[PageChange]:
-        pipeline = [{"$match": {"seq": {"$gt": seq}}}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"seq": {"$gt": seq}}},
+            {"$sort": {"seq": ASCENDING}},
+            {"$limit": limit},
+        ]
         async with translate_errors("status_page_changes.after", self._breaker):
             docs = await (await self._changes.aggregate(pipeline)).to_list()
         return [
@@ -371,6 +369,4 @@ class StatusPageStore:
         ]
 
     async def last_change(self) -> int:
-        async with translate_errors("status_page_changes.last", self._breaker):
-            doc = await self._counters.find_one({"_id": "status_page_changes"})
-        return int(doc["seq"]) if doc else 0
+        return await self._counters.last("status_page_changes")

@@ -35,11 +35,11 @@ def timeline(
         points = [(start, None), (created_at, initial if initial is not None else ServiceState.OPERATIONAL)]
     elif initial is None:
         points = [(start, ServiceState.OPERATIONAL)]
-    for at, state in changes:
+    for at, changed in changes:
         if at <= start:
-            points[0] = (start, state) if points[0][1] is not None else points[0]
+            points[0] = (start, changed) if points[0][1] is not None else points[0]
         else:
-            points.append((at, state))
+            points.append((at, changed))
     points.sort(key=lambda p: p[0])
     segments: list[Segment] = []
     for i, (at, state) in enumerate(points):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -44,8 +45,10 @@ from app.statuspage.model import (
     MaintenanceStatus,
     StatusUpdate,
 )
-from app.web.middleware import json_response, new_request_id
+from app.web.middleware import json_response
+from app.web.state import request_state
 
+log = logging.getLogger("app.web.statuspage")
 PAGE_ID = "status"
 _INDICATOR = {
     ServiceState.OPERATIONAL: "none",
@@ -117,7 +120,9 @@ class PublicPages:
             try:
                 content = await build(services)
             except AppError as error:
-                return json_response(rest_error_body(error, new_request_id()), error.code.status)
+                return json_response(
+                    rest_error_body(error, request_state(request.scope).request_id), error.code.status
+                )
             etag = '"' + hashlib.sha256(content).hexdigest()[:32] + '"'
             body = _Body(content, media_type, etag, time.monotonic(), version)
             if ttl > 0:
@@ -507,7 +512,8 @@ async def status_html(s: Services, settings: PageConfig) -> bytes:
 
 async def push(request: Request) -> Response:
     services: Services = request.app.state.runtime.services
-    request_id = request.scope.setdefault("state", {}).get("request_id") or new_request_id()
+    state = request_state(request.scope)
+    request_id = state.request_id
     params = dict(request.query_params)
     if request.method == "POST":
         body = await request.body()
@@ -523,9 +529,12 @@ async def push(request: Request) -> Response:
             request.path_params["token"], params.get("status"), params.get("msg"), params.get("ping")
         )
     except AppError as error:
+        state.outcome = error.code.value
         headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
         return json_response(rest_error_body(error, request_id), error.code.status, headers)
     except Exception:
+        log.exception("unexpected error in a heartbeat push")
+        state.outcome = "INTERNAL_ERROR"
         return json_response(rest_error_body(InternalError(), request_id), 500)
     return json_response({"ok": True}, 200)
 
