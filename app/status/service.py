@@ -144,10 +144,11 @@ class StatusService:
         custom: dict[str, Component],
         layers: dict[str, Layer],
         *,
-        record: bool,
+        record: frozenset[str],
     ) -> StatusSnapshot:
         """The custom components (their own computed states, e.g. heartbeats) and the layers set by
-        incidents and maintenances; records and publishes what changed when `record`."""
+        incidents and maintenances; publishes what changed, and records the changes of the components
+        named in `record` (those this instance changed; the others' changes were recorded elsewhere)."""
         removed = [n for n in self._names if n not in COMPONENTS and n not in custom]
         for name in removed:
             self._computed.pop(name, None)
@@ -242,7 +243,7 @@ class StatusService:
         self._computed[name] = Component(name, state, description, self.clock(), cause, observed)
 
     async def _refresh(
-        self, *, record: bool, cause: StatusCause | None = None, changed: bool = False
+        self, *, record: bool | frozenset[str], cause: StatusCause | None = None, changed: bool = False
     ) -> StatusSnapshot:
         """Recomputes the effective components; records and publishes what changed."""
         for name in self._names:
@@ -261,7 +262,7 @@ class StatusService:
                 new = replace(new, updated_at=self.clock())
                 self._effective[name] = new
                 changed = True
-                if record:
+                if record is True or (isinstance(record, frozenset) and name in record):
                     # An incident or maintenance handing a component back is what caused the change.
                     handed_back = layer is None and override is None and old.cause in _LAYER_CAUSES
                     await self._record(old, new, cause or (old.cause if handed_back else new.cause))

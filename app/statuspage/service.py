@@ -151,27 +151,28 @@ class StatusPageService:
     async def tick(self) -> None:
         """Claims due maintenance starts and ends and missed heartbeats, then shows the current state."""
         async with self._lock:
-            await self._reconcile(record=False)  # what other instances changed: shown, not recorded
+            await self._reconcile()  # what other instances changed: shown, not recorded
             claimed = await self._claims()
             await self._reconcile(record=claimed)
             await self._publish_new()
 
-    async def _claims(self) -> bool:
+    async def _claims(self) -> frozenset[str]:
+        """The time-driven changes this instance won; the names of the components they move."""
         now = self.now()
-        claimed = False
+        claimed: set[str] = set()
         starting, ending = await self._store.due_maintenances(now)
         for m in starting:
             update = StatusUpdate(_new_id(), MaintenanceStatus.IN_PROGRESS.value, "Maintenance started", now)
             moved = await self._store.move_maintenance(m, [MaintenanceStatus.SCHEDULED], update, now)
             if moved is not None:
-                claimed = True
+                claimed.update(moved.components)
                 await self._store.record_change(None, moved)
         for m in ending:
             update = StatusUpdate(_new_id(), MaintenanceStatus.COMPLETED.value, "Maintenance completed", now)
             active = [MaintenanceStatus.IN_PROGRESS, MaintenanceStatus.VERIFYING]
             moved = await self._store.move_maintenance(m, active, update, now)
             if moved is not None:
-                claimed = True
+                claimed.update(moved.components)
                 await self._store.record_change(None, moved)
         for c in self._view.components:
             hb = c.heartbeat
@@ -181,10 +182,10 @@ class StatusPageService:
             if now - hb.last_beat >= missed:
                 since = hb.last_beat.isoformat().replace("+00:00", "Z")
                 if await self._store.claim_missed(c.name, now - missed, f"No heartbeat since {since}"):
-                    claimed = True
-        return claimed
+                    claimed.add(c.name)
+        return frozenset(claimed)
 
-    async def _reconcile(self, *, record: bool) -> None:
+    async def _reconcile(self, *, record: frozenset[str] = frozenset()) -> None:
         components = await self._store.components()
         incidents = await self._store.incidents(open_only=True, limit=1000)
         active = await self._store.maintenances(
@@ -218,7 +219,7 @@ class StatusPageService:
         for name, found in layers.items():
             state = worst([layer.state for layer in found])
             chosen[name] = next(layer for layer in reversed(found) if layer.state is state)
-        await self._status.reconcile(custom, chosen, record=record and self._serving)
+        await self._status.reconcile(custom, chosen, record=record if self._serving else frozenset())
 
     # The feed -----------------------------------------------------------------------------------
 
@@ -231,10 +232,13 @@ class StatusPageService:
             if len(changes) < REPLAY_LIMIT:
                 return
 
-    async def _changed(self, incident: Incident | None, maintenance: Maintenance | None) -> None:
-        """After a write (under the lock): the feed entry, the components' states, the live update."""
+    async def _changed(
+        self, incident: Incident | None, maintenance: Maintenance | None, touched: set[str]
+    ) -> None:
+        """After a write (under the lock, after a `_reconcile` that took in the other instances' changes):
+        the feed entry, the components' states (the changes of `touched` recorded), the live update."""
         await self._store.record_change(incident, maintenance)
-        await self._reconcile(record=True)
+        await self._reconcile(record=frozenset(touched))
         await self._publish_new()
 
     async def stream(self, after: int | None) -> AsyncGenerator[PageChange, None]:
@@ -274,7 +278,7 @@ class StatusPageService:
         )
         async with self._lock:
             await self._store.create_component(component)
-            await self._reconcile(record=True)
+            await self._reconcile()
         return component
 
     async def update_component(self, name: str, raw: dict[str, Any]) -> CustomComponent:
@@ -284,14 +288,14 @@ class StatusPageService:
             updated = await self._store.update_component(name, changes)
             if updated is None:
                 raise NotFound(f"No custom component named {name!r}")
-            await self._reconcile(record=True)
+            await self._reconcile()
         return updated
 
     async def delete_component(self, name: str) -> None:
         async with self._lock:
             if not await self._store.delete_component(name):
                 raise NotFound(f"No custom component named {name!r}")
-            await self._reconcile(record=True)
+            await self._reconcile()
 
     async def push(self, token: str, status: str | None, message: str | None, ping: str | None) -> None:
         """A heartbeat (Uptime Kuma's push shape). Unknown token: NOT_FOUND, nothing recorded."""
@@ -319,7 +323,7 @@ class StatusPageService:
             )
             if result is None:
                 raise NotFound("No monitor with this push token")
-            await self._reconcile(record=result[1])
+            await self._reconcile(record=frozenset({result[0].name}) if result[1] else frozenset())
 
     # Incidents ----------------------------------------------------------------------------------
 
@@ -348,13 +352,15 @@ class StatusPageService:
             resolved_at=now if data.status is IncidentStatus.RESOLVED else None,
         )
         async with self._lock:
+            await self._reconcile()
             await self._store.insert_incident(incident)
-            await self._changed(incident, None)
+            await self._changed(incident, None, {a.component for a in incident.components})
         return incident
 
     async def update_incident(self, incident_id: str, raw: dict[str, Any]) -> Incident:
         data = validate(IncidentUpdateInput, raw, names=self._names())
         async with self._lock:
+            await self._reconcile()
             current = await self.incident(incident_id)
             if current.status is IncidentStatus.RESOLVED:
                 raise Conflict(
@@ -378,7 +384,8 @@ class StatusPageService:
                 raise Conflict(
                     "This incident was resolved meanwhile", details=[FieldProblem("id", "Resolved")]
                 )
-            await self._changed(updated, None)
+            touched = {a.component for a in (*current.components, *updated.components)}
+            await self._changed(updated, None, touched)
         return updated
 
     async def set_postmortem(self, incident_id: str, text: str) -> Incident:
@@ -388,7 +395,7 @@ class StatusPageService:
             updated = await self._store.set_postmortem(incident_id, text, self.now())
             if updated is None:
                 raise NotFound(f"No incident {incident_id!r}")
-            await self._changed(updated, None)
+            await self._changed(updated, None, set())
         return updated
 
     # Maintenances -------------------------------------------------------------------------------
@@ -418,7 +425,7 @@ class StatusPageService:
         )
         async with self._lock:
             await self._store.insert_maintenance(maintenance)
-            await self._changed(None, maintenance)
+            await self._changed(None, maintenance, set())
         if maintenance.starts_at <= now:
             await self.tick()  # a window that has already begun starts now
             return await self.maintenance(maintenance.id)
@@ -427,6 +434,7 @@ class StatusPageService:
     async def update_maintenance(self, maintenance_id: str, raw: dict[str, Any]) -> Maintenance:
         data = validate(MaintenanceUpdateInput, raw)
         async with self._lock:
+            await self._reconcile()
             current = await self.maintenance(maintenance_id)
             if data.status not in _MOVES[current.status] and data.status is not current.status:
                 raise Conflict(
@@ -438,7 +446,7 @@ class StatusPageService:
             moved = await self._store.move_maintenance(current, [current.status], update, now)
             if moved is None:
                 raise Conflict("The maintenance changed meanwhile; read it again")
-            await self._changed(None, moved)
+            await self._changed(None, moved, set(moved.components))
         return moved
 
     # Uptime -------------------------------------------------------------------------------------
