@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -102,6 +103,7 @@ class StatusPageService:
         self._lock = asyncio.Lock()
         self._published = 0
         self._view = PageView((), (), ())
+        self._bars: dict[str, tuple[float, Uptime]] = {}  # the public page's 90-day bars, briefly kept
         self._task: asyncio.Task[None] | None = None
         self._serving = False  # a management command changes records; serving instances show them
 
@@ -450,6 +452,19 @@ class StatusPageService:
         return moved
 
     # Uptime -------------------------------------------------------------------------------------
+
+    async def ninety_days(self, component: str, max_age: float) -> Uptime:
+        """The component's 90-day uptime for the public page, reused for `max_age` seconds (the bars
+        change slowly; a page rebuilt on every state change must not recompute them each time)."""
+        kept = self._bars.get(component)
+        if kept is not None and time.monotonic() - kept[0] < max_age:
+            return kept[1]
+        now = self.now()
+        result = await self.uptime(component, None, now - timedelta(days=90), now)
+        if len(self._bars) > 10_000:
+            self._bars.clear()
+        self._bars[component] = (time.monotonic(), result)
+        return result
 
     def range_of(
         self, preset: UptimeRange | None, start: datetime | None, end: datetime | None

@@ -88,12 +88,20 @@ def figure(segments: Sequence[Segment], start: datetime, end: datetime) -> Uptim
 
 
 def days(segments: Sequence[Segment], start: datetime, end: datetime) -> list[DayUptime]:
-    """One figure per UTC day touching [start, end), each clipped to the range."""
-    out: list[DayUptime] = []
-    day = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    """One figure per UTC day touching [start, end), each clipped to the range; one pass over the
+    segments (each is cut at the midnights it spans)."""
+    first = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    bounds: list[tuple[datetime, datetime]] = []
+    day = first
     while day < end:
-        nxt = day + timedelta(days=1)
-        a, b = max(day, start), min(nxt, end)
-        out.append(DayUptime(day.date(), figure(segments, a, b)))
-        day = nxt
-    return out
+        bounds.append((max(day, start), min(day + timedelta(days=1), end)))
+        day += timedelta(days=1)
+    pieces: list[list[Segment]] = [[] for _ in bounds]
+    for s in segments:
+        a, b = max(s.start, start), min(s.end, end)
+        while a < b:
+            index = (a - first).days
+            cut = min(b, first + timedelta(days=index + 1))
+            pieces[index].append(Segment(a, cut, s.state))
+            a = cut
+    return [DayUptime(lo.date(), figure(p, lo, hi)) for (lo, hi), p in zip(bounds, pieces, strict=True)]

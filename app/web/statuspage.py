@@ -24,7 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -49,6 +49,7 @@ from app.web.middleware import json_response
 from app.web.state import request_state
 
 log = logging.getLogger("app.web.statuspage")
+BARS_SECONDS = 60.0  # the 90-day bars are recomputed at most this often
 PAGE_ID = "status"
 _INDICATOR = {
     ServiceState.OPERATIONAL: "none",
@@ -440,7 +441,6 @@ h2.group{margin-top:1.5em;font-size:1.1em}
 async def status_html(s: Services, settings: PageConfig) -> bytes:
     page = s.status_page
     now = page.now()
-    start = now - timedelta(days=90)
     status = _status(s)
     banner_state = {
         "none": ServiceState.OPERATIONAL,
@@ -484,7 +484,7 @@ async def status_html(s: Services, settings: PageConfig) -> bytes:
             f'<span class="state" style="color:{_COLOR[c.status]}">{_x(c.status.label)}</span></header>'
         )
         if record is None or record.show_uptime:
-            uptime = await page.uptime(c.name, None, start, now)
+            uptime = await page.ninety_days(c.name, max(settings.cache_seconds, BARS_SECONDS))
             bars = "".join(
                 f'<span style="background:{_bar_color(d.figure.uptime)}" title="{d.day.isoformat()}: '
                 + (f"{d.figure.uptime * 100:.2f}% up" if d.figure.uptime is not None else "no data")
