@@ -68,7 +68,7 @@ class Settings(BaseSettings):
     status_tick_seconds: float = Field(
         default=1.0,
         gt=0,
-        le=60,
+        le=3600,
         description="How often maintenance windows and heartbeat deadlines are checked, and how soon other "
         "instances' incident and component changes are shown.",
     )
