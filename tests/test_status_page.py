@@ -620,3 +620,54 @@ def test_the_status_page_in_a_real_browser(
         page.close()
         gql(RESOLVE, {"id": opened["id"], "m": "Fixed"})
     assert (OUTPUT / "status-page.png").stat().st_size > 10_000
+
+
+async def test_operators_move_a_maintenance_and_attach_a_postmortem(
+    page_server: LiveServer, pgql: GraphQLClient, page_admin: str, clock: ManualClock
+) -> None:
+    name = unique("Cache")
+    await pgql.data(CREATE_COMPONENT, {"input": {"name": name}}, key=page_admin)
+    window = {
+        "name": "Cache resize",
+        "message": "Started already",
+        "startsAt": iso(clock.now - timedelta(minutes=1)),  # a window that has begun starts at once
+        "endsAt": iso(clock.now + timedelta(hours=1)),
+        "components": [name],
+    }
+    made = (await pgql.data(SCHEDULE, {"input": window}, key=page_admin))["scheduleMaintenance"]
+    assert made["status"] == "IN_PROGRESS"
+    assert (await component_state(pgql, page_admin, name))["status"] == "UNDER_MAINTENANCE"
+    move = """mutation($id: String!, $input: MaintenanceUpdateInput!) {
+      updateMaintenance(id: $id, input: $input) { status updates { status message } } }"""
+    verifying = {"status": "VERIFYING", "message": "Checking hit rates"}
+    assert (await pgql.data(move, {"id": made["id"], "input": verifying}, key=page_admin))[
+        "updateMaintenance"
+    ]["status"] == "VERIFYING"
+    assert (await component_state(pgql, page_admin, name))["status"] == "UNDER_MAINTENANCE"
+    early = {"status": "COMPLETED", "message": "Done early"}
+    done = (await pgql.data(move, {"id": made["id"], "input": early}, key=page_admin))["updateMaintenance"]
+    assert [u["status"] for u in done["updates"]] == ["SCHEDULED", "IN_PROGRESS", "VERIFYING", "COMPLETED"]
+    assert (await component_state(pgql, page_admin, name))["status"] == "OPERATIONAL"
+    again = await pgql.error(move, {"id": made["id"], "input": verifying}, key=page_admin)
+    assert again["extensions"]["code"] == "CONFLICT"
+    clock.advance(hours=2)
+    tick(page_server)  # the window's end finds it completed already: nothing more happens
+    history = (await pgql.data(HISTORY, {"s": name}, key=page_admin))["statusHistory"]["nodes"]
+    assert [n["to"] for n in history] == ["OPERATIONAL", "UNDER_MAINTENANCE"]
+
+    opened = (
+        await pgql.data(
+            CREATE_INCIDENT, {"input": {"name": "Cache misses", "message": "Slow pages"}}, key=page_admin
+        )
+    )["createIncident"]
+    await pgql.data(RESOLVE, {"id": opened["id"], "m": "Warm again"}, key=page_admin)
+    postmortem = (
+        "mutation($id: String!, $p: String!) { setIncidentPostmortem(id: $id, postmortem: $p) { id } }"
+    )
+    text = "The resize emptied the cache; we now warm it first."
+    await pgql.data(postmortem, {"id": opened["id"], "p": text}, key=page_admin)
+    async with httpx.AsyncClient(base_url=page_server.url) as public:
+        incidents = (await public.get("/api/v2/incidents.json")).json()["incidents"]
+        assert next(i for i in incidents if i["id"] == opened["id"])["postmortem_body"] == text
+        feed = (await public.get("/history.atom")).text
+        assert "Cache misses" in feed and "Warm again" in feed
