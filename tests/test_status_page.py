@@ -671,3 +671,38 @@ async def test_operators_move_a_maintenance_and_attach_a_postmortem(
         assert next(i for i in incidents if i["id"] == opened["id"])["postmortem_body"] == text
         feed = (await public.get("/history.atom")).text
         assert "Cache misses" in feed and "Warm again" in feed
+
+
+async def test_the_feed_keeps_position_order_when_a_writer_is_late(
+    page_server: LiveServer, pgql: GraphQLClient, page_admin: str, clock: ManualClock
+) -> None:
+    """Another instance took a position and has not written its entry yet: a later entry waits for it,
+    and the subscriber gets both in position order."""
+    feed = "subscription { incidentUpdated { position incident { name } } }"
+    page = page_server.services.status_page
+
+    async def take(s: Services) -> int:
+        (seq,) = await s.status_page._store._counters.take("status_page_changes")
+        return seq
+
+    async with session(page_server, {"apiKey": page_admin}) as ws:
+        await subscribe(ws, "f", feed)
+        await pgql.data(CREATE_INCIDENT, {"input": {"name": "Before", "message": "x"}}, key=page_admin)
+        assert (await receive(ws))["payload"]["data"]["incidentUpdated"]["incident"]["name"] == "Before"
+        hole = page_server.call(take)
+        await pgql.data(CREATE_INCIDENT, {"input": {"name": "After", "message": "y"}}, key=page_admin)
+        assert page._published == hole - 1  # waiting at the hole
+
+        async def late_writer(s: Services) -> None:
+            from app.statuspage.store import incident_doc
+
+            late = await s.status_page.incidents(open_only=False, first=1)
+            doc = {"seq": hole, "incident": {**incident_doc(late[0]), "name": "Late"}, "maintenance": None}
+            await s.status_page._store._changes.insert_one(doc)
+            await s.status_page.tick()
+
+        page_server.call(late_writer)
+        names = [
+            (await receive(ws))["payload"]["data"]["incidentUpdated"]["incident"]["name"] for _ in range(2)
+        ]
+        assert names == ["Late", "After"]

@@ -63,6 +63,7 @@ from app.statuspage.store import StatusPageStore
 log = logging.getLogger("app.statuspage")
 PAGE_TOPIC = "status-page"
 REPLAY_LIMIT = 100
+HOLE_SECONDS = 5.0  # how long the feed waits for a position taken by a writer that has not written yet
 _MOVES: dict[MaintenanceStatus, set[MaintenanceStatus]] = {
     MaintenanceStatus.SCHEDULED: {MaintenanceStatus.IN_PROGRESS, MaintenanceStatus.COMPLETED},
     MaintenanceStatus.IN_PROGRESS: {MaintenanceStatus.VERIFYING, MaintenanceStatus.COMPLETED},
@@ -102,6 +103,7 @@ class StatusPageService:
         self._pushes = RateLimiter(settings.push_budget, settings.push_budget, 60, self._epoch)
         self._lock = asyncio.Lock()
         self._published = 0
+        self._hole_since: float | None = None
         self._view = PageView((), (), ())
         self._bars: dict[str, tuple[float, Uptime]] = {}  # the public page's 90-day bars, briefly kept
         self._task: asyncio.Task[None] | None = None
@@ -226,9 +228,18 @@ class StatusPageService:
     # The feed -----------------------------------------------------------------------------------
 
     async def _publish_new(self) -> None:
+        """Publishes the feed's new entries in position order. A position is taken before its entry is
+        written, so another instance's entry may appear after a later one: publishing waits at a hole
+        (the next tick looks again) for up to HOLE_SECONDS, then gives the missing position up."""
         while True:
             changes = await self._store.changes_after(self._published, REPLAY_LIMIT)
             for entry in changes:
+                if entry.seq != self._published + 1:
+                    if self._hole_since is None:
+                        self._hole_since = time.monotonic()
+                    if time.monotonic() - self._hole_since < HOLE_SECONDS:
+                        return
+                self._hole_since = None
                 self._published = entry.seq
                 self._pubsub.publish(PAGE_TOPIC, entry)
             if len(changes) < REPLAY_LIMIT:
