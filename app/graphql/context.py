@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from app.events.feed import EventFeed
     from app.events.service import EventService
     from app.groups.service import GroupService
+    from app.ingest.service import IngestService
+    from app.projects.service import ProjectService
     from app.orgs.service import OrgService
     from app.core.pubsub import PubSub
     from app.ratelimit.service import Budget, RateLimiter
@@ -25,6 +27,8 @@ class Services:
     """Built once by the app's lifespan; shared by every request."""
 
     auth: AuthService
+    projects: ProjectService
+    ingest: IngestService
     orgs: OrgService
     events: EventService
     groups: GroupService

@@ -19,6 +19,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.web import rest
+from app.web.ingest import IngestRoutes
+from app.web.metrics import register_ingest_counters
+from app.ingest.service import IngestLimits, IngestService
+from app.projects.service import ProjectService
+from app.projects.store import ProjectStore
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.graphql.context import Services
@@ -82,14 +87,32 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             EventStore(db, breaker),
             GroupStore(db, breaker),
         )
+        project_store = ProjectStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
+            await project_store.ensure_indexes()
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         events = EventService(event_store, group_store, orgs, feed)
+        auth = AuthService(key_store, orgs, settings.auth_cache_ttl_seconds)
+        projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
+        ingest = IngestService(
+            auth,
+            projects,
+            events,
+            RateLimiter(1, settings.ingest_rate_limit, settings.rate_limit_window_seconds),
+            IngestLimits(
+                max_body_bytes=settings.ingest_max_envelope_bytes,
+                max_event_bytes=settings.ingest_max_event_bytes,
+                anonymize_ip=settings.anonymize_ip,
+            ),
+        )
+        register_ingest_counters(ingest.counters)
         services = Services(
-            auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
+            auth=auth,
+            projects=projects,
+            ingest=ingest,
             orgs=orgs,
             events=events,
             groups=GroupService(group_store, events),
@@ -221,6 +244,8 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         middleware=[
             Middleware(RequestIdMiddleware),
             Middleware(WebSocketShortcut, path="/graphql", endpoint=view),
+            # SDK ingestion has its own body limits and CORS policy: it goes before both.
+            Middleware(IngestRoutes),
             # No origin allowed (production without CORS_ORIGINS): no CORS layer on every request.
             *([cors_middleware(settings.allowed_origins)] if settings.allowed_origins else []),
             Middleware(BodySizeLimit, max_bytes=settings.max_body_bytes),

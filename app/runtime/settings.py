@@ -124,6 +124,30 @@ class Settings(BaseSettings):
         description="Events older than this (by timestamp) are removed by the database; 0 keeps them.",
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$",
+        description="The URL SDKs reach this server at, used in DSNs (e.g. https://errors.example.com). "
+        "Default: http://HOST:PORT.",
+    )
+    ingest_rate_limit: int = Field(
+        default=600,
+        ge=1,
+        description="SDK events per DSN key per RATE_LIMIT_WINDOW_SECONDS; beyond it 429 with Retry-After.",
+    )
+    ingest_max_envelope_bytes: int = Field(
+        default=20 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest SDK envelope, after decompression (the compressed body is bounded too).",
+    )
+    ingest_max_event_bytes: int = Field(
+        default=1024 * 1024, ge=16 * 1024, description="Largest event item of an envelope (or store body)."
+    )
+    anonymize_ip: bool = Field(
+        default=True,
+        description="Zero the host part of user IP addresses SDKs send (last octet of IPv4, last 80 bits "
+        "of IPv6) before storing them.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -147,6 +171,13 @@ class Settings(BaseSettings):
         return Limits(
             self.max_query_depth, self.max_query_aliases, self.max_query_tokens, self.max_query_cost
         )
+
+    @property
+    def dsn_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def is_production(self) -> bool:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+from typing import Protocol
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 
 requests_total = Counter(
     "error_tracker_requests_total",
@@ -41,3 +46,37 @@ def operation_label(name: str | None) -> str:
         return "other"
     _seen_operations.add(name)
     return name
+
+
+class _Counts(Protocol):
+    counts: dict[tuple[str, str, str], int]
+
+
+class _IngestCollector(Collector):
+    """SDK submissions by outcome, reason and project, read from the ingest domain's plain counters."""
+
+    def __init__(self) -> None:
+        self.sources: list[_Counts] = []
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "error_tracker_sdk_events",
+            "SDK submissions: accepted, deduplicated (a resent event id), rate_limited or dropped, by reason",
+            labels=["outcome", "reason", "project"],
+        )
+        totals: dict[tuple[str, str, str], int] = {}
+        for source in self.sources:
+            for labels, n in list(source.counts.items()):
+                totals[labels] = totals.get(labels, 0) + n
+        for labels, n in sorted(totals.items()):
+            family.add_metric(list(labels), n)
+        yield family
+
+
+_ingest_collector = _IngestCollector()
+REGISTRY.register(_ingest_collector)
+
+
+def register_ingest_counters(counters: _Counts) -> None:
+    """The ingest service's counters of this process (one per running app)."""
+    _ingest_collector.sources.append(counters)
