@@ -26,9 +26,10 @@ class ProjectStore:
         self._counters = db["counters"]
 
     async def ensure_indexes(self) -> None:
-        # An organization's projects, in creation order.
+        # An organization's projects (a handful: sorted in memory by `_id`). Not (org_id, _id): the
+        # embedded database refuses inserts when `_id` is part of a compound index.
         async with translate_errors("projects.indexes", self._breaker):
-            await self._col.create_index([("org_id", ASCENDING), ("_id", ASCENDING)], name="org_projects")
+            await self._col.create_index([("org_id", ASCENDING)], name="org_projects")
 
     async def next_id(self) -> int:
         async with translate_errors("counters.projects", self._breaker):
