@@ -49,7 +49,9 @@ async def sdk_events(gql: GraphQLClient, project: Project, **flt: Any) -> dict[s
     return data["orgErrors"]
 
 
-def run_python(script: str, dsn: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+def run_python(
+    script: str, dsn: str, *args: str, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     """A script using the real sentry-sdk, in its own process (its hooks stay out of the test runner).
     Run from a file, so that the SDK finds the source lines of its frames."""
     with tempfile.TemporaryDirectory() as folder:

@@ -13,7 +13,7 @@ from tests.sdk_support import make_project, run_python, sdk_events
 from tests.test_subscriptions import receive, session, subscribe, wait_for_subscribers
 
 APP_SCRIPT = textwrap.dedent(
-    '''
+    """
     import sys, threading
     import sentry_sdk
 
@@ -44,7 +44,7 @@ APP_SCRIPT = textwrap.dedent(
     thread.start()
     thread.join()
     sentry_sdk.flush(timeout=10)
-    '''
+    """
 )
 
 EVENT_SUB = (
@@ -72,7 +72,11 @@ async def test_sdk_events_arrive_with_frames_grouped_and_live(
 
     assert crash["message"] == "KeyError: 'missing'"
     assert (crash["severity"], crash["level"], crash["platform"]) == ("HIGH", "error", "python")
-    assert (crash["environment"], crash["release"], crash["projectId"]) == ("staging", "shop@1.4.2", project.id)
+    assert (crash["environment"], crash["release"], crash["projectId"]) == (
+        "staging",
+        "shop@1.4.2",
+        project.id,
+    )
     assert {"key": "region", "value": "eu-west"} in crash["tags"]
     assert {"key": "server_name", "value": "web-1"} in crash["tags"]
     assert crash["handled"] is True
@@ -86,7 +90,11 @@ async def test_sdk_events_arrive_with_frames_grouped_and_live(
     assert crash["sdk"]["name"].startswith("sentry.python") and crash["sdk"]["version"]
     assert crash["contexts"]["runtime"]["name"] == "CPython"
 
-    assert (slow["message"], slow["severity"], slow["level"]) == ("Payment provider slow", "MEDIUM", "warning")
+    assert (slow["message"], slow["severity"], slow["level"]) == (
+        "Payment provider slow",
+        "MEDIUM",
+        "warning",
+    )
     assert slow["exceptions"] == []
 
     assert thread["message"] == "ValueError: worker crashed"
@@ -105,7 +113,7 @@ async def test_sdk_events_arrive_with_frames_grouped_and_live(
 
 
 CRASH_SCRIPT = textwrap.dedent(
-    '''
+    """
     import sys
     import sentry_sdk
 
@@ -119,7 +127,7 @@ CRASH_SCRIPT = textwrap.dedent(
     except ValueError:
         sentry_sdk.capture_exception()
     sentry_sdk.flush(timeout=10)
-    '''
+    """
 )
 
 
@@ -152,7 +160,9 @@ def test_dsn_from_the_command_line_works_with_the_sdk(server: LiveServer, org: O
     row = json.loads(created.stdout)
     assert isinstance(row["id"], int)
     assert row["dsn"] == f"http://{row['keys'][0]['publicKey']}@127.0.0.1:8000/{row['id']}"
-    extra = json.loads(cli(server, "keys", "create", "--project", str(row["id"]), "--ingest", "--json").stdout)
+    extra = json.loads(
+        cli(server, "keys", "create", "--project", str(row["id"]), "--ingest", "--json").stdout
+    )
     assert extra["dsn"].endswith(f"/{row['id']}") and extra["publicKey"] != row["keys"][0]["publicKey"]
     listed = json.loads(cli(server, "projects", "list", "--org", org.id, "--json").stdout)
     assert [p["id"] for p in listed] == [row["id"]] and len(listed[0]["keys"]) == 2

@@ -81,10 +81,13 @@ class StatsQueries:
         to: DateTime,  # type: ignore[valid-type]
         interval: StatsInterval = IntervalEnum.HOUR,  # type: ignore[valid-type]
         group_by: StatsGroupBy | None = UNSET,  # type: ignore[valid-type]
+        tag_key: Annotated[
+            str | None, strawberry.argument(description="The tag whose values groupBy: TAG counts.")
+        ] = UNSET,
     ) -> ErrorStats:
         ctx = info.context
         ctx.org_id = org_id
-        raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by)
+        raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by, tagKey=tag_key)
         raw["from"] = from_
         series = await ctx.services.stats.series(ctx.require_principal(), raw)
         return ErrorStats.from_series(series)

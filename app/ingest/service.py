@@ -49,7 +49,7 @@ class IngestService:
         self._auth = auth
         self._projects = projects
         self._events = events
-        self._limiter = limiter  # WRITE units are events per DSN key
+        self.limiter = limiter  # WRITE units are events per DSN key
         self.limits = limits
         self.counters = IngestCounters()
 
@@ -121,7 +121,7 @@ class IngestService:
             for raw, fallback in raw_events
         ]
         if sdk_events:
-            self._limiter.charge(principal.key_id, Resource.WRITE, len(sdk_events))
+            self.limiter.charge(principal.key_id, Resource.WRITE, len(sdk_events))
         for item_type, n in skipped.items():
             self.counters.add(Outcome.DROPPED, f"unsupported_item:{_item_label(item_type)}", project_id, n)
         accepted = deduplicated = 0

@@ -8,13 +8,21 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from app.auth.principal import Principal
 from app.core.errors import ErrorCode, FieldProblem, InvalidRequest
-from app.events.inputs import DateTimeIn, OrgId
+from app.events.inputs import DateTimeIn, OrgId, TagKey
 from app.events.service import EventService
-from app.events.store import EventStore
+from app.events.store import EventStore, tag_field
 from app.core.validation import app_error_from
 
 MAX_BUCKETS = 1000
@@ -34,10 +42,9 @@ class StatsGroupBy(str, Enum):
     SEVERITY = "SEVERITY"
     SOURCE = "SOURCE"
     CODE = "CODE"
-
-    @property
-    def field(self) -> str:
-        return self.value.lower()
+    ENVIRONMENT = "ENVIRONMENT"
+    RELEASE = "RELEASE"
+    TAG = "TAG"  # the values of the tag named by tagKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +70,25 @@ class _StatsArgs(BaseModel):
     org_id: OrgId = Field(alias="orgId")
     interval: Interval = Interval.HOUR
     group_by: StatsGroupBy | None = Field(default=None, alias="groupBy")
+    tag_key: TagKey | None = Field(default=None, alias="tagKey")
     from_: DateTimeIn = Field(alias="from")
     to: DateTimeIn
+
+    @model_validator(mode="after")
+    def _tag_key_with_tag(self) -> _StatsArgs:
+        if (self.group_by is StatsGroupBy.TAG) != (self.tag_key is not None):
+            raise ValueError("tagKey is required with groupBy: TAG, and only then")
+        return self
+
+    @property
+    def field(self) -> str | None:
+        if self.group_by is None:
+            return None
+        return (
+            f"tags.{tag_field(self.tag_key or '')}"
+            if self.group_by is StatsGroupBy.TAG
+            else self.group_by.value.lower()
+        )
 
     @field_validator("to")
     @classmethod
@@ -103,9 +127,7 @@ class StatsService:
                 ]
             )
         await self._events.authorize(principal, args.org_id)
-        rows = await self._store.bucket_counts(
-            args.org_id, start_ms, end_ms, args.interval.ms, args.group_by.field if args.group_by else None
-        )
+        rows = await self._store.bucket_counts(args.org_id, start_ms, end_ms, args.interval.ms, args.field)
         per_bucket: dict[int, dict[str | None, int]] = defaultdict(dict)
         totals: dict[str | None, int] = defaultdict(int)
         for bucket_ms, key, count in rows:
