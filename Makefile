@@ -17,12 +17,17 @@ tests/audit/node_modules/.installed: tests/audit/package.json
 	cd tests/audit && npm install --no-audit --no-fund --silent
 	touch $@
 
+# The Sentry JavaScript SDK the ingestion tests report with (tests/test_sdk_node.py).
+tests/sdk/node_modules/.installed: tests/sdk/package.json tests/sdk/package-lock.json
+	cd tests/sdk && npm ci --no-audit --no-fund --silent
+	touch $@
+
 install: $(VENV)/.installed
 
 run: install
 	$(PY) -m app serve
 
-test: install tests/audit/node_modules/.installed
+test: install tests/audit/node_modules/.installed tests/sdk/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

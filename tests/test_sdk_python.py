@@ -167,3 +167,62 @@ def test_dsn_from_the_command_line_works_with_the_sdk(server: LiveServer, org: O
     listed = json.loads(cli(server, "projects", "list", "--org", org.id, "--json").stdout)
     assert [p["id"] for p in listed] == [row["id"]] and len(listed[0]["keys"]) == 2
     assert subprocess.run([sys.executable, "-c", "import sentry_sdk"], check=False).returncode == 0
+
+
+RETRY_SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    import sentry_sdk
+
+    sentry_sdk.init(dsn=sys.argv[1])
+    for name in ("first", "refused", "dropped by the sdk"):
+        sentry_sdk.capture_message(name)
+        sentry_sdk.flush(timeout=10)
+    print("waiting", flush=True)
+    sys.stdin.readline()  # the test moves the server's clock into the next window
+    time.sleep(1.1)  # the SDK's own clock: the Retry-After it was given (1 s) must pass
+    sentry_sdk.capture_message("after the retry")
+    sentry_sdk.flush(timeout=10)
+    """
+)
+
+
+async def test_sdk_obeys_429_then_sends_again(server: LiveServer, gql: GraphQLClient, org: Org) -> None:
+    from app.ratelimit.service import RateLimiter
+
+    project = make_project(server, org)
+    now = [1_000_019.0]  # 59 s into a 60 s window: Retry-After 1
+    ingest = server.services.ingest
+    original, ingest.limiter = ingest.limiter, RateLimiter(1, 1, 60, clock=lambda: now[0])
+    try:
+        process = await asyncio.to_thread(_run_with_handshake, RETRY_SCRIPT, project.dsn, now)
+    finally:
+        ingest.limiter = original
+    assert process[0] == 0, process[1]
+    page = await sdk_events(gql, project)
+    assert [e["message"] for e in page["nodes"]] == ["first", "after the retry"]
+    assert ingest.counters.counts[("rate_limited", "key_budget", str(project.id))] == 1  # not the 3rd
+
+
+def _run_with_handshake(script: str, dsn: str, now: list[float]) -> tuple[int, str]:
+    import os
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "retry_main.py")
+        with open(path, "w") as file:
+            file.write(script)
+        process = subprocess.Popen(
+            [sys.executable, path, dsn],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None and process.stdin is not None
+        assert process.stdout.readline().strip() == "waiting"
+        now[0] += 1
+        process.stdin.write("go\n")
+        process.stdin.flush()
+        _, err = process.communicate(timeout=60)
+        return process.returncode, err
