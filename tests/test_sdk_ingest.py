@@ -350,3 +350,17 @@ async def test_log_error_takes_environment_release_and_tags(gql: GraphQLClient, 
     )
     assert bad["extensions"]["code"] == "VALIDATION_ERROR"
     assert len(bad["extensions"]["details"]) == 3
+
+
+async def test_org_keys_list_projects_and_dsns(
+    server: LiveServer, gql: GraphQLClient, org: Org, project: Project
+) -> None:
+    query = "query($o: ID!) { projects(orgId: $o) { id name keys { publicKey dsn } } }"
+    data = await gql.data(query, {"o": org.id}, key=org.key)
+    assert data["projects"] == [
+        {"id": project.id, "name": "backend", "keys": [{"publicKey": project.public_key, "dsn": project.dsn}]}
+    ]
+    assert project.dsn == f"http://{project.public_key}@127.0.0.1:{server.settings.port}/{project.id}"
+    other = make_org(server)
+    refused = await gql.error(query, {"o": org.id}, key=other.key)
+    assert refused["extensions"]["code"] == "NOT_FOUND"

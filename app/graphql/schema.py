@@ -16,12 +16,15 @@ from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.groups import GroupQueries
 from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.limits import Limits, limit_rule
+from app.graphql.projects import ProjectQueries
 from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
 
-Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
+Query = merge_types(
+    "Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries, ProjectQueries)
+)
 Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
 Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
 
