@@ -136,7 +136,7 @@ class Settings(BaseSettings):
         description="SDK events per DSN key per RATE_LIMIT_WINDOW_SECONDS; beyond it 429 with Retry-After.",
     )
     ingest_max_envelope_bytes: int = Field(
-        default=20 * 1024 * 1024,
+        default=8 * 1024 * 1024,
         ge=64 * 1024,
         description="Largest SDK envelope, after decompression (the compressed body is bounded too).",
     )
