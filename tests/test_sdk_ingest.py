@@ -224,8 +224,8 @@ async def test_unstored_items_are_skipped_and_counted(
     assert counts[("dropped", "unsupported_item:other", str(project.id))] == 1
     metrics = (await http.get("/metrics")).text
     assert (
-        f'error_tracker_sdk_events_total{{outcome="dropped",project="{project.id}",reason="unsupported_item:attachment"}} 1.0'
-        in metrics
+        "error_tracker_sdk_events_total"
+        f'{{outcome="dropped",project="{project.id}",reason="unsupported_item:attachment"}} 1.0' in metrics
     )
 
 
@@ -328,7 +328,8 @@ async def test_log_error_takes_environment_release_and_tags(gql: GraphQLClient, 
         gql, org.id, org.key, environment="prod", release="9.1", tags=[{"key": "tier", "value": "gold"}]
     )
     found = await gql.data(
-        "query($o: ID!, $f: ErrorFilter) { orgErrors(orgId: $o, filter: $f) { nodes { environment release tags { key value } } } }",
+        "query($o: ID!, $f: ErrorFilter) { orgErrors(orgId: $o, filter: $f) "
+        "{ nodes { environment release tags { key value } } } }",
         {"o": org.id, "f": {"tag": {"key": "tier", "value": "gold"}, "environment": "prod"}},
         key=org.key,
     )

@@ -24,7 +24,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-async def test_node_sdk_capture_exception_compressed(server: LiveServer, gql: GraphQLClient, org: Org) -> None:
+async def test_node_sdk_capture_exception_compressed(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
     project = make_project(server, org, "web")
     async with session(server, {"apiKey": org.key}) as ws:
         await subscribe(ws, "n1", SUB, {"o": org.id})
@@ -51,7 +53,9 @@ async def test_node_sdk_capture_exception_compressed(server: LiveServer, gql: Gr
     assert {"key": "runtime", "value": "node"} in crash["tags"]
     frames = crash["exceptions"][0]["frames"]
     assert [f["function"] for f in frames if f["inApp"]][-2:] == ["checkout", "chargeCard"]
-    throw_line = (SDK_DIR / "send.mjs").read_text().split("\n").index('  throw new TypeError("card declined");')
+    throw_line = (
+        (SDK_DIR / "send.mjs").read_text().split("\n").index('  throw new TypeError("card declined");')
+    )
     assert frames[-1]["filename"].endswith("send.mjs") and frames[-1]["lineno"] == throw_line + 1
     assert len(crash["breadcrumbs"]) == 100
     assert crash["sdk"]["name"] == "sentry.javascript.node"

@@ -18,7 +18,11 @@ APP_SCRIPT = textwrap.dedent(
     import sentry_sdk
 
     sentry_sdk.init(
-        dsn=sys.argv[1], release="shop@1.4.2", environment="staging", server_name="web-1", send_default_pii=True
+        dsn=sys.argv[1],
+        release="shop@1.4.2",
+        environment="staging",
+        server_name="web-1",
+        send_default_pii=True,
     )
     sentry_sdk.set_tag("region", "eu-west")
     sentry_sdk.set_user({"id": "u-42", "ip_address": "203.0.113.77"})

@@ -1,7 +1,7 @@
 """The input rules of the error-event operations, checked with pydantic at the edge.
 
 Field names and aliases are the GraphQL names, so `details[].field` reads as the client wrote it
-(`error.message`, `filter.from`). Every rule is listed in the README's "Input rules" table.
+(`error.message`, `filter.from`). Every rule is listed in docs/api.md, "Input rules".
 """
 
 from __future__ import annotations
@@ -23,16 +23,15 @@ from pydantic import (
 )
 
 from app.core.errors import ErrorCode
-from app.events import cursor
-from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder
+from app.core.paging import DEFAULT_PAGE
+from app.core.validation import PageSize, app_error_from, parse_datetime
+from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder, decode_event_cursor
 from app.orgs.service import SLUG_RE, SLUG_RULE
-from app.core.validation import app_error_from, parse_datetime
 
 MAX_MESSAGE_CHARS = 8192
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 5
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-MAX_PAGE = 100
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # ids are ULIDs, which start at the Unix epoch
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
@@ -71,9 +70,7 @@ class _Input(BaseModel):
 MAX_TAGS = 50
 _TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,32}$")
 _LABEL_RE = re.compile(r"^[^\r\n]*\S[^\r\n]*$")  # one line, not blank
-TagKey = Annotated[
-    str, _matching(_TAG_KEY_RE, "Tag key must be 1 to 32 of A-Z a-z 0-9 _ . : -")
-]
+TagKey = Annotated[str, _matching(_TAG_KEY_RE, "Tag key must be 1 to 32 of A-Z a-z 0-9 _ . : -")]
 TagValue = Annotated[
     str, Field(max_length=200), _matching(_LABEL_RE, "Tag value must be one line, not blank")
 ]
@@ -193,23 +190,17 @@ class FilterModel(_Input):
         )
 
 
-def _page_size(value: int) -> int:
-    if not 1 <= value <= MAX_PAGE:
-        raise ValueError(f"Limit must be a positive number of at most {MAX_PAGE}")
-    return value
-
-
 class OrgErrorsArgs(_Input):
     org_id: OrgId = Field(alias="orgId")
     filter: FilterModel | None = None
-    first: Annotated[int, AfterValidator(_page_size)] = 20
+    first: PageSize = DEFAULT_PAGE
     after: str | None = None
     sort_order: SortOrder = Field(default=SortOrder.DESC, alias="sortOrder")
 
     @field_validator("after")
     @classmethod
     def _decodable(cls, value: str | None) -> str | None:
-        return None if value is None else cursor.decode(value)
+        return None if value is None else decode_event_cursor(value)
 
     def to_domain(self) -> EventQuery:
         return EventQuery(

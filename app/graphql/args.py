@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from strawberry.types.unset import UNSET
 
+T = TypeVar("T")
 
-def given(value: Any) -> bool:
+
+def given(value: T | None) -> TypeGuard[T]:
+    """The client gave this argument (neither omitted nor null)."""
     return value is not UNSET and value is not None
 
 
@@ -23,9 +26,7 @@ def _plain(value: Any) -> Any:
 
 def as_raw(obj: Any, names: dict[str, str]) -> dict[str, Any]:
     """A strawberry input as a dict keyed by GraphQL names, leaving out what the client omitted."""
-    return {
-        gql: _plain(getattr(obj, attr)) for attr, gql in names.items() if getattr(obj, attr) is not UNSET
-    }
+    return {gql: _plain(getattr(obj, attr)) for attr, gql in names.items() if getattr(obj, attr) is not UNSET}
 
 
 def raw_args(**values: Any) -> dict[str, Any]:

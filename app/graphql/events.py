@@ -2,31 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.auth.principal import Principal
-from app.graphql.context import RequestContext
-from app.core.errors import FieldProblem, InvalidRequest
-from app.events import cursor
-from app.events.feed import EVENTS_TOPIC
+from app.core.validation import decode_argument
 from app.events.inputs import validate_log_error, validate_org_errors
-from app.events.model import ErrorEventRecord, EventQuery
+from app.events.model import ErrorEventRecord, EventQuery, decode_feed_position, event_cursor, feed_position
 from app.events.model import StackFrame as FrameRecord
-from app.events.model import Severity as SeverityEnum
-from app.events.model import SortOrder as SortOrderEnum
-from app.graphql.execution.fanout import SharedViews
+from app.events.service import REPLAY_LIMIT
 from app.graphql.args import as_raw, given
+from app.graphql.context import RequestContext
+from app.graphql.enums import Severity, SortOrder
+from app.graphql.execution.fanout import SharedViews
+from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
-REPLAY_LIMIT = 1000
-
-Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
-SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
 
 
 @strawberry.type(description="A tag: an indexed key and value (filter with ErrorFilter.tag).")
@@ -61,7 +55,9 @@ class ExceptionValue:
     value: str | None
     module: str | None
     mechanism: str | None = strawberry.field(description='How it was captured, e.g. "excepthook".')
-    handled: bool | None = strawberry.field(description="False when the program (or thread) did not catch it.")
+    handled: bool | None = strawberry.field(
+        description="False when the program (or thread) did not catch it."
+    )
     frames: list[StackFrame] = strawberry.field(description="Oldest call first; the crash is the last frame.")
 
 
@@ -89,7 +85,7 @@ class EventRequest:
 
 @strawberry.type(description="Something that happened before the error (the last 100 are kept).")
 class Breadcrumb:
-    timestamp: DateTime | None  # type: ignore[valid-type]
+    timestamp: DateTime | None
     type: str | None
     category: str | None
     message: str | None
@@ -129,11 +125,11 @@ class ErrorEvent:
     )
     org_id: strawberry.ID
     message: str
-    severity: Severity  # type: ignore[valid-type]
-    timestamp: DateTime = strawberry.field(  # type: ignore[valid-type]
+    severity: Severity
+    timestamp: DateTime = strawberry.field(
         description="When the error happened (client-supplied, or the time it was received)."
     )
-    received_at: DateTime = strawberry.field(description="When the server stored it.")  # type: ignore[valid-type]
+    received_at: DateTime = strawberry.field(description="When the server stored it.")
     code: str | None = strawberry.field(
         description="Machine-readable code supplied by the reporter, e.g. FILE_UPLOAD_FAILED."
     )
@@ -200,19 +196,20 @@ class ErrorEvent:
         details = self._record.details
         return [
             Breadcrumb(
-                timestamp=b.timestamp,
+                timestamp=DateTime(b.timestamp) if b.timestamp else None,
                 type=b.type,
                 category=b.category,
                 message=b.message,
                 level=b.level,
-                data=b.data,
+                data=JSON(b.data) if b.data is not None else None,
             )
             for b in (details.breadcrumbs if details else [])
         ]
 
     @strawberry.field(description="os, runtime, browser, device and app contexts, as the SDK sent them.")
     def contexts(self) -> JSON | None:
-        return self._record.details.contexts if self._record.details else None
+        contexts = self._record.details.contexts if self._record.details else None
+        return JSON(contexts) if contexts is not None else None
 
     @strawberry.field
     def sdk(self) -> SdkInfo | None:
@@ -222,16 +219,16 @@ class ErrorEvent:
     @classmethod
     def from_record(cls, r: ErrorEventRecord) -> ErrorEvent:
         return cls(
-            position=cursor.encode_position(r.seq) if r.seq is not None else None,
+            position=feed_position(r.seq) if r.seq is not None else None,
             id=strawberry.ID(r.id),
             org_id=strawberry.ID(r.org_id),
             message=r.message,
             severity=r.severity,
-            timestamp=r.timestamp,
-            received_at=r.received_at,
+            timestamp=DateTime(r.timestamp),
+            received_at=DateTime(r.received_at),
             code=r.code,
             source=r.source,
-            context=r.context,
+            context=JSON(r.context) if r.context is not None else None,
             fingerprint=r.fingerprint,
             environment=r.environment,
             release=r.release,
@@ -243,18 +240,9 @@ class ErrorEvent:
         )
 
 
-# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them (app.graphql.execution.fanout).
+# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them
+# (app.graphql.execution.fanout).
 _shared_events = SharedViews(ErrorEvent.from_record)
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool = strawberry.field(
-        description="True when the page was requested with `after` (pagination is forward-only)."
-    )
-    start_cursor: str | None
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -281,16 +269,14 @@ class ErrorEventConnection:
 
 @strawberry.input(description="All given conditions must hold.")
 class ErrorFilter:
-    severities: list[Severity] | None = UNSET  # type: ignore[valid-type]
-    min_severity: Severity | None = strawberry.field(  # type: ignore[valid-type]
+    severities: list[Severity] | None = UNSET
+    min_severity: Severity | None = strawberry.field(
         default=UNSET, description="Only events at or above this severity."
     )
-    from_: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+    from_: DateTime | None = strawberry.field(
         name="from", default=UNSET, description="Inclusive lower bound on timestamp."
     )
-    to: DateTime | None = strawberry.field(  # type: ignore[valid-type]
-        default=UNSET, description="Exclusive upper bound on timestamp."
-    )
+    to: DateTime | None = strawberry.field(default=UNSET, description="Exclusive upper bound on timestamp.")
     code: str | None = UNSET
     source: str | None = UNSET
     fingerprint: str | None = UNSET
@@ -325,8 +311,8 @@ _FILTER_NAMES = {
 @strawberry.input
 class LogErrorInput:
     message: str = strawberry.field(description="1 to 8192 characters, not blank.")
-    severity: Severity  # type: ignore[valid-type]
-    timestamp: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+    severity: Severity
+    timestamp: DateTime | None = strawberry.field(
         default=UNSET,
         description="Defaults to the time the server receives it; at most 5 minutes in the future.",
     )
@@ -375,18 +361,9 @@ class LogErrorPayload:
     )
 
 
-def page_info(cursors: list[str], has_next_page: bool, has_previous_page: bool) -> PageInfo:
-    return PageInfo(
-        has_next_page=has_next_page,
-        has_previous_page=has_previous_page,
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-    )
-
-
 def _connection(records: list[ErrorEventRecord], has_next: bool, query: EventQuery) -> ErrorEventConnection:
     nodes = [ErrorEvent.from_record(r) for r in records]
-    edges = [ErrorEventEdge(cursor=cursor.encode(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
+    edges = [ErrorEventEdge(cursor=event_cursor(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
     return ErrorEventConnection(
         edges=edges,
         nodes=nodes,
@@ -405,7 +382,7 @@ class EventQueries:
         filter: ErrorFilter | None = UNSET,
         first: int | None = 20,
         after: str | None = UNSET,
-        sort_order: SortOrder | None = SortOrderEnum.DESC,  # type: ignore[valid-type]
+        sort_order: SortOrder | None = SortOrder.DESC,
     ) -> ErrorEventConnection:
         ctx = info.context
         principal = ctx.require_principal()
@@ -470,7 +447,7 @@ class EventSubscriptions:
         self,
         info: Info,
         org_id: strawberry.ID,
-        min_severity: Severity | None = UNSET,  # type: ignore[valid-type]
+        min_severity: Severity | None = UNSET,
         after: str | None = UNSET,
     ) -> AsyncIterator[ErrorEvent]:
         # A plain coroutine returning the stream: its checks run when the subscription is created, so a
@@ -481,41 +458,13 @@ class EventSubscriptions:
         if given(min_severity):
             raw["filter"] = {"minSeverity": min_severity}
         query = validate_org_errors(raw)
-        resume_from = None
-        if given(after):
-            try:
-                resume_from = cursor.decode_position(after)
-            except ValueError as exc:
-                raise InvalidRequest(details=[FieldProblem("after", str(exc))]) from None
-        await ctx.services.events.authorize(principal, query.org_id)
-        return _feed(ctx, principal, query.org_id, query.filter.severities, resume_from)
+        resume_from = decode_argument(decode_feed_position, after, "after") if given(after) else None
+        stream = await ctx.services.events.stream(
+            principal, query.org_id, query.filter.severities, resume_from
+        )
+        return _views(stream)
 
 
-async def _feed(
-    ctx: RequestContext,
-    principal: Principal,
-    org_id: str,
-    wanted: frozenset[SeverityEnum] | None,
-    resume_from: int | None,
-) -> AsyncGenerator[ErrorEvent, None]:
-    def matches(record: ErrorEventRecord) -> bool:
-        return record.org_id == org_id and (wanted is None or record.severity in wanted)
-
-    # Listen before reading what was missed, so nothing logged meanwhile falls between the two;
-    # what arrives both ways is sent once.
-    with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as mailbox:
-        replayed: set[int] = set()
-        if resume_from is not None:
-            for record in await ctx.services.events.missed(principal, org_id, resume_from, REPLAY_LIMIT):
-                replayed.add(record.seq or 0)
-                if matches(record):
-                    yield ErrorEvent.from_record(record)
-        while True:
-            record = await mailbox.get()
-            if record.seq in replayed:
-                replayed.discard(record.seq)
-                continue
-            if resume_from is not None and record.seq is not None and record.seq <= resume_from:
-                continue
-            if matches(record):
-                yield _shared_events(record)
+async def _views(records: AsyncIterator[tuple[ErrorEventRecord, bool]]) -> AsyncIterator[ErrorEvent]:
+    async for record, broadcast in records:
+        yield _shared_events(record) if broadcast else ErrorEvent.from_record(record)

@@ -18,13 +18,17 @@ class ProjectKey:
     public_key: str = strawberry.field(description="The DSN's public key: it can only submit events.")
     dsn: str = strawberry.field(description="e.g. http://<public key>@errors.example.com/1")
     name: str | None
-    created_at: DateTime  # type: ignore[valid-type]
-    revoked_at: DateTime | None  # type: ignore[valid-type]
+    created_at: DateTime
+    revoked_at: DateTime | None
 
     @classmethod
     def from_record(cls, k: DsnKey) -> ProjectKey:
         return cls(
-            public_key=k.public_key, dsn=k.dsn, name=k.name, created_at=k.created_at, revoked_at=k.revoked_at
+            public_key=k.public_key,
+            dsn=k.dsn,
+            name=k.name,
+            created_at=DateTime(k.created_at),
+            revoked_at=DateTime(k.revoked_at) if k.revoked_at else None,
         )
 
 
@@ -32,7 +36,7 @@ class ProjectKey:
 class SdkProject:
     id: int = strawberry.field(description="Numeric, as Sentry SDKs expect; the last part of the DSN.")
     name: str
-    created_at: DateTime  # type: ignore[valid-type]
+    created_at: DateTime
     keys: list[ProjectKey]
 
     @classmethod
@@ -40,7 +44,7 @@ class SdkProject:
         return cls(
             id=p.id,
             name=p.name,
-            created_at=p.created_at,
+            created_at=DateTime(p.created_at),
             keys=[ProjectKey.from_record(k) for k in p.keys],
         )
 

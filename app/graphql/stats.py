@@ -7,8 +7,8 @@ from typing import Annotated
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.graphql.context import RequestContext
 from app.graphql.args import raw_args
+from app.graphql.context import RequestContext
 from app.graphql.scalars import DateTime
 from app.stats.service import Interval as IntervalEnum
 from app.stats.service import Series
@@ -28,7 +28,7 @@ class ErrorStatsCount:
 
 @strawberry.type
 class ErrorStatsBucket:
-    start: DateTime  # type: ignore[valid-type]
+    start: DateTime
     count: int
     breakdown: list[ErrorStatsCount] = strawberry.field(
         description="Counts per key in this bucket, most frequent first (empty without groupBy)."
@@ -39,10 +39,10 @@ class ErrorStatsBucket:
 class ErrorStats:
     from_: DateTime = strawberry.field(
         name="from", description="Start of the first bucket (from, rounded down)."
-    )  # type: ignore[valid-type]
-    to: DateTime  # type: ignore[valid-type]
-    interval: StatsInterval  # type: ignore[valid-type]
-    group_by: StatsGroupBy | None  # type: ignore[valid-type]
+    )
+    to: DateTime
+    interval: IntervalEnum
+    group_by: StatsGroupByEnum | None
     total: int
     keys: list[str | None] = strawberry.field(description="Every key in the range, most frequent first.")
     buckets: list[ErrorStatsBucket]
@@ -50,15 +50,15 @@ class ErrorStats:
     @classmethod
     def from_series(cls, s: Series) -> ErrorStats:
         return cls(
-            from_=s.start,
-            to=s.end,
+            from_=DateTime(s.start),
+            to=DateTime(s.end),
             interval=s.interval,
             group_by=s.group_by,
             total=s.total,
             keys=s.keys,
             buckets=[
                 ErrorStatsBucket(
-                    start=b.start,
+                    start=DateTime(b.start),
                     count=b.count,
                     breakdown=[ErrorStatsCount(key=k, count=c) for k, c in b.breakdown],
                 )
@@ -77,10 +77,10 @@ class StatsQueries:
         self,
         info: Info,
         org_id: strawberry.ID,
-        from_: Annotated[DateTime, strawberry.argument(name="from")],  # type: ignore[valid-type]
-        to: DateTime,  # type: ignore[valid-type]
-        interval: StatsInterval = IntervalEnum.HOUR,  # type: ignore[valid-type]
-        group_by: StatsGroupBy | None = UNSET,  # type: ignore[valid-type]
+        from_: Annotated[DateTime, strawberry.argument(name="from")],
+        to: DateTime,
+        interval: IntervalEnum = IntervalEnum.HOUR,
+        group_by: StatsGroupByEnum | None = UNSET,
         tag_key: Annotated[
             str | None, strawberry.argument(description="The tag whose values groupBy: TAG counts.")
         ] = UNSET,

@@ -120,6 +120,14 @@ def anonymize_ip(address: str) -> str | None:
     return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
 
 
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def _frame(raw: Any) -> StackFrame | None:
     if not isinstance(raw, dict):
         return None
@@ -142,9 +150,8 @@ def _frame(raw: Any) -> StackFrame | None:
 def _exception(raw: Any) -> ExceptionInfo | None:
     if not isinstance(raw, dict):
         return None
-    mechanism = raw.get("mechanism") if isinstance(raw.get("mechanism"), dict) else {}
-    stacktrace = raw.get("stacktrace") if isinstance(raw.get("stacktrace"), dict) else {}
-    raw_frames = stacktrace.get("frames") if isinstance(stacktrace.get("frames"), list) else []
+    mechanism = _object(raw.get("mechanism"))
+    raw_frames = _list(_object(raw.get("stacktrace")).get("frames"))
     frames = [f for f in (_frame(r) for r in raw_frames[-MAX_FRAMES:]) if f is not None]
     return ExceptionInfo(
         type=_text(raw.get("type"), 256),
@@ -275,14 +282,14 @@ def normalize_event(
     fallback_id: str | None = None,
 ) -> SdkEvent:
     exceptions = [e for e in (_exception(r) for r in _values(raw.get("exception"))[-MAX_EXCEPTIONS:]) if e]
-    level = raw.get("level") if raw.get("level") in LEVEL_SEVERITY else "error"
+    level = raw["level"] if isinstance(raw.get("level"), str) and raw["level"] in LEVEL_SEVERITY else "error"
     timestamp = parse_timestamp(raw.get("timestamp"))
     if timestamp is None or timestamp > received_at + _FUTURE_SKEW or timestamp < _EARLIEST:
         timestamp = None  # the receive time, as Sentry does with a clock far off
     crumbs = [b for b in (_breadcrumb(r) for r in _values(raw.get("breadcrumbs"))[-MAX_BREADCRUMBS:]) if b]
-    contexts_raw = raw.get("contexts") if isinstance(raw.get("contexts"), dict) else {}
+    contexts_raw = _object(raw.get("contexts"))
     contexts = {k: v for k in KEPT_CONTEXTS if (v := _bounded_json(contexts_raw.get(k), MAX_CONTEXT_JSON))}
-    sdk_raw = raw.get("sdk") if isinstance(raw.get("sdk"), dict) else {}
+    sdk_raw = _object(raw.get("sdk"))
     sdk_name = _label(sdk_raw.get("name"), 128)
     details = EventDetails(
         exceptions=exceptions,

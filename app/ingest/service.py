@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from app.auth.principal import Principal
 from app.auth.service import AuthService
 from app.core.errors import (
     AppError,
@@ -22,6 +21,7 @@ from app.core.errors import (
     PayloadTooLarge,
     RateLimited,
 )
+from app.core.principal import Principal
 from app.events.service import EventService
 from app.ingest.envelope import decode_body, parse_envelope, parse_header, parse_json_object
 from app.ingest.inputs import SdkEvent, event_id_of, normalize_event, public_key_from
@@ -93,9 +93,9 @@ class IngestService:
                 raise PayloadTooLarge(message, details=[FieldProblem("body", message)])
             raw_events = [(parse_json_object(data, "body"), None)]
             skipped: dict[str, int] = {}
-            header = {}  # type: ignore[no-redef]
+            header: dict[str, Any] = {}
         else:
-            header: dict[str, Any] = parse_header(data)
+            header = parse_header(data)
             principal = await self._principal(
                 project_id, public_key_from(request.auth_header, request.query_key, header.get("dsn"))
             )

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from app.auth.principal import Principal
 from app.auth.service import AuthService
 from app.auth.store import KeyRecord
 from app.core.errors import NotFound
+from app.core.principal import Principal
 from app.orgs.service import OrgService
 from app.projects.inputs import validate_create_project
 from app.projects.model import DsnKey, Project
@@ -64,7 +65,7 @@ class ProjectService:
     async def get(self, project_id: int) -> Project | None:
         return await self._store.get(project_id)
 
-    async def list(self, org_id: str | None = None) -> list[Project]:
+    async def list(self, org_id: str | None = None) -> builtins.list[Project]:
         """Projects with their keys (management), all organizations' when `org_id` is None."""
         projects = await self._store.list(org_id)
         keys = await self._auth.list_keys(org_id)
@@ -74,7 +75,7 @@ class ProjectService:
                 by_project.setdefault(record.project_id, []).append(self._dsn_key(record))
         return [dataclasses.replace(p, keys=by_project.get(p.id, [])) for p in projects]
 
-    async def for_org(self, principal: Principal, org_id: str) -> list[Project]:
+    async def for_org(self, principal: Principal, org_id: str) -> builtins.list[Project]:
         """An organization's projects and DSNs, for its org keys (and admin keys)."""
         principal.check_org(org_id)
         await self._orgs.require(org_id)

@@ -36,6 +36,8 @@ class ProjectStore:
             doc = await self._counters.find_one_and_update(
                 {"_id": "projects"}, {"$inc": {"seq": 1}}, upsert=True, return_document=ReturnDocument.AFTER
             )
+        if doc is None:  # an upsert with ReturnDocument.AFTER always returns the document
+            raise RuntimeError("counter upsert returned nothing")
         return int(doc["seq"])
 
     async def insert(self, project: Project) -> None:

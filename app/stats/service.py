@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
@@ -18,12 +18,12 @@ from pydantic import (
     model_validator,
 )
 
-from app.auth.principal import Principal
+from app.core.clock import from_ms, to_ms
 from app.core.errors import ErrorCode, FieldProblem, InvalidRequest
+from app.core.principal import Principal
+from app.core.validation import app_error_from
 from app.events.inputs import DateTimeIn, OrgId, TagKey
 from app.events.service import EventService
-from app.events.store import EventStore, tag_field
-from app.core.validation import app_error_from
 
 MAX_BUCKETS = 1000
 
@@ -84,11 +84,9 @@ class _StatsArgs(BaseModel):
     def field(self) -> str | None:
         if self.group_by is None:
             return None
-        return (
-            f"tags.{tag_field(self.tag_key or '')}"
-            if self.group_by is StatsGroupBy.TAG
-            else self.group_by.value.lower()
-        )
+        if self.group_by is StatsGroupBy.TAG:
+            return f"tags.{self.tag_key}"  # the store maps the tag key to its stored form
+        return str(self.group_by.value).lower()
 
     @field_validator("to")
     @classmethod
@@ -100,13 +98,12 @@ class _StatsArgs(BaseModel):
 
 
 def _floor(moment: datetime, interval: Interval) -> int:
-    ms = int(moment.timestamp() * 1000)
+    ms = to_ms(moment)
     return ms - ms % interval.ms
 
 
 class StatsService:
-    def __init__(self, store: EventStore, events: EventService) -> None:
-        self._store = store
+    def __init__(self, events: EventService) -> None:
         self._events = events
 
     async def series(self, principal: Principal, raw: dict[str, Any]) -> Series:
@@ -114,7 +111,7 @@ class StatsService:
             args = _StatsArgs.model_validate(raw)
         except ValidationError as exc:
             raise app_error_from(exc, {}, default=ErrorCode.INVALID_REQUEST) from None
-        start_ms, end_ms = _floor(args.from_, args.interval), int(args.to.timestamp() * 1000)
+        start_ms, end_ms = _floor(args.from_, args.interval), to_ms(args.to)
         n_buckets = -(-(end_ms - start_ms) // args.interval.ms)
         if n_buckets > MAX_BUCKETS:
             raise InvalidRequest(
@@ -126,8 +123,14 @@ class StatsService:
                     )
                 ]
             )
-        await self._events.authorize(principal, args.org_id)
-        rows = await self._store.bucket_counts(args.org_id, start_ms, end_ms, args.interval.ms, args.field)
+        rows = await self._events.bucket_counts(
+            principal,
+            args.org_id,
+            start_ms,
+            end_ms,
+            args.interval.ms,
+            args.field,
+        )
         per_bucket: dict[int, dict[str | None, int]] = defaultdict(dict)
         totals: dict[str | None, int] = defaultdict(int)
         for bucket_ms, key, count in rows:
@@ -138,11 +141,11 @@ class StatsService:
             bucket_ms = start_ms + i * args.interval.ms
             counts = per_bucket.get(bucket_ms, {})
             breakdown = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or ""))
-            start = datetime.fromtimestamp(bucket_ms / 1000, UTC)
+            start = from_ms(bucket_ms)
             buckets.append(Bucket(start, sum(counts.values()), breakdown if args.group_by else []))
         keys = sorted(totals, key=lambda k: (-totals[k], k or "")) if args.group_by else []
         return Series(
-            start=datetime.fromtimestamp(start_ms / 1000, UTC),
+            start=from_ms(start_ms),
             end=args.to,
             interval=args.interval,
             group_by=args.group_by,

@@ -17,9 +17,9 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import AppError, FieldProblem, InternalError, PayloadTooLarge, RateLimited
-from app.graphql.errors import rest_error_body
+from app.core.wire import rest_error_body
 from app.ingest.model import EVENT_CATEGORIES, IngestRequest
-from app.web.middleware import new_request_id
+from app.web.state import request_state, services_of
 
 log = logging.getLogger("app.web.ingest")
 PATH_RE = re.compile(r"^/api/([^/]+)/(envelope|store)/?$")
@@ -56,13 +56,13 @@ class IngestRoutes:
         await response(scope, receive, send)
 
     async def _handle(self, request: Request, project_id: str, kind: str) -> Response:
-        state = request.scope.setdefault("state", {})
-        request_id = state.get("request_id") or new_request_id()
+        state = request_state(request.scope)
+        request_id = state.request_id
         if request.method == "OPTIONS":
             return Response(status_code=200, headers=_PREFLIGHT)
         if request.method != "POST":
             return Response(status_code=405, headers={**_CORS, "Allow": "POST, OPTIONS"})
-        ingest = request.app.state.runtime.services.ingest
+        ingest = services_of(request).ingest
         try:
             body = await _read_body(request, ingest.limits.max_body_bytes)
             result = await ingest.submit(
@@ -78,7 +78,7 @@ class IngestRoutes:
                 )
             )
         except AppError as error:
-            state["outcome"] = error.code.value
+            state.outcome = error.code.value
             headers = {**_CORS, "X-Sentry-Error": error.message}
             if isinstance(error, RateLimited) and error.retry_after is not None:
                 headers["Retry-After"] = str(error.retry_after)
@@ -88,7 +88,7 @@ class IngestRoutes:
             return _json(body_json, error.code.status, headers)
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.url.path)
-            state["outcome"] = "INTERNAL_ERROR"
+            state.outcome = "INTERNAL_ERROR"
             return _json(rest_error_body(InternalError(), request_id), 500, dict(_CORS))
         headers = {**_CORS, "X-Sentry-Rate-Limits": result.rate_limits_header}
         return _json({"id": result.event_id}, 200, headers)

@@ -1,13 +1,29 @@
-"""Prometheus metrics, served at /metrics (kept off the GraphQL schema)."""
+"""Prometheus metrics, served at /metrics (kept off the GraphQL schema).
+
+Request metrics are counted here, by the request middleware. Everything else is read from the services
+at scrape time (`ServicesCollector`): domains keep plain counters and figures and never import
+prometheus_client.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Protocol
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.graphql.context import Services
+from app.graphql.execution.fanout import SharedResultsExecutor
 
 requests_total = Counter(
     "error_tracker_requests_total",
@@ -20,17 +36,6 @@ request_seconds = Histogram(
     ["operation_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-subscription_executions = Counter(
-    "error_tracker_subscription_executions_total",
-    "Executions of a subscription document on a published event, each shared by all its subscribers",
-)
-active_subscriptions = Gauge("error_tracker_active_subscriptions", "Open subscriptions", ["topic"])
-events_logged = Counter(
-    "error_tracker_events_logged_total", "Error events stored (replays excluded)", ["severity"]
-)
-database_probe_seconds = Gauge("error_tracker_database_probe_seconds", "Latency of the last database ping")
-database_up = Gauge("error_tracker_database_up", "1 when the last database ping succeeded")
-
 
 _MAX_OPERATION_NAMES = 200
 _seen_operations: set[str] = set()
@@ -48,35 +53,65 @@ def operation_label(name: str | None) -> str:
     return name
 
 
-class _Counts(Protocol):
-    counts: dict[tuple[str, str, str], int]
+class ServicesCollector(Collector):
+    """What the services count, read when Prometheus scrapes."""
 
+    def __init__(self, services: Services) -> None:
+        self._services = services
 
-class _IngestCollector(Collector):
-    """SDK submissions by outcome, reason and project, read from the ingest domain's plain counters."""
-
-    def __init__(self) -> None:
-        self.sources: list[_Counts] = []
-
-    def collect(self) -> Iterator[CounterMetricFamily]:
-        family = CounterMetricFamily(
+    def collect(self) -> Iterator[Metric]:
+        services = self._services
+        logged = CounterMetricFamily(
+            "error_tracker_events_logged", "Error events stored (replays excluded)", labels=["severity"]
+        )
+        for severity, count in sorted(services.events.logged.items()):
+            logged.add_metric([severity.value], count)
+        yield logged
+        yield CounterMetricFamily(
+            "error_tracker_subscription_executions",
+            "Executions of a subscription document on a published event, each shared by all its subscribers",
+            value=SharedResultsExecutor.executions,
+        )
+        active = GaugeMetricFamily(
+            "error_tracker_active_subscriptions", "Open subscriptions", labels=["topic"]
+        )
+        for topic, count in sorted(services.pubsub.subscriber_counts().items()):
+            active.add_metric([topic], count)
+        yield active
+        sdk = CounterMetricFamily(
             "error_tracker_sdk_events",
             "SDK submissions: accepted, deduplicated (a resent event id), rate_limited or dropped, by reason",
             labels=["outcome", "reason", "project"],
         )
-        totals: dict[tuple[str, str, str], int] = {}
-        for source in self.sources:
-            for labels, n in list(source.counts.items()):
-                totals[labels] = totals.get(labels, 0) + n
-        for labels, n in sorted(totals.items()):
-            family.add_metric(list(labels), n)
-        yield family
+        for labels, n in sorted(services.ingest.counters.counts.items()):
+            sdk.add_metric(list(labels), n)
+        yield sdk
+        status = services.status
+        if status.database_up is not None:
+            yield GaugeMetricFamily(
+                "error_tracker_database_up",
+                "1 when the last database ping succeeded",
+                value=1 if status.database_up else 0,
+            )
+        if status.last_ping_seconds is not None:
+            yield GaugeMetricFamily(
+                "error_tracker_database_probe_seconds",
+                "Latency of the last database ping",
+                value=status.last_ping_seconds,
+            )
 
 
-_ingest_collector = _IngestCollector()
-REGISTRY.register(_ingest_collector)
+class MetricsEndpoint:
+    """GET /metrics: the process-wide request metrics and this app's services' figures."""
 
+    def __init__(self) -> None:
+        self._registry = CollectorRegistry(auto_describe=True)
 
-def register_ingest_counters(counters: _Counts) -> None:
-    """The ingest service's counters of this process (one per running app)."""
-    _ingest_collector.sources.append(counters)
+    def attach(self, services: Services) -> None:
+        """Called by the lifespan once the services exist."""
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._registry.register(ServicesCollector(services))
+
+    async def endpoint(self, request: Request) -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(self._registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)
