@@ -3,7 +3,8 @@
 Document shape: `_id` "<org>\\x1f<fingerprint>", org_id, fingerprint, message, source, code (from the
 first event), occurrences, first_seen_ms / last_seen_ms (epoch milliseconds), severity_rank (highest
 seen), latest_event_id, environments? and releases? (every value its events carried, `$addToSet`).
-Times are integers so that `$min`/`$max` and keyset comparisons behave the same on MongoDB and on nx-27017, which stores a date written by an update to an existing document as text.
+Times are integers so that `$min`/`$max` and keyset comparisons behave the same on MongoDB and on
+nx-27017, which stores a date written by an update to an existing document as text.
 """
 
 from __future__ import annotations

@@ -177,6 +177,8 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:  # an IPv6 address in a URL
+            host = f"[{host}]"
         return f"http://{host}:{self.port}"
 
     @property
