@@ -365,3 +365,14 @@ async def test_org_keys_list_projects_and_dsns(
     other = make_org(server)
     refused = await gql.error(query, {"o": org.id}, key=other.key)
     assert refused["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_rest_logs_and_lists_environment_release_and_tags(http: httpx.AsyncClient, org: Org) -> None:
+    body = {"message": "rest", "severity": "low", "environment": "prod", "release": "3.0"}
+    body["tags"] = [{"key": "tier", "value": "gold"}]
+    created = await http.post(f"/orgs/{org.id}/errors", json=body, headers={"X-API-KEY": org.key})
+    assert created.status_code == 201, created.text
+    listed = (await http.get(f"/orgs/{org.id}/errors", headers={"X-API-KEY": org.key})).json()["errors"]
+    assert [(e["environment"], e["release"], e["tags"]) for e in listed] == [
+        ("prod", "3.0", {"tier": "gold"})
+    ]
