@@ -7,11 +7,12 @@ and `details` still lists every problem so the client can fix them all in one go
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
 from app.core.clock import truncate_ms
@@ -63,6 +64,25 @@ def parse_datetime(value: Any) -> datetime:
         parsed = parsed.replace(tzinfo=UTC)
     parsed = parsed.astimezone(UTC)
     return truncate_ms(parsed)
+
+
+def matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    """A pydantic check that a string matches `pattern`, failing with `rule` as the message."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+SLUG_RULE = "must be a slug of 1 to 64 lowercase letters, digits and inner hyphens"
+
+# Input types shared by the domains' input models.
+DateTimeIn = Annotated[datetime, BeforeValidator(parse_datetime)]
+OrgId = Annotated[str, matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
 
 
 def app_error_from(

@@ -6,7 +6,7 @@ import hashlib
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import orjson
 
@@ -15,6 +15,7 @@ from app.core.errors import Conflict
 from app.core.principal import Principal
 from app.events.feed import EventFeed
 from app.events.fingerprint import fingerprint
+from app.events.inputs import validate_log_error
 from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent, Severity
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
 from app.orgs.service import OrgService
@@ -64,12 +65,25 @@ class GroupCounter(Protocol):
 
 
 class EventService:
-    def __init__(self, store: EventStore, groups: GroupCounter, orgs: OrgService, feed: EventFeed) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        groups: GroupCounter,
+        orgs: OrgService,
+        feed: EventFeed,
+        retention_days: float = 0,
+    ) -> None:
         self._store = store
         self._groups = groups
         self._orgs = orgs
         self._feed = feed
+        self.retention_days = retention_days  # 0: events are kept forever
         self.logged: Counter[Severity] = Counter()  # events stored (replays excluded), for the metrics
+
+    def validate_log_error(self, raw: dict[str, Any]) -> tuple[str, NewEvent, str | None]:
+        """logError's arguments (GraphQL names): (org id, event, idempotency key), or one catalogued
+        error listing every problem, a timestamp older than the retention window among them."""
+        return validate_log_error(raw, retention_days=self.retention_days)
 
     async def authorize(self, principal: Principal, org_id: str) -> None:
         """NOT_FOUND unless the organization exists and the credential may use it."""

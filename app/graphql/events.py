@@ -9,7 +9,7 @@ import strawberry
 from strawberry.types.unset import UNSET
 
 from app.core.validation import decode_argument
-from app.events.inputs import validate_log_error, validate_org_errors
+from app.events.inputs import validate_org_errors
 from app.events.model import ErrorEventRecord, EventQuery, decode_feed_position, event_cursor, feed_position
 from app.events.model import StackFrame as FrameRecord
 from app.events.service import REPLAY_LIMIT
@@ -425,7 +425,7 @@ class EventMutations:
         key = idempotency_key if given(idempotency_key) else ctx.idempotency_key
         if key is not None:
             raw["idempotencyKey"] = key
-        org, new, key = validate_log_error(raw)
+        org, new, key = ctx.services.events.validate_log_error(raw)
         logged = await ctx.services.events.log(principal, org, new, key)
         return LogErrorPayload(
             message="Error logged successfully",

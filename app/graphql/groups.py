@@ -12,9 +12,9 @@ from app.graphql.context import RequestContext
 from app.graphql.enums import Severity, SortOrder
 from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import DateTime
+from app.groups.inputs import validate_group_args
 from app.groups.model import ErrorGroupRecord, GroupQuery, group_cursor
 from app.groups.model import GroupOrderField as GroupOrderFieldEnum
-from app.groups.service import validate_group_args
 
 Info = strawberry.Info[RequestContext, None]
 

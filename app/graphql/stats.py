@@ -10,9 +10,10 @@ from strawberry.types.unset import UNSET
 from app.graphql.args import raw_args
 from app.graphql.context import RequestContext
 from app.graphql.scalars import DateTime
-from app.stats.service import Interval as IntervalEnum
-from app.stats.service import Series
-from app.stats.service import StatsGroupBy as StatsGroupByEnum
+from app.stats.inputs import validate_stats
+from app.stats.model import Interval as IntervalEnum
+from app.stats.model import Series
+from app.stats.model import StatsGroupBy as StatsGroupByEnum
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -89,5 +90,5 @@ class StatsQueries:
         ctx.org_id = org_id
         raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by, tagKey=tag_key)
         raw["from"] = from_
-        series = await ctx.services.stats.series(ctx.require_principal(), raw)
+        series = await ctx.services.stats.series(ctx.require_principal(), validate_stats(raw))
         return ErrorStats.from_series(series)

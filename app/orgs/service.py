@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 from app.core.clock import utc_now
 from app.core.errors import Conflict, FieldProblem, InvalidRequest, NotFound
 from app.core.principal import Principal
+from app.core.validation import SLUG_RE, SLUG_RULE
 from app.orgs.store import Organization, OrgStore
-
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-SLUG_RULE = "must be a slug of 1 to 64 lowercase letters, digits and inner hyphens"
 
 
 def is_slug(value: str) -> bool:

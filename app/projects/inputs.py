@@ -7,8 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.core.errors import ErrorCode
-from app.core.validation import app_error_from
-from app.events.inputs import OrgId
+from app.core.validation import OrgId, app_error_from
 
 MAX_NAME_CHARS = 64
 

@@ -76,7 +76,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
-        events = EventService(event_store, group_store, orgs, feed)
+        events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
         auth = AuthService(key_store, orgs, settings.auth_cache_ttl_seconds)
         projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
         ingest = IngestService(

@@ -3,98 +3,13 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from datetime import datetime
-from enum import Enum
-from typing import Any
-
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-    model_validator,
-)
 
 from app.core.clock import from_ms, to_ms
-from app.core.errors import ErrorCode, FieldProblem, InvalidRequest
+from app.core.errors import FieldProblem, InvalidRequest
 from app.core.principal import Principal
-from app.core.validation import app_error_from
-from app.events.inputs import DateTimeIn, OrgId, TagKey
 from app.events.service import EventService
-
-MAX_BUCKETS = 1000
-
-
-class Interval(str, Enum):
-    MINUTE = "MINUTE"
-    HOUR = "HOUR"
-    DAY = "DAY"
-
-    @property
-    def ms(self) -> int:
-        return {"MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}[self.value]
-
-
-class StatsGroupBy(str, Enum):
-    SEVERITY = "SEVERITY"
-    SOURCE = "SOURCE"
-    CODE = "CODE"
-    ENVIRONMENT = "ENVIRONMENT"
-    RELEASE = "RELEASE"
-    TAG = "TAG"  # the values of the tag named by tagKey
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    start: datetime
-    count: int
-    breakdown: list[tuple[str | None, int]]  # most frequent first
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    start: datetime
-    end: datetime
-    interval: Interval
-    group_by: StatsGroupBy | None
-    total: int
-    keys: list[str | None]  # every key seen in the range, most frequent first
-    buckets: list[Bucket]
-
-
-class _StatsArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    org_id: OrgId = Field(alias="orgId")
-    interval: Interval = Interval.HOUR
-    group_by: StatsGroupBy | None = Field(default=None, alias="groupBy")
-    tag_key: TagKey | None = Field(default=None, alias="tagKey")
-    from_: DateTimeIn = Field(alias="from")
-    to: DateTimeIn
-
-    @model_validator(mode="after")
-    def _tag_key_with_tag(self) -> _StatsArgs:
-        if (self.group_by is StatsGroupBy.TAG) != (self.tag_key is not None):
-            raise ValueError("tagKey is required with groupBy: TAG, and only then")
-        return self
-
-    @property
-    def field(self) -> str | None:
-        if self.group_by is None:
-            return None
-        if self.group_by is StatsGroupBy.TAG:
-            return f"tags.{self.tag_key}"  # the store maps the tag key to its stored form
-        return str(self.group_by.value).lower()
-
-    @field_validator("to")
-    @classmethod
-    def _after_from(cls, value: datetime, info: ValidationInfo) -> datetime:
-        start = info.data.get("from_")
-        if start is not None and value <= start:
-            raise ValueError("to must be later than from")
-        return value
+from app.stats.model import MAX_BUCKETS, Bucket, Interval, Series, StatsQuery
 
 
 def _floor(moment: datetime, interval: Interval) -> int:
@@ -106,11 +21,7 @@ class StatsService:
     def __init__(self, events: EventService) -> None:
         self._events = events
 
-    async def series(self, principal: Principal, raw: dict[str, Any]) -> Series:
-        try:
-            args = _StatsArgs.model_validate(raw)
-        except ValidationError as exc:
-            raise app_error_from(exc, {}, default=ErrorCode.INVALID_REQUEST) from None
+    async def series(self, principal: Principal, args: StatsQuery) -> Series:
         start_ms, end_ms = _floor(args.from_, args.interval), to_ms(args.to)
         n_buckets = -(-(end_ms - start_ms) // args.interval.ms)
         if n_buckets > MAX_BUCKETS:

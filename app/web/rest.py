@@ -22,7 +22,7 @@ from app.core.clock import format_datetime
 from app.core.errors import AppError, FieldProblem, InternalError, InvalidRequest, RateLimited
 from app.core.principal import Principal
 from app.core.wire import rest_error_body
-from app.events.inputs import validate_log_error, validate_org_errors
+from app.events.inputs import validate_org_errors
 from app.events.model import ErrorEventRecord, event_cursor
 from app.graphql.context import Services
 from app.ratelimit.service import Resource
@@ -153,7 +153,7 @@ async def _log_error(request: Request, services: Services, principal: Principal)
     if request.headers.get("x-idempotency-key") is not None:
         raw["idempotencyKey"] = request.headers["x-idempotency-key"]
     try:
-        org_id, new, key = validate_log_error(raw)
+        org_id, new, key = services.events.validate_log_error(raw)
     except AppError as error:
         raise _rename(error, {"orgId": "org_id"}, strip="error.") from None
     logged = await services.events.log(principal, org_id, new, key)
