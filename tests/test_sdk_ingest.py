@@ -376,3 +376,22 @@ async def test_rest_logs_and_lists_environment_release_and_tags(http: httpx.Asyn
     assert [(e["environment"], e["release"], e["tags"]) for e in listed] == [
         ("prod", "3.0", {"tier": "gold"})
     ]
+
+
+async def test_events_older_than_retention_are_dropped_and_counted(
+    http: httpx.AsyncClient, gql: GraphQLClient, server: LiveServer, project: Project
+) -> None:
+    events = server.services.events
+    original, events.retention_days = events.retention_days, 1
+    try:
+        old = event(
+            "from an old offline cache", timestamp=(datetime.now(UTC) - timedelta(days=2)).timestamp()
+        )
+        fresh = event("fresh")
+        body = envelope(event_item(old), event_item(fresh))
+        response = await http.post(f"/api/{project.id}/envelope/", content=body, headers=auth(project))
+    finally:
+        events.retention_days = original
+    assert response.status_code == 200
+    assert [e["message"] for e in (await sdk_events(gql, project))["nodes"]] == ["RuntimeError: fresh"]
+    assert server.services.ingest.counters.counts[("dropped", "too_old", str(project.id))] == 1

@@ -8,7 +8,7 @@ stored: a bad item refuses the whole envelope, so nothing is half-stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from app.auth.service import AuthService
@@ -120,6 +120,15 @@ class IngestService:
             )
             for raw, fallback in raw_events
         ]
+        retention = self._events.retention_days
+        if retention:
+            # Older than the retention window: the database would remove it at once. Dropped and
+            # counted, as Sentry drops events outside its retention; the rest of the envelope is kept.
+            oldest = received_at - timedelta(days=retention)
+            kept = [e for e in sdk_events if e.event.timestamp is None or e.event.timestamp >= oldest]
+            if len(kept) < len(sdk_events):
+                self.counters.add(Outcome.DROPPED, "too_old", project_id, len(sdk_events) - len(kept))
+            sdk_events = kept
         if sdk_events:
             self.limiter.charge(principal.key_id, Resource.WRITE, len(sdk_events))
         for item_type, n in skipped.items():
