@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint schema bench
+.PHONY: install run test lint schema bench graphiql browser
 
 # The virtualenv is rebuilt only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -17,12 +17,28 @@ tests/audit/node_modules/.installed: tests/audit/package.json
 	cd tests/audit && npm install --no-audit --no-fund --silent
 	touch $@
 
-install: $(VENV)/.installed
+# GraphiQL's bundle (app/web/static/graphiql, committed so a pip install needs no Node) is rebuilt from
+# the pinned npm packages in frontend/graphiql when its lock file or sources change: `make graphiql`.
+GRAPHIQL_BUNDLE := app/web/static/graphiql/graphiql.js
+$(GRAPHIQL_BUNDLE): frontend/graphiql/package-lock.json frontend/graphiql/src/index.jsx frontend/graphiql/build.mjs
+	cd frontend/graphiql && npm ci --no-audit --no-fund --silent && node build.mjs
+	touch $@
+
+graphiql:
+	cd frontend/graphiql && npm ci --no-audit --no-fund --silent && node build.mjs
+
+# Headless Chromium from Debian's packages for the browser tests (Playwright drives it; it never
+# downloads a browser of its own). Skipped quietly where apt cannot install it.
+browser:
+	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
+		|| echo "chromium could not be installed: the browser tests will be skipped"
+
+install: $(VENV)/.installed $(GRAPHIQL_BUNDLE)
 
 run: install
 	$(PY) -m app serve
 
-test: install tests/audit/node_modules/.installed
+test: install browser tests/audit/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

@@ -16,16 +16,18 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 
 from app.web import rest
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.graphql.context import Services
-from app.runtime.demo import ensure_demo
+from app.runtime.demo import DEMO_ORG, ensure_demo
 from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
+from app.web.graphiql import ASSETS_DIR, ASSETS_PATH
 from app.web.view import GraphQLView
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
@@ -142,7 +144,7 @@ def print_banner(settings: Settings, demo_key: str | None) -> None:
     if demo_key:
         lines += [
             f"Demo credential:  {demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
+            f'  GraphiQL opens with it in the Headers tab: {{"X-API-KEY": "{demo_key}"}}',
             f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
             "    -H 'Content-Type: application/json' \\",
             """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",
@@ -179,6 +181,8 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await open_runtime(settings)
         view.services = runtime.services
+        if runtime.demo_key is not None:
+            view.graphiql_key, view.graphiql_org = runtime.demo_key, DEMO_ORG
         app.state.runtime = runtime
         if banner:
             print_banner(settings, runtime.demo_key)
@@ -217,6 +221,11 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             Route("/orgs/{org_id}/errors", rest.log_error, methods=["POST"]),
             Route("/service_status", rest.service_status, methods=["GET"]),
             *([Route("/metrics", metrics)] if settings.metrics_enabled else []),
+            *(
+                [Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
+                if settings.graphiql_enabled
+                else []
+            ),
         ],
         middleware=[
             Middleware(RequestIdMiddleware),

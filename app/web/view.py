@@ -12,7 +12,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -29,6 +29,7 @@ from app.graphql.context import RequestContext, Services
 from app.graphql.errors import error_body, extensions
 from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
 from app.graphql.execution.fanout import EncodedData
+from app.web.graphiql import render_page
 from app.web.middleware import json_response, new_request_id
 from app.graphql.execution.document_cache import cached_parse
 from app.ratelimit.service import Resource
@@ -101,6 +102,9 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
 
 class GraphQLView(GraphQL):
     services: Services | None = None  # set by the app's lifespan before the first request
+    # GraphiQL opens with these (development: the demo credential and organization), set by the lifespan.
+    graphiql_key: str | None = None
+    graphiql_org: str | None = None
     graphql_transport_ws_handler_class = CataloguedTransportWS
     websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
@@ -115,6 +119,10 @@ class GraphQLView(GraphQL):
             connection_init_wait_timeout=timedelta(seconds=init_timeout),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        page = render_page(request.url.path, self.graphiql_key, self.graphiql_org)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
