@@ -33,12 +33,17 @@ browser:
 	@command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) \
 		|| echo "chromium could not be installed: the browser tests will be skipped"
 
+# The graphql-sse client the HTTP subscription tests run.
+tests/sse/node_modules/.installed: tests/sse/package.json tests/sse/package-lock.json
+	cd tests/sse && npm ci --no-audit --no-fund --silent
+	touch $@
+
 install: $(VENV)/.installed $(GRAPHIQL_BUNDLE)
 
 run: install
 	$(PY) -m app serve
 
-test: install browser tests/audit/node_modules/.installed
+test: install browser tests/audit/node_modules/.installed tests/sse/node_modules/.installed
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: install

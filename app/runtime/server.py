@@ -17,10 +17,10 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from app.runtime.app import close_runtime, create_app, open_runtime, print_banner
 from app.runtime.demo import ensure_demo
 from app.runtime.gc_policy import FreezeSurvivors
 from app.runtime.logging import configure
-from app.runtime.app import close_runtime, create_app, open_runtime, print_banner
 from app.runtime.settings import Settings, load_settings
 from app.storage.embedded import EmbeddedMongo
 
@@ -45,6 +45,8 @@ class GracefulServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         view = getattr(self.starlette_app.state, "graphql_view", None)
+        if view is not None:
+            await view.end_streams()  # subscriptions over HTTP: their protocol's `complete`
         if view is not None and view.open_sockets:
             closing = [
                 ws.close(code=GOING_AWAY, reason="Server shutting down") for ws in list(view.open_sockets)

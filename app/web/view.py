@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,7 +13,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -20,23 +21,37 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
+from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
 from app.graphql.context import RequestContext, Services
 from app.graphql.errors import error_body, extensions
-from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
+from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
 from app.web.middleware import json_response, new_request_id
-from app.graphql.execution.document_cache import cached_parse
-from app.ratelimit.service import Resource
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
+# Subscriptions over plain HTTP (graphql-sse in distinct-connections mode, Apollo's multipart): one stream
+# per request, so the cap a WebSocket has per connection applies per credential instead.
+MAX_HTTP_STREAMS_PER_KEY = MAX_SUBSCRIPTIONS_PER_CONNECTION
+# What ends each kind of stream cleanly (sent at shutdown, like a WebSocket's 1001).
+_STREAM_END = {
+    "text/event-stream": "event: complete\r\ndata: \r\n\r\n",
+    "multipart/mixed": "\r\n--graphql--\r\n",
+}
 
 
 def prefers_graphql_response(accept: str) -> bool:
@@ -111,6 +126,9 @@ class GraphQLView(GraphQL):
     def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens
         self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
+        self.open_streams: set[asyncio.Task[Any]] = set()  # HTTP subscriptions, ended at shutdown
+        self.streams_per_key: dict[str, int] = {}
+        self.shutting_down = False
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -118,6 +136,12 @@ class GraphQLView(GraphQL):
             keep_alive_interval=KEEP_ALIVE_SECONDS,
             connection_init_wait_timeout=timedelta(seconds=init_timeout),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_WS_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
         )
 
     async def render_graphql_ide(self, request: Request) -> Response:
@@ -157,7 +181,11 @@ class GraphQLView(GraphQL):
         budget = getattr(scope["state"].get("ctx"), "rate_limit", None)
         if budget is not None:
             response.headers.update(budget.headers())
-        if graphql_response and response.media_type != "text/html":
+        if (
+            graphql_response
+            and response.media_type != "text/html"
+            and not isinstance(response, StreamingResponse)
+        ):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
 
@@ -206,8 +234,61 @@ class GraphQLView(GraphQL):
             return Resource.READ, 1
         return Resource.WRITE, max(1, len(operation.selection_set.selections))
 
+    async def create_streaming_response(
+        self,
+        request: Request,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """A subscription over HTTP (SSE or multipart): at most MAX_HTTP_STREAMS_PER_KEY at once per
+        credential (RATE_LIMITED beyond), ended with the protocol's `complete` when the server stops."""
+        ctx: RequestContext = request.scope["state"]["ctx"]
+        key_id = ctx.principal.key_id if ctx.principal is not None else "-"
+        if self.streams_per_key.get(key_id, 0) >= MAX_HTTP_STREAMS_PER_KEY:
+            raise RateLimited(
+                f"At most {MAX_HTTP_STREAMS_PER_KEY} subscriptions over HTTP at once per credential",
+                retry_after=1,
+            )
+        self.streams_per_key[key_id] = self.streams_per_key.get(key_id, 0) + 1
+        media_type = headers.get("Content-Type", "").split(";", 1)[0]
+        end = _STREAM_END.get(media_type, "")
+
+        async def guarded() -> AsyncIterator[str]:
+            task = asyncio.current_task()
+            assert task is not None
+            self.open_streams.add(task)
+            try:
+                async for chunk in stream():
+                    yield chunk
+            except asyncio.CancelledError:
+                if not self.shutting_down:
+                    raise
+                yield end  # the server is stopping: end the stream as the protocol says
+            finally:
+                self.open_streams.discard(task)
+                left = self.streams_per_key.pop(key_id, 1) - 1
+                if left > 0:
+                    self.streams_per_key[key_id] = left
+
+        response_headers = {**sub_response.headers, **headers}
+        response_headers.pop("content-length", None)
+        return StreamingResponse(
+            guarded(), status_code=sub_response.status_code or 200, headers=response_headers
+        )
+
+    async def end_streams(self) -> None:
+        """At shutdown: every HTTP subscription gets its protocol's end and its response completes."""
+        self.shutting_down = True
+        for task in list(self.open_streams):
+            task.cancel()
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)
+        if isinstance(result.data, EncodedData):
+            # A subscription event shared with other subscribers (app.graphql.execution.fanout): its data is
+            # already encoded once for all of them; orjson splices the fragment into this body.
+            body["data"] = result.data.fragment  # type: ignore[typeddict-item]
         # A request error (the document did not parse or validate, variables did not coerce) has no
         # `data` entry under application/graphql-response+json and answers 400.
         if (
