@@ -10,6 +10,8 @@
      +-- Forbidden                FORBIDDEN              403  credential lacks the scope
      +-- NotFound                 NOT_FOUND              404  missing, or outside the credential's scope
      +-- Conflict                 CONFLICT               409  idempotency key reused with another payload
+     +-- PersistedQueryNotFound   PERSISTED_QUERY_NOT_FOUND   404  hash unknown: resend with the document
+     +-- PersistedQueryNotInList  PERSISTED_QUERY_NOT_IN_LIST 403  not a trusted document (TRUSTED_DOCUMENTS)
      +-- RateLimited              RATE_LIMITED           429  request budget spent (carries retry_after)
      +-- ServiceUnavailable       SERVICE_UNAVAILABLE    503  database unreachable (carries retry_after)
      +-- InternalError            INTERNAL_ERROR         500  anything unexpected (never shown verbatim)
@@ -38,6 +40,8 @@ class ErrorCode(str, Enum):
     CONFLICT = "CONFLICT"
     VALIDATION_ERROR = "VALIDATION_ERROR"
     RATE_LIMITED = "RATE_LIMITED"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
@@ -59,6 +63,8 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.CONFLICT: 409,
     ErrorCode.VALIDATION_ERROR: 422,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: 404,
+    ErrorCode.PERSISTED_QUERY_NOT_IN_LIST: 403,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
 }
@@ -142,6 +148,18 @@ class NotFound(AppError):
 class Conflict(AppError):
     code = ErrorCode.CONFLICT
     default_message = "Idempotency key was already used with a different payload"
+
+
+class PersistedQueryNotFound(AppError):
+    """Apollo clients recognise this message and code, and resend the request with its document."""
+
+    code = ErrorCode.PERSISTED_QUERY_NOT_FOUND
+    default_message = "PersistedQueryNotFound"
+
+
+class PersistedQueryNotInList(AppError):
+    code = ErrorCode.PERSISTED_QUERY_NOT_IN_LIST
+    default_message = "Only trusted documents run on this server"
 
 
 class RateLimited(AppError):

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from app.events.service import EventService
     from app.groups.service import GroupService
     from app.orgs.service import OrgService
+    from app.persisted.service import PersistedDocumentService
     from app.core.pubsub import PubSub
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
@@ -33,6 +34,7 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    persisted: PersistedDocumentService
 
 
 @dataclass(slots=True)

@@ -34,6 +34,9 @@ from app.groups.store import GroupStore
 from app.web.middleware import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
+from app.persisted.inputs import load_manifest
+from app.persisted.service import PersistedDocumentService
+from app.persisted.store import PersistedDocumentStore
 from app.core.pubsub import PubSub
 from app.ratelimit.service import RateLimiter
 from app.graphql.scalars import format_datetime
@@ -113,6 +116,10 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
             ),
+            persisted=PersistedDocumentService(
+                PersistedDocumentStore(db, breaker),
+                load_manifest(settings.trusted_documents) if settings.trusted_documents else None,
+            ),
         )
         demo_key = None
         if serving:
@@ -171,6 +178,7 @@ def cors_middleware(origins: list[str]) -> Middleware:
 
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     view = GraphQLView(
+        persisted_max_age=settings.persisted_query_max_age_seconds,
         graphiql=settings.graphiql_enabled,
         max_tokens=settings.max_query_tokens,
         init_timeout=settings.ws_init_timeout_seconds,

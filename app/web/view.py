@@ -37,6 +37,7 @@ from app.graphql.context import RequestContext, Services
 from app.graphql.errors import error_body, extensions
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
+from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
 from app.web.middleware import json_response, new_request_id
@@ -123,8 +124,11 @@ class GraphQLView(GraphQL):
     graphql_transport_ws_handler_class = CataloguedTransportWS
     websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
-    def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
+    def __init__(
+        self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0, persisted_max_age: int = 10
+    ) -> None:
         self.max_tokens = max_tokens
+        self.persisted_max_age = persisted_max_age
         self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
         self.open_streams: set[asyncio.Task[Any]] = set()  # HTTP subscriptions, ended at shutdown
         self.streams_per_key: dict[str, int] = {}
@@ -181,6 +185,8 @@ class GraphQLView(GraphQL):
         budget = getattr(scope["state"].get("ctx"), "rate_limit", None)
         if budget is not None:
             response.headers.update(budget.headers())
+        if scope["state"].get("persisted_get"):
+            self._cache_headers(response, scope["state"])
         if (
             graphql_response
             and response.media_type != "text/html"
@@ -188,6 +194,20 @@ class GraphQLView(GraphQL):
         ):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
+
+    def _cache_headers(self, response: Response, state: dict[str, Any]) -> None:
+        """A GET naming its document by hash is cacheable (the point of sending only the hash), per
+        credential: a CDN keys the copy on the credential headers. Failures are never cached."""
+        if response.status_code == 200 and not state.get("had_errors") and self.persisted_max_age > 0:
+            response.headers["Cache-Control"] = f"public, max-age={self.persisted_max_age}"
+            vary = response.headers.get("vary")
+            response.headers["Vary"] = ", ".join([*([vary] if vary else []), "X-API-KEY", "Authorization"])
+        else:
+            response.headers["Cache-Control"] = "no-store" if response.status_code != 200 else "no-cache"
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET carrying only a persisted query's hash (no `query`) is an operation, not the IDE.
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
 
     @staticmethod
     def _transport_refusal(exc: HTTPException, request: Request, request_id: str) -> Response:
@@ -210,7 +230,9 @@ class GraphQLView(GraphQL):
         root_value: Any,
         sub_response: Any,
     ) -> Any:
-        """Charges the credential's budget before anything executes (429 when it is spent)."""
+        """Resolves persisted documents, then charges the credential's budget before anything executes
+        (429 when it is spent)."""
+        await self._resolve_persisted(request, request_data)
         if context.principal is not None:
             for data in request_data if isinstance(request_data, list) else [request_data]:
                 resource, cost = self._price(data)
@@ -220,6 +242,21 @@ class GraphQLView(GraphQL):
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+
+    async def _resolve_persisted(
+        self, request: Request, request_data: GraphQLRequestData | list[GraphQLRequestData]
+    ) -> None:
+        """Persisted documents (app.persisted): the hash in `extensions.persistedQuery` becomes its
+        document, or is verified against the document sent with it, before anything is priced or run."""
+        assert self.services is not None
+        persisted = self.services.persisted
+        for data in request_data if isinstance(request_data, list) else [request_data]:
+            ask = persisted_request(data.extensions, data.query)
+            if ask is None and not persisted.trusted_only:
+                continue
+            if ask is not None and request.method == "GET":
+                request.scope["state"]["persisted_get"] = True
+            data.query = await persisted.resolve(ask, data.query)
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
         """Mutations spend the write budget, one unit per root field (each logError); the rest one read."""
@@ -285,6 +322,8 @@ class GraphQLView(GraphQL):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)
+        if result.errors:
+            request.scope["state"]["had_errors"] = True
         if isinstance(result.data, EncodedData):
             # A subscription event shared with other subscribers (app.graphql.execution.fanout): its data is
             # already encoded once for all of them; orjson splices the fragment into this body.
