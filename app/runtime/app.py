@@ -164,7 +164,14 @@ def cors_middleware(origins: list[str]) -> Middleware:
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["X-API-KEY", "Authorization", "Content-Type", "X-Request-ID", "X-Idempotency-Key"],
+        allow_headers=[
+            "X-API-KEY",
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "X-Idempotency-Key",
+            "X-GraphQL-Cost",
+        ],
         expose_headers=[
             "X-Request-ID",
             "X-RateLimit-Limit",
@@ -179,6 +186,7 @@ def cors_middleware(origins: list[str]) -> Middleware:
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     view = GraphQLView(
         persisted_max_age=settings.persisted_query_max_age_seconds,
+        max_cost=settings.max_query_cost,
         graphiql=settings.graphiql_enabled,
         max_tokens=settings.max_query_tokens,
         init_timeout=settings.ws_init_timeout_seconds,

@@ -37,12 +37,15 @@ from app.graphql.context import RequestContext, Services
 from app.graphql.errors import error_body, extensions
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
+from app.graphql.limits import Limits, operation_cost
+from app.graphql.scalars import format_datetime
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
 from app.web.middleware import json_response, new_request_id
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+COST_HEADER = "x-graphql-cost"  # `X-GraphQL-Cost: include` adds extensions.cost to the response
 KEEP_ALIVE_SECONDS = 15.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 # Subscriptions over plain HTTP (graphql-sse in distinct-connections mode, Apollo's multipart): one stream
@@ -125,9 +128,16 @@ class GraphQLView(GraphQL):
     websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(
-        self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0, persisted_max_age: int = 10
+        self,
+        *,
+        graphiql: bool,
+        max_tokens: int,
+        init_timeout: float = 10.0,
+        persisted_max_age: int = 10,
+        max_cost: int = Limits.max_cost,
     ) -> None:
         self.max_tokens = max_tokens
+        self.max_cost = max_cost
         self.persisted_max_age = persisted_max_age
         self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
         self.open_streams: set[asyncio.Task[Any]] = set()  # HTTP subscriptions, ended at shutdown
@@ -233,12 +243,15 @@ class GraphQLView(GraphQL):
         """Resolves persisted documents, then charges the credential's budget before anything executes
         (429 when it is spent)."""
         await self._resolve_persisted(request, request_data)
+        batch = request_data if isinstance(request_data, list) else [request_data]
         if context.principal is not None:
-            for data in request_data if isinstance(request_data, list) else [request_data]:
+            for data in batch:
                 resource, cost = self._price(data)
                 context.rate_limit = context.services.rate_limiter.charge(
                     context.principal.key_id, resource, cost
                 )
+        if request.headers.get(COST_HEADER, "").lower() == "include":
+            request.scope["state"]["costs"] = [self._cost(data) for data in batch]
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
@@ -257,6 +270,25 @@ class GraphQLView(GraphQL):
             if ask is not None and request.method == "GET":
                 request.scope["state"]["persisted_get"] = True
             data.query = await persisted.resolve(ask, data.query)
+
+    def _cost(self, data: GraphQLRequestData) -> int | None:
+        document = cached_parse(data.query, self.max_tokens) if data.query else None
+        return operation_cost(document, data.operation_name) if document is not None else None
+
+    def _cost_extension(self, request: Request, cost: int | None) -> dict[str, Any]:
+        """Like Shopify's `extensions.cost`: what the query is estimated to cost (the QUERY_TOO_COMPLEX
+        limit counts the same way) and the request budget this credential has left."""
+        budget = getattr(request.scope["state"].get("ctx"), "rate_limit", None)
+        throttle = None
+        if budget is not None:
+            throttle = {
+                "resource": budget.resource.value,
+                "charged": budget.cost,
+                "maximumAvailable": budget.limit,
+                "currentlyAvailable": budget.remaining,
+                "resetAt": format_datetime(datetime.fromtimestamp(budget.reset_at, UTC)),
+            }
+        return {"requestedQueryCost": cost, "maximumQueryCost": self.max_cost, "throttleStatus": throttle}
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
         """Mutations spend the write budget, one unit per root field (each logError); the rest one read."""
@@ -322,8 +354,13 @@ class GraphQLView(GraphQL):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)
+        state = request.scope["state"]
         if result.errors:
-            request.scope["state"]["had_errors"] = True
+            state["had_errors"] = True
+        costs = state.get("costs")
+        if costs:  # asked for with `X-GraphQL-Cost: include`; one per operation of a batch, in order
+            extension = self._cost_extension(request, costs.pop(0))
+            body["extensions"] = {**(body.get("extensions") or {}), "cost": extension}
         if isinstance(result.data, EncodedData):
             # A subscription event shared with other subscribers (app.graphql.execution.fanout): its data is
             # already encoded once for all of them; orjson splices the fragment into this body.
