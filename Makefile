@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install run test lint schema bench graphiql browser
+.PHONY: install run test lint schema bench graphiql browser compose-up compose-admin-key compose-down
 
 # The virtualenv is rebuilt only when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
@@ -56,3 +56,13 @@ schema: install
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/run.py
+
+# The production-like path (compose.yaml): the server on a one-node MongoDB replica set.
+compose-up:
+	docker compose up --build -d --wait
+
+compose-admin-key:
+	docker compose run --rm admin-key
+
+compose-down:
+	docker compose down

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -19,29 +21,26 @@ from starlette.responses import Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from app.web import rest
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
-from app.graphql.context import Services
-from app.runtime.demo import DEMO_ORG, ensure_demo
+from app.core.pubsub import PubSub
 from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
-from app.web.graphiql import ASSETS_DIR, ASSETS_PATH
-from app.web.view import GraphQLView
+from app.graphql.context import Services
+from app.graphql.scalars import format_datetime
+from app.graphql.schema import build_schema
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
-from app.web.middleware import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
 from app.persisted.inputs import load_manifest
 from app.persisted.service import PersistedDocumentService
 from app.persisted.store import PersistedDocumentStore
-from app.core.pubsub import PubSub
 from app.ratelimit.service import RateLimiter
-from app.graphql.scalars import format_datetime
-from app.graphql.schema import build_schema
+from app.runtime.demo import DEMO_ORG, ensure_demo
 from app.runtime.settings import Settings
+from app.runtime.tracing import DatabaseTracing, tracer_provider, tracing_requested
 from app.stats.service import StatsService
 from app.status.model import ServiceState
 from app.status.service import StatusService, StatusSettings
@@ -49,6 +48,10 @@ from app.status.store import StatusStore
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
+from app.web import rest
+from app.web.graphiql import ASSETS_DIR, ASSETS_PATH
+from app.web.middleware import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
+from app.web.view import GraphQLView
 
 log = logging.getLogger("app")
 
@@ -183,7 +186,13 @@ def cors_middleware(origins: list[str]) -> Middleware:
     )
 
 
-def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
+def create_app(
+    settings: Settings, *, banner: bool = False, tracing: TracerProvider | None = None
+) -> Starlette:
+    """`tracing`: the provider to trace with; None reads the OTEL_* variables (app.runtime.tracing), and
+    without them nothing is traced."""
+    if tracing is None and tracing_requested():
+        tracing = tracer_provider()
     view = GraphQLView(
         persisted_max_age=settings.persisted_query_max_age_seconds,
         max_cost=settings.max_query_cost,
@@ -191,10 +200,17 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         max_tokens=settings.max_query_tokens,
         init_timeout=settings.ws_init_timeout_seconds,
     )
-    view.schema = build_schema(settings.query_limits, introspection=settings.introspection_enabled)
+    view.schema = build_schema(
+        settings.query_limits,
+        introspection=settings.introspection_enabled,
+        tracer=tracing.get_tracer("app.graphql") if tracing is not None else None,
+    )
+    database_tracing = DatabaseTracing(tracing) if tracing is not None else None
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if database_tracing is not None:
+            database_tracing.start()  # before the client exists: it registers a command listener
         runtime = await open_runtime(settings)
         view.services = runtime.services
         if runtime.demo_key is not None:
@@ -206,6 +222,10 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             yield
         finally:
             await close_runtime(runtime)
+            if database_tracing is not None:
+                database_tracing.stop()
+            if tracing is not None:
+                tracing.force_flush()
 
     async def health(request: Request) -> Response:
         services = request.app.state.runtime.services
@@ -244,6 +264,8 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             ),
         ],
         middleware=[
+            # Outermost, so the request's span covers everything and continues an incoming traceparent.
+            *([Middleware(OpenTelemetryMiddleware, tracer_provider=tracing)] if tracing is not None else []),
             Middleware(RequestIdMiddleware),
             Middleware(WebSocketShortcut, path="/graphql", endpoint=view),
             # No origin allowed (production without CORS_ORIGINS): no CORS layer on every request.
