@@ -17,7 +17,6 @@ import pytest
 from ulid import ULID
 
 from app.runtime.settings import Settings
-from app.web import view as view_module
 from tests.conftest import GraphQLClient, LiveServer, Org, _free_port, start_server
 from tests.documents import SET_SERVICE_STATUS
 from tests.helpers import log_error
@@ -178,7 +177,7 @@ async def test_multipart_refusals_are_catalogued(server: LiveServer, org: Org) -
 async def test_http_streams_per_credential_are_capped(
     server: LiveServer, org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(view_module, "MAX_HTTP_STREAMS_PER_KEY", 2)
+    monkeypatch.setattr(server.app.state.graphql_view, "max_http_streams_per_key", 2)
     async with multipart(server, org.key, STATUS_SUB) as one, multipart(server, org.key, STATUS_SUB) as two:
         assert (await one.next_part()) and (await two.next_part())
         async with multipart(server, org.key, STATUS_SUB) as third:

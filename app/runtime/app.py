@@ -196,6 +196,7 @@ def create_app(
     view = GraphQLView(
         persisted_max_age=settings.persisted_query_max_age_seconds,
         max_cost=settings.max_query_cost,
+        max_http_streams_per_key=settings.max_http_subscriptions_per_key,
         graphiql=settings.graphiql_enabled,
         max_tokens=settings.max_query_tokens,
         init_timeout=settings.ws_init_timeout_seconds,

@@ -124,6 +124,13 @@ class Settings(BaseSettings):
         description="Events older than this (by timestamp) are removed by the database; 0 keeps them.",
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    max_http_subscriptions_per_key: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Subscriptions over HTTP (graphql-sse, multipart) one credential may hold open at once; "
+        "beyond, RATE_LIMITED.",
+    )
     trusted_documents: Path | None = Field(
         default=None,
         description="A persisted-query manifest (Apollo's JSON manifest or Relay's {id: document} map). "

@@ -48,9 +48,6 @@ GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 COST_HEADER = "x-graphql-cost"  # `X-GraphQL-Cost: include` adds extensions.cost to the response
 KEEP_ALIVE_SECONDS = 15.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
-# Subscriptions over plain HTTP (graphql-sse in distinct-connections mode, Apollo's multipart): one stream
-# per request, so the cap a WebSocket has per connection applies per credential instead.
-MAX_HTTP_STREAMS_PER_KEY = MAX_SUBSCRIPTIONS_PER_CONNECTION
 # What ends each kind of stream cleanly (sent at shutdown, like a WebSocket's 1001).
 _STREAM_END = {
     "text/event-stream": "event: complete\r\ndata: \r\n\r\n",
@@ -135,7 +132,11 @@ class GraphQLView(GraphQL):
         init_timeout: float = 10.0,
         persisted_max_age: int = 10,
         max_cost: int = Limits.max_cost,
+        max_http_streams_per_key: int = MAX_SUBSCRIPTIONS_PER_CONNECTION,
     ) -> None:
+        # Subscriptions over plain HTTP (graphql-sse, multipart) are one stream per request, so a cap like
+        # the WebSocket's per connection applies per credential instead.
+        self.max_http_streams_per_key = max_http_streams_per_key
         self.max_tokens = max_tokens
         self.max_cost = max_cost
         self.persisted_max_age = persisted_max_age
@@ -310,13 +311,13 @@ class GraphQLView(GraphQL):
         sub_response: Response,
         headers: Mapping[str, str],
     ) -> Response:
-        """A subscription over HTTP (SSE or multipart): at most MAX_HTTP_STREAMS_PER_KEY at once per
+        """A subscription over HTTP (SSE or multipart): at most max_http_streams_per_key at once per
         credential (RATE_LIMITED beyond), ended with the protocol's `complete` when the server stops."""
         ctx: RequestContext = request.scope["state"]["ctx"]
         key_id = ctx.principal.key_id if ctx.principal is not None else "-"
-        if self.streams_per_key.get(key_id, 0) >= MAX_HTTP_STREAMS_PER_KEY:
+        if self.streams_per_key.get(key_id, 0) >= self.max_http_streams_per_key:
             raise RateLimited(
-                f"At most {MAX_HTTP_STREAMS_PER_KEY} subscriptions over HTTP at once per credential",
+                f"At most {self.max_http_streams_per_key} subscriptions over HTTP at once per credential",
                 retry_after=1,
             )
         self.streams_per_key[key_id] = self.streams_per_key.get(key_id, 0) + 1
