@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from app.auth import keys
-from app.auth.principal import Principal
 from app.auth.store import KeyRecord, KeyStore
 from app.core.errors import InvalidApiKey, NotFound, TokenExpired
+from app.core.principal import Principal
 from app.orgs.service import OrgService
 
 _CACHE_LIMIT = 10_000

@@ -7,12 +7,15 @@ and `details` still lists every problem so the client can fix them all in one go
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from app.core.clock import truncate_ms
 from app.core.errors import (
     AppError,
     ErrorCode,
@@ -21,6 +24,12 @@ from app.core.errors import (
     InvalidRequest,
     ValidationFailed,
 )
+from app.core.paging import check_page_size
+
+T = TypeVar("T")
+
+# `first` of every list: 1..MAX_PAGE, with the catalogued wording.
+PageSize = Annotated[int, AfterValidator(check_page_size)]
 
 # Error type raised by `parse_datetime`; recognised below whatever field it sits on.
 DATE_ERROR_TYPE = "invalid_date_format"
@@ -54,7 +63,26 @@ def parse_datetime(value: Any) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     parsed = parsed.astimezone(UTC)
-    return parsed.replace(microsecond=parsed.microsecond - parsed.microsecond % 1000)
+    return truncate_ms(parsed)
+
+
+def matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    """A pydantic check that a string matches `pattern`, failing with `rule` as the message."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+SLUG_RULE = "must be a slug of 1 to 64 lowercase letters, digits and inner hyphens"
+
+# Input types shared by the domains' input models.
+DateTimeIn = Annotated[datetime, BeforeValidator(parse_datetime)]
+OrgId = Annotated[str, matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
 
 
 def app_error_from(
@@ -81,3 +109,11 @@ def app_error_from(
 def _clean(message: str) -> str:
     # pydantic prefixes messages raised from validators with "Value error, ".
     return message.removeprefix("Value error, ")
+
+
+def decode_argument(decode: Callable[[str], T], value: str, field: str) -> T:
+    """`decode(value)`, or INVALID_REQUEST naming `field` with the decoder's message (cursors, positions)."""
+    try:
+        return decode(value)
+    except ValueError as exc:
+        raise InvalidRequest(details=[FieldProblem(field, str(exc))]) from None

@@ -37,12 +37,10 @@ def operation_tracing(tracer: Tracer) -> type[SchemaExtension]:
                 if ec.query:
                     digest = hashlib.sha256(ec.query.encode()).hexdigest()
                     span.set_attribute("graphql.document.hash", f"sha256:{digest}")
-                result = ec.result
-                if result is not None and getattr(result, "errors", None):
+                errors = getattr(ec.result, "errors", None) or []
+                if errors:
                     span.set_status(Status(StatusCode.ERROR))
-                    codes = sorted(
-                        {str((e.extensions or {}).get("code")) for e in result.errors if e.extensions}
-                    )
+                    codes = sorted({str((e.extensions or {}).get("code")) for e in errors if e.extensions})
                     if codes:
                         span.set_attribute("graphql.error.codes", codes)
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pymongo.asynchronous.database import AsyncDatabase
-
 from app.persisted.model import PersistedDocument
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors
+from app.storage.mongo import Database, translate_errors
 
 
 class PersistedDocumentStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["persisted_documents"]
 

@@ -24,7 +24,8 @@ log = logging.getLogger("app.storage.embedded")
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _executable() -> list[str]:

@@ -23,8 +23,12 @@ from app.storage.breaker import CircuitBreaker
 
 log = logging.getLogger("app.storage")
 
+Document = dict[str, Any]
+Client = AsyncMongoClient[Document]
+Database = AsyncDatabase[Document]
 
-def create_client(uri: str, timeout_ms: int) -> AsyncMongoClient:
+
+def create_client(uri: str, timeout_ms: int) -> Client:
     # tz_aware: dates come back as aware UTC datetimes (stored as BSON dates in UTC).
     # timeoutMS bounds every operation, so a slow or absent database fails fast, never hangs.
     return AsyncMongoClient(
@@ -80,7 +84,7 @@ def _unavailable(operation: str, exc: PyMongoError, breaker: CircuitBreaker | No
     raise ServiceUnavailable(retry_after=max(1, round(breaker.cooldown)) if breaker else 5) from exc
 
 
-async def ping(db: AsyncDatabase) -> None:
+async def ping(db: Database) -> None:
     async with translate_errors("ping"):
         await db.command("ping")
 

@@ -29,20 +29,21 @@ from strawberry.subscriptions import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET, UnsetType
+from strawberry.types.unset import UnsetType
 
 from app.auth.service import credential_from_headers
+from app.core.clock import format_datetime
 from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.core.wire import error_body, extensions
 from app.graphql.context import RequestContext, Services
-from app.graphql.errors import error_body, extensions
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
 from app.graphql.limits import Limits, operation_cost
-from app.graphql.scalars import format_datetime
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
-from app.web.middleware import json_response, new_request_id
+from app.web.middleware import json_response
+from app.web.state import RequestState, request_state
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 COST_HEADER = "x-graphql-cost"  # `X-GraphQL-Cost: include` adds extensions.cost to the response
@@ -80,7 +81,7 @@ def refusal(error: AppError, request_id: str) -> Response:
     return json_response(error_body(error, request_id), error.code.status, headers)
 
 
-class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
+class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
     few refusals itself (the per-connection subscription limit); those get a code and a request id."""
 
@@ -116,13 +117,13 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from exc
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[RequestContext, None]):
     services: Services | None = None  # set by the app's lifespan before the first request
     # GraphiQL opens with these (development: the demo credential and organization), set by the lifespan.
     graphiql_key: str | None = None
     graphiql_org: str | None = None
     graphql_transport_ws_handler_class = CataloguedTransportWS
-    websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = TextWebSocketAdapter
 
     def __init__(
         self,
@@ -174,30 +175,32 @@ class GraphQLView(GraphQL):
                 await self.run(websocket)
             finally:
                 self.open_sockets.discard(websocket)
-                expiry = scope.get("state", {}).get("expiry_task")
+                expiry = request_state(scope).expiry_task
                 if expiry is not None:
                     expiry.cancel()
             return
         request = Request(scope, receive)
-        request_id = scope.setdefault("state", {}).get("request_id") or new_request_id()
-        graphql_response = prefers_graphql_response(request.headers.get("accept", ""))
-        scope["state"]["graphql_response"] = graphql_response
+        state = request_state(scope)
+        request_id = state.request_id
+        graphql_response = state.graphql_response = prefers_graphql_response(
+            request.headers.get("accept", "")
+        )
         try:
             response = await self.run(request)
-            if graphql_response and scope["state"].get("request_error"):
+            if graphql_response and state.request_error:
                 response.status_code = 400
         except AppError as error:
-            scope["state"]["outcome"] = error.code.value
+            state.outcome = error.code.value
             response = refusal(error, request_id)
             if isinstance(error, RateLimited) and error.budget is not None:
                 response.headers.update(error.budget.headers())
         except HTTPException as exc:
             response = self._transport_refusal(exc, request, request_id)
-        budget = getattr(scope["state"].get("ctx"), "rate_limit", None)
+        budget = state.ctx.rate_limit if state.ctx is not None else None
         if budget is not None:
             response.headers.update(budget.headers())
-        if scope["state"].get("persisted_get"):
-            self._cache_headers(response, scope["state"])
+        if state.persisted_get:
+            self._cache_headers(response, state)
         if (
             graphql_response
             and response.media_type != "text/html"
@@ -206,10 +209,10 @@ class GraphQLView(GraphQL):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
 
-    def _cache_headers(self, response: Response, state: dict[str, Any]) -> None:
+    def _cache_headers(self, response: Response, state: RequestState) -> None:
         """A GET naming its document by hash is cacheable (the point of sending only the hash), per
         credential: a CDN keys the copy on the credential headers. Failures are never cached."""
-        if response.status_code == 200 and not state.get("had_errors") and self.persisted_max_age > 0:
+        if response.status_code == 200 and not state.had_errors and self.persisted_max_age > 0:
             response.headers["Cache-Control"] = f"public, max-age={self.persisted_max_age}"
             vary = response.headers.get("vary")
             response.headers["Vary"] = ", ".join([*([vary] if vary else []), "X-API-KEY", "Authorization"])
@@ -229,7 +232,7 @@ class GraphQLView(GraphQL):
         elif exc.reason == "Unsupported content type":
             status = 415
         error = InvalidRequest(exc.reason, details=[FieldProblem("body", exc.reason)])
-        request.scope["state"]["outcome"] = error.code.value
+        request_state(request.scope).outcome = error.code.value
         return json_response(error_body(error, request_id, status), status, headers)
 
     async def execute_operation(
@@ -252,7 +255,7 @@ class GraphQLView(GraphQL):
                     context.principal.key_id, resource, cost
                 )
         if request.headers.get(COST_HEADER, "").lower() == "include":
-            request.scope["state"]["costs"] = [self._cost(data) for data in batch]
+            request_state(request.scope).costs = [self._cost(data) for data in batch]
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
@@ -269,7 +272,7 @@ class GraphQLView(GraphQL):
             if ask is None and not persisted.trusted_only:
                 continue
             if ask is not None and request.method == "GET":
-                request.scope["state"]["persisted_get"] = True
+                request_state(request.scope).persisted_get = True
             data.query = await persisted.resolve(ask, data.query)
 
     def _cost(self, data: GraphQLRequestData) -> int | None:
@@ -279,7 +282,8 @@ class GraphQLView(GraphQL):
     def _cost_extension(self, request: Request, cost: int | None) -> dict[str, Any]:
         """Like Shopify's `extensions.cost`: what the query is estimated to cost (the QUERY_TOO_COMPLEX
         limit counts the same way) and the request budget this credential has left."""
-        budget = getattr(request.scope["state"].get("ctx"), "rate_limit", None)
+        ctx = request_state(request.scope).ctx
+        budget = ctx.rate_limit if ctx is not None else None
         throttle = None
         if budget is not None:
             throttle = {
@@ -306,15 +310,15 @@ class GraphQLView(GraphQL):
 
     async def create_streaming_response(
         self,
-        request: Request,
+        request: Request | WebSocket,
         stream: Callable[[], AsyncIterator[str]],
         sub_response: Response,
         headers: Mapping[str, str],
     ) -> Response:
         """A subscription over HTTP (SSE or multipart): at most max_http_streams_per_key at once per
         credential (RATE_LIMITED beyond), ended with the protocol's `complete` when the server stops."""
-        ctx: RequestContext = request.scope["state"]["ctx"]
-        key_id = ctx.principal.key_id if ctx.principal is not None else "-"
+        ctx = request_state(request.scope).ctx
+        key_id = ctx.principal.key_id if ctx is not None and ctx.principal is not None else "-"
         if self.streams_per_key.get(key_id, 0) >= self.max_http_streams_per_key:
             raise RateLimited(
                 f"At most {self.max_http_streams_per_key} subscriptions over HTTP at once per credential",
@@ -355,10 +359,10 @@ class GraphQLView(GraphQL):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)
-        state = request.scope["state"]
+        state = request_state(request.scope)
         if result.errors:
-            state["had_errors"] = True
-        costs = state.get("costs")
+            state.had_errors = True
+        costs = state.costs
         if costs:  # asked for with `X-GraphQL-Cost: include`; one per operation of a batch, in order
             extension = self._cost_extension(request, costs.pop(0))
             body["extensions"] = {**(body.get("extensions") or {}), "cost": extension}
@@ -369,25 +373,25 @@ class GraphQLView(GraphQL):
         # A request error (the document did not parse or validate, variables did not coerce) has no
         # `data` entry under application/graphql-response+json and answers 400.
         if (
-            request.scope["state"].get("graphql_response")
+            state.graphql_response
             and result.data is None
             and result.errors
             and all(not error.path for error in result.errors)
         ):
             body.pop("data", None)
-            request.scope["state"]["request_error"] = True
+            state.request_error = True
         return body
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
         assert self.services is not None, "the lifespan did not start"
-        state = request.scope.setdefault("state", {})
+        state = request_state(request.scope)
         ctx = RequestContext(
-            request_id=state.get("request_id") or new_request_id(),
+            request_id=state.request_id,
             services=self.services,
             request=request,
             response=response,
         )
-        state["ctx"] = ctx
+        state.ctx = ctx
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
         if not self.should_render_graphql_ide(self.request_adapter_class(request)):
@@ -398,7 +402,8 @@ class GraphQLView(GraphQL):
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType:
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
-        headers = params.get("headers") if isinstance(params.get("headers"), dict) else {}
+        given_headers = params.get("headers")
+        headers: dict[Any, Any] = given_headers if isinstance(given_headers, dict) else {}
         credential = (
             params.get("apiKey")
             or credential_from_headers({str(k).lower(): str(v) for k, v in headers.items()})
@@ -414,8 +419,8 @@ class GraphQLView(GraphQL):
         if expires_at is not None:  # a credential that expires while connected ends the connection
             delay = (expires_at - datetime.now(UTC)).total_seconds()
             task = asyncio.create_task(_close_when_expired(context.request, delay))
-            context.request.scope.setdefault("state", {})["expiry_task"] = task
-        return UNSET  # acknowledge without a payload
+            request_state(context.request.scope).expiry_task = task
+        return UnsetType()  # acknowledge without a payload (UnsetType is a singleton: UNSET)
 
 
 async def _close_when_expired(websocket: WebSocket, delay: float) -> None:
