@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from app.groups.service import GroupService
     from app.ingest.service import IngestService
     from app.orgs.service import OrgService
+    from app.persisted.service import PersistedDocumentService
     from app.projects.service import ProjectService
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
@@ -37,6 +38,7 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    persisted: PersistedDocumentService
 
 
 @dataclass(slots=True)

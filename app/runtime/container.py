@@ -20,6 +20,9 @@ from app.groups.store import GroupStore
 from app.ingest.service import IngestLimits, IngestService
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
+from app.persisted.inputs import load_manifest
+from app.persisted.service import PersistedDocumentService
+from app.persisted.store import PersistedDocumentStore
 from app.projects.service import ProjectService
 from app.projects.store import ProjectStore
 from app.ratelimit.service import RateLimiter
@@ -115,6 +118,10 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
             ),
+            persisted=PersistedDocumentService(
+                PersistedDocumentStore(db, breaker),
+                load_manifest(settings.trusted_documents) if settings.trusted_documents else None,
+            ),
         )
         demo_key = None
         if serving:
@@ -146,7 +153,7 @@ def print_banner(settings: Settings, demo_key: str | None) -> None:
     if demo_key:
         lines += [
             f"Demo credential:  {demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
+            f'  GraphiQL opens with it in the Headers tab: {{"X-API-KEY": "{demo_key}"}}',
             f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
             "    -H 'Content-Type: application/json' \\",
             """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",

@@ -148,6 +148,25 @@ class Settings(BaseSettings):
         description="Zero the host part of user IP addresses SDKs send (last octet of IPv4, last 80 bits "
         "of IPv6) before storing them.",
     )
+    max_http_subscriptions_per_key: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Subscriptions over HTTP (graphql-sse, multipart) one credential may hold open at once; "
+        "beyond, RATE_LIMITED.",
+    )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="A persisted-query manifest (Apollo's JSON manifest or Relay's {id: document} map). "
+        "Set: only its documents run (by id or exact text); anything else is PERSISTED_QUERY_NOT_IN_LIST.",
+    )
+    persisted_query_max_age_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=86400,
+        description="Cache-Control max-age of a successful GET that names its document by hash (so a CDN "
+        "can cache it, varying on the credential headers); 0 sends no-cache.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -156,6 +175,18 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("trusted_documents")
+    @classmethod
+    def _readable_manifest(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from app.persisted.inputs import ManifestError, load_manifest
+
+            try:
+                load_manifest(value)
+            except ManifestError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _production_needs_mongodb(self) -> Settings:
