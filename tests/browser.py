@@ -1,23 +1,27 @@
-"""A real browser for tests: Debian's headless Chromium driven by Playwright (never `playwright install`).
+"""A real browser for the tests: Debian's headless Chromium driven by Playwright.
 
-`make test` installs Chromium when it is missing (the Makefile's tests/browser target). Tests take the
-`browser` fixture and open their own pages; screenshots go to OUTPUT.
+Playwright never downloads a browser here (`playwright install` needs the internet): it launches the
+system Chromium (`make test` installs the `chromium` package when missing) with a fresh, empty profile.
+Where no Chromium is installed, the browser tests are skipped with a message saying so.
 
-The fixture is per test, on purpose: Playwright's sync API runs an event loop in this thread while it is
-open, and the async tests that follow need the thread to themselves."""
+Use the `browser_page` fixture (a Playwright Page); `external_requests` lists every request the page
+made to a host other than the test server's (each is refused: the pages must work offline).
+Screenshots go to tests/output/ (git-ignored).
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
-import tempfile
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-CHROMIUM = Path("/usr/bin/chromium")
-OUTPUT = Path(__file__).parent / "output"  # git-ignored
-ARGS = [
+OUTPUT_DIR = Path(__file__).parent / "output"
+CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
     "--disable-gpu",
@@ -29,22 +33,53 @@ ARGS = [
 ]
 
 
-@pytest.fixture
-def browser() -> Iterator[object]:
-    """A persistent Chromium context on an empty, throw-away user-data dir (no JavaScript needed by
-    the pages under test; callers that want it off open their own context)."""
-    if not CHROMIUM.exists():
-        pytest.skip("Chromium is not installed (make test installs it)")
-    from playwright.sync_api import sync_playwright
+def chromium_path() -> str | None:
+    candidate = os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or "/usr/bin/chromium"
+    return candidate if Path(candidate).exists() else None
 
-    profile = tempfile.mkdtemp(prefix="chromium-profile-")
-    OUTPUT.mkdir(exist_ok=True)
-    with sync_playwright() as playwright:
-        context = playwright.chromium.launch_persistent_context(
-            profile, executable_path=str(CHROMIUM), args=ARGS, headless=True, java_script_enabled=False
+
+@dataclass
+class BrowserPage:
+    page: object  # playwright.async_api.Page
+    external_requests: list[str] = field(default_factory=list)
+
+    async def screenshot(self, name: str) -> Path:
+        OUTPUT_DIR.mkdir(exist_ok=True)
+        path = OUTPUT_DIR / f"{name}.png"
+        await self.page.screenshot(path=str(path), full_page=True)  # type: ignore[attr-defined]
+        return path
+
+
+@pytest.fixture
+async def browser_page(tmp_path: Path) -> AsyncIterator[BrowserPage]:
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium installed (`make test` runs apt-get install chromium): browser test skipped")
+    async_api = pytest.importorskip("playwright.async_api")
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    async with async_api.async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            str(profile),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1400, "height": 900},
         )
         try:
-            yield context
+            page = context.pages[0] if context.pages else await context.new_page()
+            result = BrowserPage(page)
+
+            async def local_only(route: object) -> None:
+                url = route.request.url  # type: ignore[attr-defined]
+                host = urlsplit(url).hostname
+                if host in ("127.0.0.1", "localhost") or url.startswith(("data:", "blob:")):
+                    await route.continue_()  # type: ignore[attr-defined]
+                else:
+                    result.external_requests.append(url)
+                    await route.abort()  # type: ignore[attr-defined]
+
+            await context.route("**/*", local_only)
+            yield result
         finally:
-            context.close()
-            shutil.rmtree(profile, ignore_errors=True)
+            await context.close()

@@ -32,9 +32,6 @@ from app.runtime.server import GracefulServer, config_for
 from app.runtime.settings import Settings
 from app.storage.embedded import EmbeddedMongo
 
-# The shared headless-Chromium fixture (`browser`) for the real-browser tests.
-pytest_plugins = ["tests.browser"]
-
 
 @pytest.fixture(scope="session")
 def mongo_uri() -> Iterator[str]:
@@ -72,8 +69,8 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(make(self.services), self.loop).result(timeout=30)
 
 
-def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
-    app = create_app(settings)
+def start_server(settings: Settings, **app_options: Any) -> tuple[LiveServer, Callable[[], None]]:
+    app = create_app(settings, **app_options)
     config = config_for(app, "127.0.0.1", settings.port, settings.ws_compression)  # as `python -m app serve`
     server = GracefulServer(config, app)
     loop_box: list[asyncio.AbstractEventLoop] = []
