@@ -69,8 +69,8 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(make(self.services), self.loop).result(timeout=30)
 
 
-def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
-    app = create_app(settings)
+def start_server(settings: Settings, **app_options: Any) -> tuple[LiveServer, Callable[[], None]]:
+    app = create_app(settings, **app_options)
     config = config_for(app, "127.0.0.1", settings.port, settings.ws_compression)  # as `python -m app serve`
     server = GracefulServer(config, app)
     loop_box: list[asyncio.AbstractEventLoop] = []

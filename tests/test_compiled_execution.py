@@ -24,7 +24,6 @@ from hypothesis import strategies as st
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 
-import app.status.service as status_service
 from app.core import wire
 from app.graphql.context import RequestContext, Services
 from app.graphql.execution.compiled import CompiledExecutor
@@ -85,7 +84,7 @@ def world(server: LiveServer) -> Iterator[World]:
     ids = server.call(seed)
     # serviceStatus and every error's extensions read the time: both executions see the same one.
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(status_service, "utc_now", lambda: NOW)
+        patch.setattr(server.services.status, "clock", lambda: NOW)
         patch.setattr(wire, "utc_now", lambda: NOW)
         yield World(server, org, other, ids)
 
@@ -149,6 +148,10 @@ ROOTS = {
     "serviceStatus": "",
     "statusHistory": "(first: $first)",
     "rateLimit": "",
+    "projects": "(orgId: $org)",
+    "statusComponents": "",
+    "incidents": "(first: $first)",
+    "maintenances": "(first: $first)",
 }
 VARIABLES = {"org": "ID!", "id": "ID!", "first": "Int", "yes": "Boolean!", "no": "Boolean!"}
 DIRECTIVES = ["", "", " @include(if: $yes)", " @skip(if: $yes)", " @include(if: $no)", " @skip(if: $no)"]

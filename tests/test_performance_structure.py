@@ -86,8 +86,9 @@ def test_the_executor_shortcuts_leaves_and_shares_subscription_results() -> None
 
 def test_a_graphql_request_passes_the_documented_layers(server: LiveServer) -> None:
     """The request floor (docs/performance.md): Starlette's error middleware, the request id and log
-    line, the WebSocket shortcut, the body limit and the GraphQL route, then the view; no router. CORS
-    adds one layer only when origins are allowed (not in production by default)."""
+    line, the WebSocket shortcut, the SDK ingestion routes, the body limit and the GraphQL route, then
+    the view; no router. CORS adds one layer only when origins are allowed (not in production by
+    default), tracing one when it is on."""
     layers: list[str] = []
     layer: Any = server.app.build_middleware_stack()
     while not isinstance(layer, GraphQLView):
@@ -98,6 +99,7 @@ def test_a_graphql_request_passes_the_documented_layers(server: LiveServer) -> N
         "ServerErrorMiddleware",
         "RequestIdMiddleware",
         "WebSocketShortcut",
+        "IngestRoutes",
         *cors,
         "BodySizeLimit",
         "GraphQLRoute",

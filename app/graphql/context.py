@@ -14,10 +14,14 @@ if TYPE_CHECKING:
     from app.events.feed import EventFeed
     from app.events.service import EventService
     from app.groups.service import GroupService
+    from app.ingest.service import IngestService
     from app.orgs.service import OrgService
+    from app.persisted.service import PersistedDocumentService
+    from app.projects.service import ProjectService
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService
+    from app.statuspage.service import StatusPageService
 
 
 @dataclass(slots=True)
@@ -25,6 +29,8 @@ class Services:
     """Built once by the app's lifespan; shared by every request."""
 
     auth: AuthService
+    projects: ProjectService
+    ingest: IngestService
     orgs: OrgService
     events: EventService
     groups: GroupService
@@ -33,6 +39,8 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    status_page: StatusPageService
+    persisted: PersistedDocumentService
 
 
 @dataclass(slots=True)

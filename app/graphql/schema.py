@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
@@ -17,14 +17,31 @@ from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.groups import GroupQueries
 from app.graphql.limits import Limits, limit_rule
+from app.graphql.projects import ProjectQueries
 from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
+from app.graphql.statuspage import StatusPageMutations, StatusPageQueries, StatusPageSubscriptions
+from app.graphql.tracing import operation_tracing
 
-Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
-Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
-Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+Query = merge_types(
+    "Query",
+    (
+        EventQueries,
+        GroupQueries,
+        StatsQueries,
+        StatusQueries,
+        RateLimitQueries,
+        ProjectQueries,
+        StatusPageQueries,
+    ),
+)
+Mutation = merge_types("Mutation", (EventMutations, StatusMutations, StatusPageMutations))
+Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions, StatusPageSubscriptions))
 
 
 class AppSchema(strawberry.Schema):
@@ -40,9 +57,11 @@ def build_schema(
     limits: Limits = Limits(),  # noqa: B008
     *,
     introspection: bool = True,
+    tracer: Tracer | None = None,
     executor: type[StrawberryGraphQLCoreExecutionContext] = SharedResultsExecutor,
 ) -> AppSchema:
-    """`executor`: graphql-core's execution context; the default has every fast path (compiled plans,
+    """`tracer`: a span per operation (app.graphql.tracing); None, the default, adds nothing.
+    `executor`: graphql-core's execution context; the default has every fast path (compiled plans,
     plain leaves, shared subscription results). The tests compare it with Strawberry's own."""
     rules = (limit_rule(limits),) + (() if introspection else (NoSchemaIntrospectionCustomRule,))
     return AppSchema(
@@ -53,6 +72,8 @@ def build_schema(
         # Repeated documents complete from compiled plans; a subscription event executes once per document.
         execution_context_class=executor,
         extensions=[
+            # First, so it is left last: its span holds the formatted errors' codes.
+            *([operation_tracing(tracer)] if tracer is not None else []),
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
             lambda: DocumentCache(limits.max_tokens, rules),

@@ -17,14 +17,22 @@ from app.events.store import EventStore
 from app.graphql.context import Services
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
+from app.ingest.service import IngestLimits, IngestService
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
+from app.persisted.inputs import load_manifest
+from app.persisted.service import PersistedDocumentService
+from app.persisted.store import PersistedDocumentStore
+from app.projects.service import ProjectService
+from app.projects.store import ProjectStore
 from app.ratelimit.service import RateLimiter
 from app.runtime.demo import ensure_demo
 from app.runtime.settings import Settings
 from app.stats.service import StatsService
 from app.status.service import StatusService, StatusSettings
 from app.status.store import StatusStore
+from app.statuspage.service import PageSettings, StatusPageService
+from app.statuspage.store import StatusPageStore
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -66,40 +74,73 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             EventStore(db, breaker),
             GroupStore(db, breaker),
         )
+        project_store = ProjectStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
+            await project_store.ensure_indexes()
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
+        status = StatusService(
+            StatusStore(db, breaker),
+            pubsub,
+            StatusSettings(
+                probe_interval=settings.status_probe_interval_seconds,
+                damping_probes=settings.status_damping_probes,
+                slow_ping_seconds=settings.status_slow_ping_seconds,
+                error_rate_threshold=settings.status_error_rate_threshold,
+                override_poll_seconds=settings.feed_poll_seconds,
+            ),
+            breaker,
+        )
+        auth = AuthService(key_store, orgs, settings.auth_cache_ttl_seconds)
+        projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
+        ingest = IngestService(
+            auth,
+            projects,
+            events,
+            RateLimiter(1, settings.ingest_rate_limit, settings.rate_limit_window_seconds),
+            IngestLimits(
+                max_body_bytes=settings.ingest_max_envelope_bytes,
+                max_event_bytes=settings.ingest_max_event_bytes,
+                anonymize_ip=settings.anonymize_ip,
+            ),
+        )
         services = Services(
-            auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
+            auth=auth,
+            projects=projects,
+            ingest=ingest,
             orgs=orgs,
             events=events,
             groups=GroupService(group_store, orgs),
             stats=StatsService(events),
-            status=StatusService(
-                StatusStore(db, breaker),
-                pubsub,
-                StatusSettings(
-                    probe_interval=settings.status_probe_interval_seconds,
-                    damping_probes=settings.status_damping_probes,
-                    slow_ping_seconds=settings.status_slow_ping_seconds,
-                    error_rate_threshold=settings.status_error_rate_threshold,
-                    override_poll_seconds=settings.feed_poll_seconds,
-                ),
-                breaker,
-            ),
+            status=status,
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
+            ),
+            status_page=StatusPageService(
+                StatusPageStore(db, breaker),
+                status,
+                pubsub,
+                PageSettings(
+                    tick_seconds=settings.status_tick_seconds,
+                    damping=settings.status_damping_probes,
+                    push_budget=settings.status_push_budget,
+                ),
+            ),
+            persisted=PersistedDocumentService(
+                PersistedDocumentStore(db, breaker),
+                load_manifest(settings.trusted_documents) if settings.trusted_documents else None,
             ),
         )
         demo_key = None
         if serving:
             await feed.start()
             await services.status.start()
+            await services.status_page.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
     except BaseException:
@@ -112,6 +153,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
 
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.services.feed.stop()
+    await runtime.services.status_page.stop()
     await runtime.services.status.stop()
     await runtime.client.close()
     if runtime.embedded is not None:
@@ -126,7 +168,7 @@ def print_banner(settings: Settings, demo_key: str | None) -> None:
     if demo_key:
         lines += [
             f"Demo credential:  {demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
+            f'  GraphiQL opens with it in the Headers tab: {{"X-API-KEY": "{demo_key}"}}',
             f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
             "    -H 'Content-Type: application/json' \\",
             """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",
