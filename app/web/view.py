@@ -124,6 +124,11 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
 _DIRECT_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
 
 
+def _plain_accept(accept: str) -> bool:
+    """No streamed answer asked for (multipart or server-sent events): a JSON body is what is wanted."""
+    return "multipart" not in accept and "event-stream" not in accept
+
+
 class DirectLane:
     answered = 0  # requests the direct lane answered, in this process
 
@@ -234,7 +239,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         errors): Strawberry's full path answers instead, with the budget already charged here."""
         headers = request.headers
         content_type, accept = headers.get("content-type", ""), headers.get("accept", "")
-        if content_type.partition(";")[0].strip().lower() != "application/json" or "multipart" in accept:
+        if content_type.partition(";")[0].strip().lower() != "application/json" or not _plain_accept(accept):
             return None
         if COST_HEADER in headers or not self.direct_lane or self._trusted_only():
             return None  # the cost extension, operation spans, persisted-only documents: the full path
