@@ -29,6 +29,7 @@ from app.graphql.context import RequestContext, Services
 from app.graphql.execution.compiled import CompiledExecutor
 from app.graphql.scalars import SCALAR_MAP, DateTime
 from app.graphql.schema import build_schema
+from app.web.view import DirectLane
 from bench.run import WORKLOADS
 from tests import documents
 from tests.conftest import GraphQLClient, LiveServer, Org, make_org
@@ -312,3 +313,22 @@ async def test_values_a_plan_cannot_complete_fall_back_to_graphql_core(case: str
     assert orjson.dumps([fast.data, [e.formatted for e in fast.errors or []]]) == orjson.dumps(
         [reference.data, [e.formatted for e in reference.errors or []]]
     )
+
+
+async def test_the_direct_lane_answers_as_the_full_path(world: World, gql: GraphQLClient) -> None:
+    """Over HTTP, each suite and benchmark query is sent twice: the first time through Strawberry's
+    view (a new document: a comment makes the text unique), the second through the view's direct lane
+    when it succeeds. Same status, content type and body; answers with errors stay on the full path."""
+    for n, (query, variables) in enumerate(suite_documents(world) + bench_documents(world)):
+        unique = f"{query}\n# direct lane {n} {id(world)}"
+        before = DirectLane.answered
+        first = await gql.post(unique, variables, key=world.org.key)
+        second = await gql.post(unique, variables, key=world.org.key)
+        has_errors = "errors" in first.json()
+        assert DirectLane.answered == before + (0 if has_errors else 1), query
+        if not has_errors:
+            assert (second.status_code, second.headers["content-type"], second.content) == (
+                first.status_code,
+                first.headers["content-type"],
+                first.content,
+            ), query
