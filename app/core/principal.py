@@ -14,6 +14,12 @@ class Principal:
     org_id: str | None  # None for admin keys
     admin: bool
     expires_at: datetime | None
+    name: str | None = None  # the key's name, shown as the actor of the changes it makes
+
+    @property
+    def prefix(self) -> str:
+        """The key's public prefix (etk_<key id>), as support staff and activity entries show it."""
+        return f"etk_{self.key_id}"
 
     @property
     def label(self) -> str:

@@ -70,6 +70,8 @@ class LogErrorInputModel(_Input):
     source: Token | None = None
     fingerprint: Token | None = None
     context: Any = None
+    environment: str | None = Field(default=None, min_length=1, max_length=64)
+    release: str | None = Field(default=None, min_length=1, max_length=200)
 
     @field_validator("message")
     @classmethod
@@ -198,6 +200,8 @@ def validate_log_error(raw: dict[str, Any], *, retention_days: float = 0) -> tup
         source=e.source,
         context=e.context,
         fingerprint=e.fingerprint,
+        environment=e.environment,
+        release=e.release,
     )
     return args.org_id, event, args.idempotency_key
 

@@ -70,6 +70,8 @@ class ErrorEventRecord:
     context: dict[str, Any] | None
     fingerprint: str
     seq: int | None = None  # insertion order across all instances: the live feed's position
+    environment: str | None = None
+    release: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,8 @@ class NewEvent:
     source: str | None
     context: dict[str, Any] | None
     fingerprint: str | None = None  # the reporter's own grouping key, if sent
+    environment: str | None = None
+    release: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

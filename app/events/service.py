@@ -30,7 +30,7 @@ class LoggedEvent:
 
 def payload_hash(event: NewEvent) -> str:
     """What a retry must repeat exactly to be a replay rather than a conflict."""
-    payload = {
+    payload: dict[str, Any] = {
         "message": event.message,
         "severity": event.severity.value,
         "timestamp": event.timestamp.isoformat() if event.timestamp else None,
@@ -39,6 +39,9 @@ def payload_hash(event: NewEvent) -> str:
         "context": event.context,
         "fingerprint": event.fingerprint,
     }
+    for name in ("environment", "release"):  # only when sent: earlier keys keep their hashes
+        if getattr(event, name) is not None:
+            payload[name] = getattr(event, name)
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -48,8 +51,14 @@ REPLAY_LIMIT = 1000  # events a resumed errorLogged subscription replays at most
 class GroupCounter(Protocol):
     """Counts a stored event into its group (the groups domain implements it; events do not import it)."""
 
+    async def canonical(self, org_id: str, fingerprint: str) -> str:
+        """The fingerprint an event of `fingerprint` is stored and counted under: another one when the
+        group was merged into it."""
+        ...
+
     async def record(self, event: ErrorEventRecord) -> bool:
-        """True when the event started its group."""
+        """True when the event started its group. Also applies the automatic status changes an event
+        causes (regression, end of an ignore condition, escalation)."""
         ...
 
 
@@ -94,8 +103,12 @@ class EventService:
             code=new.code,
             source=new.source,
             context=new.context,
-            fingerprint=new.fingerprint or fingerprint(new.message, new.code, new.source),
+            fingerprint=await self._groups.canonical(
+                org_id, new.fingerprint or fingerprint(new.message, new.code, new.source)
+            ),
             seq=await self._store.next_seq(),
+            environment=new.environment,
+            release=new.release,
         )
         if idempotency_key is None:
             await self._store.insert(event)

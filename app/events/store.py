@@ -78,7 +78,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         "fingerprint": event.fingerprint,
         "seq": event.seq,
     }
-    for name in ("code", "source"):
+    for name in ("code", "source", "environment", "release"):
         if getattr(event, name) is not None:
             doc[name] = getattr(event, name)
     if event.context is not None:
@@ -103,6 +103,8 @@ def _from_doc(doc: dict[str, Any]) -> ErrorEventRecord:
         context=orjson.loads(context) if context is not None else None,
         fingerprint=doc["fingerprint"],
         seq=doc.get("seq"),
+        environment=doc.get("environment"),
+        release=doc.get("release"),
     )
 
 

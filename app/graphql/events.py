@@ -47,6 +47,8 @@ class ErrorEvent:
         "From the code (and source) when given, else from the message with numbers, ids, UUIDs, "
         "e-mail addresses and quoted values normalized away (and source)."
     )
+    environment: str | None = strawberry.field(description='e.g. "production", as the reporter sent it.')
+    release: str | None = strawberry.field(description="The application version that raised it.")
 
     position: str | None = strawberry.field(
         description="Where this event is in the live feed: pass it as errorLogged(after:) to resume a "
@@ -67,6 +69,8 @@ class ErrorEvent:
             source=r.source,
             context=JSON(r.context) if r.context is not None else None,
             fingerprint=r.fingerprint,
+            environment=r.environment,
+            release=r.release,
         )
 
 
@@ -145,10 +149,23 @@ class LogErrorInput:
         description="Your own grouping key (1 to 128 of A-Z a-z 0-9 . _ : / @ -), instead of the "
         "computed one: events with the same fingerprint are the same problem.",
     )
+    environment: str | None = strawberry.field(default=UNSET, description="1 to 64 characters, one line.")
+    release: str | None = strawberry.field(default=UNSET, description="1 to 200 characters, one line.")
 
 
 _INPUT_NAMES = {
-    n: n for n in ("message", "severity", "timestamp", "code", "source", "context", "fingerprint")
+    n: n
+    for n in (
+        "message",
+        "severity",
+        "timestamp",
+        "code",
+        "source",
+        "context",
+        "fingerprint",
+        "environment",
+        "release",
+    )
 }
 
 

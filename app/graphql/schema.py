@@ -14,7 +14,7 @@ from app.graphql.errors import ErrorFormatter, log_unexpected
 from app.graphql.events import EventMutations, EventQueries, EventSubscriptions
 from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
-from app.graphql.groups import GroupQueries
+from app.graphql.groups import GroupMutations, GroupQueries, GroupSubscriptions
 from app.graphql.limits import Limits, limit_rule
 from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
@@ -22,8 +22,8 @@ from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
 
 Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
-Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
-Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
+Mutation = merge_types("Mutation", (EventMutations, GroupMutations, StatusMutations))
+Subscription = merge_types("Subscription", (EventSubscriptions, GroupSubscriptions, StatusSubscriptions))
 
 
 class AppSchema(strawberry.Schema):

@@ -15,8 +15,8 @@ from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
 from app.graphql.context import Services
-from app.groups.service import GroupService
-from app.groups.store import GroupStore
+from app.groups.service import GroupService, TriageSettings
+from app.groups.store import ActivityStore, AliasStore, GroupStore, ReleaseStore
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
 from app.ratelimit.service import RateLimiter
@@ -66,17 +66,33 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             EventStore(db, breaker),
             GroupStore(db, breaker),
         )
+        activity_store, alias_store = ActivityStore(db, breaker), AliasStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
+            await activity_store.ensure_indexes()
+            await alias_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
-        events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
+        groups = GroupService(
+            group_store,
+            orgs,
+            activity=activity_store,
+            aliases=alias_store,
+            releases=ReleaseStore(db, breaker),
+            events=event_store,
+            pubsub=pubsub,
+            settings=TriageSettings(
+                escalation_factor=settings.escalation_factor,
+                escalation_min_events=settings.escalation_min_events,
+            ),
+        )
+        events = EventService(event_store, groups, orgs, feed, settings.retention_days)
         services = Services(
             auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
             orgs=orgs,
             events=events,
-            groups=GroupService(group_store, orgs),
+            groups=groups,
             stats=StatsService(events),
             status=StatusService(
                 StatusStore(db, breaker),

@@ -65,6 +65,16 @@ class Settings(BaseSettings):
     status_error_rate_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Share of failed requests over a minute that degrades `api`."
     )
+    escalation_factor: float = Field(
+        default=10.0,
+        ge=1,
+        le=1000,
+        description="An unresolved group escalates when this hour's events reach this many times its "
+        "average per hour over the previous day (docs/triage-and-alerting.md).",
+    )
+    escalation_min_events: int = Field(
+        default=20, ge=1, le=1_000_000, description="...and at least this many events this hour."
+    )
     ws_init_timeout_seconds: float = Field(
         default=10,
         gt=0,
