@@ -11,10 +11,9 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
-    model_validator,
 )
 
-from app.core.errors import ErrorCode
+from app.core.errors import ErrorCode, FieldProblem, ValidationFailed
 from app.core.paging import DEFAULT_PAGE, SortOrder
 from app.core.validation import DateTimeIn, OrgId, PageSize, app_error_from
 from app.events.model import Severity
@@ -101,14 +100,6 @@ class _ResolutionModel(BaseModel):
     kind: ResolveKind = ResolveKind.NOW
     release: str | None = Field(default=None, min_length=1, max_length=200)
 
-    @model_validator(mode="after")
-    def _release_when_in_release(self) -> _ResolutionModel:
-        if self.kind is ResolveKind.IN_RELEASE and self.release is None:
-            raise ValueError("release is required when kind is IN_RELEASE")
-        if self.kind is not ResolveKind.IN_RELEASE and self.release is not None:
-            raise ValueError("release is only given when kind is IN_RELEASE")
-        return self
-
 
 class _IgnoreModel(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -116,29 +107,6 @@ class _IgnoreModel(BaseModel):
     count: int | None = Field(default=None, ge=1, le=MAX_IGNORE_COUNT)
     window_minutes: int | None = Field(default=None, alias="windowMinutes", ge=1, le=MAX_WINDOW_MINUTES)
     until: DateTimeIn | None = None
-
-    @model_validator(mode="after")
-    def _fields_of_the_kind(self) -> _IgnoreModel:
-        needs = {
-            IgnoreKind.FOREVER: set(),
-            IgnoreKind.UNTIL_COUNT: {"count"},
-            IgnoreKind.UNTIL_RATE: {"count", "windowMinutes"},
-            IgnoreKind.UNTIL_TIME: {"until"},
-        }[self.kind]
-        given = {
-            name
-            for name, value in (
-                ("count", self.count),
-                ("windowMinutes", self.window_minutes),
-                ("until", self.until),
-            )
-            if value is not None
-        }
-        problems = [f"{n} is required when kind is {self.kind.value}" for n in sorted(needs - given)]
-        problems += [f"{n} is not used when kind is {self.kind.value}" for n in sorted(given - needs)]
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
 
 
 class _UpdateModel(BaseModel):
@@ -148,21 +116,6 @@ class _UpdateModel(BaseModel):
     ignore: _IgnoreModel | None = None
     assignee: str | None = Field(default=None, min_length=1, max_length=MAX_ASSIGNEE)
 
-    @model_validator(mode="after")
-    def _consistent(self) -> _UpdateModel:
-        problems = []
-        if self.status is None and "assignee" not in self.model_fields_set:
-            problems.append("Give a status, an assignee, or both")
-        if self.resolution is not None and self.status is not GroupStatus.RESOLVED:
-            problems.append("resolution is only given with status RESOLVED")
-        if self.ignore is not None and self.status is not GroupStatus.IGNORED:
-            problems.append("ignore is only given with status IGNORED")
-        if self.status is GroupStatus.IGNORED and self.ignore is None:
-            problems.append("ignore is required with status IGNORED")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
-
 
 class _UpdateArgs(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -171,12 +124,58 @@ class _UpdateArgs(BaseModel):
     input: _UpdateModel
 
 
+_IGNORE_NEEDS = {
+    IgnoreKind.FOREVER.value: set(),
+    IgnoreKind.UNTIL_COUNT.value: {"count"},
+    IgnoreKind.UNTIL_RATE.value: {"count", "windowMinutes"},
+    IgnoreKind.UNTIL_TIME.value: {"until"},
+}
+
+
+def _combination_problems(given: dict[str, Any]) -> list[FieldProblem]:
+    """The rules between the fields of updateErrorGroup's input, checked on what the client sent so that
+    they are reported beside the problems of the fields themselves."""
+    problems: list[FieldProblem] = []
+    status = given.get("status")
+    status = getattr(status, "value", status)
+    if status is None and "assignee" not in given:
+        problems.append(FieldProblem("input", "Give a status, an assignee, or both"))
+    resolution = given.get("resolution")
+    if resolution is not None:
+        if status != GroupStatus.RESOLVED.value:
+            problems.append(FieldProblem("input.resolution", "Only given with status RESOLVED"))
+        kind = getattr(resolution.get("kind"), "value", resolution.get("kind")) or ResolveKind.NOW.value
+        if kind == ResolveKind.IN_RELEASE.value and resolution.get("release") is None:
+            problems.append(FieldProblem("input.resolution.release", "Required when kind is IN_RELEASE"))
+        if kind != ResolveKind.IN_RELEASE.value and resolution.get("release") is not None:
+            problems.append(FieldProblem("input.resolution.release", "Only given when kind is IN_RELEASE"))
+    ignore = given.get("ignore")
+    if status == GroupStatus.IGNORED.value and ignore is None:
+        problems.append(FieldProblem("input.ignore", "Required with status IGNORED"))
+    if ignore is not None:
+        if status != GroupStatus.IGNORED.value:
+            problems.append(FieldProblem("input.ignore", "Only given with status IGNORED"))
+        kind = getattr(ignore.get("kind"), "value", ignore.get("kind")) or IgnoreKind.FOREVER.value
+        needs = _IGNORE_NEEDS.get(kind, set())
+        present = {n for n in ("count", "windowMinutes", "until") if ignore.get(n) is not None}
+        for name in sorted(needs - present):
+            problems.append(FieldProblem(f"input.ignore.{name}", f"Required when kind is {kind}"))
+        for name in sorted(present - needs):
+            problems.append(FieldProblem(f"input.ignore.{name}", f"Not used when kind is {kind}"))
+    return problems
+
+
 def validate_update(raw: dict[str, Any]) -> tuple[str, str, GroupChange]:
     """updateErrorGroup's arguments (GraphQL names; `input.assignee` null clears it)."""
+    combination = _combination_problems(raw.get("input") or {})
     try:
         args = _UpdateArgs.model_validate(raw)
     except ValidationError as exc:
-        raise app_error_from(exc, {"orgId": ErrorCode.INVALID_REQUEST}) from None
+        error = app_error_from(exc, {"orgId": ErrorCode.INVALID_REQUEST})
+        error.details = [*error.details, *combination]
+        raise error from None
+    if combination:
+        raise ValidationFailed(details=combination)
     given = args.input
     resolution = given.resolution
     ignore = given.ignore
