@@ -72,6 +72,7 @@ class ErrorEventRecord:
     seq: int | None = None  # insertion order across all instances: the live feed's position
     environment: str | None = None
     release: str | None = None
+    tags: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

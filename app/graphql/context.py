@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from app.core.errors import InvalidApiKey
 
 if TYPE_CHECKING:
+    from app.alerts.service import AlertService
     from app.auth.service import AuthService
     from app.core.principal import Principal
     from app.core.pubsub import PubSub
@@ -33,6 +34,7 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    alerts: AlertService
 
 
 @dataclass(slots=True)

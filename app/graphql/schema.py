@@ -10,6 +10,7 @@ from strawberry.schema.config import StrawberryConfig
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from app.graphql.alerts import AlertMutations, AlertQueries
 from app.graphql.errors import ErrorFormatter, log_unexpected
 from app.graphql.events import EventMutations, EventQueries, EventSubscriptions
 from app.graphql.execution.document_cache import DocumentCache
@@ -21,8 +22,10 @@ from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
 
-Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
-Mutation = merge_types("Mutation", (EventMutations, GroupMutations, StatusMutations))
+Query = merge_types(
+    "Query", (EventQueries, GroupQueries, AlertQueries, StatsQueries, StatusQueries, RateLimitQueries)
+)
+Mutation = merge_types("Mutation", (EventMutations, GroupMutations, AlertMutations, StatusMutations))
 Subscription = merge_types("Subscription", (EventSubscriptions, GroupSubscriptions, StatusSubscriptions))
 
 

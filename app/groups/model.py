@@ -10,7 +10,7 @@ from enum import Enum
 from app.core import cursors
 from app.core.clock import to_ms
 from app.core.paging import SortOrder
-from app.events.model import Severity
+from app.events.model import ErrorEventRecord, Severity
 
 
 class GroupStatus(str, Enum):
@@ -111,6 +111,8 @@ class ActivityRecord:
     assignee: str | None = None
     text: str | None = None  # a comment, or the other fingerprint of a merge
     release: str | None = None  # the event's release, for a regression
+    # The event that caused it (automatic changes; not stored): what alert rules filter on.
+    event: ErrorEventRecord | None = field(default=None, compare=False)
 
 
 class GroupOrderField(str, Enum):

@@ -86,7 +86,9 @@ class GroupService:
         if started:
             group = await self._store.get(event.org_id, event.fingerprint)
             if group is not None:
-                await self._log(group, ActivityKind.FIRST_SEEN, ActivityCause.FIRST_EVENT, None, now)
+                await self._log(
+                    group, ActivityKind.FIRST_SEEN, ActivityCause.FIRST_EVENT, None, now, event=event
+                )
             return True
         group = await self._store.get(event.org_id, event.fingerprint)
         if group is None:  # merged away meanwhile
@@ -105,7 +107,7 @@ class GroupService:
             if changed is not None:  # else another instance or event made a change first
                 self.automatic[transition.cause] = self.automatic.get(transition.cause, 0) + 1
                 await self._log(
-                    changed, ActivityKind.STATUS_CHANGED, transition.cause, None, now, release=event.release
+                    changed, ActivityKind.STATUS_CHANGED, transition.cause, None, now, event=event
                 )
         if len(group.hourly) > HOURS_KEPT + 2:
             await self._store.forget_hours(group, to_ms(now) // HOUR_MS * HOUR_MS - HOURS_KEPT * HOUR_MS)
@@ -149,6 +151,10 @@ class GroupService:
     async def get(self, principal: Principal, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
         await self._orgs.authorize(principal, org_id)
         return await self._store.get(org_id, fingerprint) if len(fingerprint) <= 128 else None
+
+    async def lookup(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
+        """A group, for internal use (alerts): no credential involved."""
+        return await self._store.get(org_id, fingerprint)
 
     async def _existing(self, principal: Principal, org_id: str, fingerprint: str) -> ErrorGroupRecord:
         group = await self.get(principal, org_id, fingerprint)
@@ -262,7 +268,7 @@ class GroupService:
         at: datetime,
         *,
         text: str | None = None,
-        release: str | None = None,
+        event: ErrorEventRecord | None = None,
     ) -> ActivityRecord:
         entry = ActivityRecord(
             seq=await self._activity.next_seq(),
@@ -276,7 +282,8 @@ class GroupService:
             substatus=group.substatus,
             assignee=group.assignee,
             text=text,
-            release=release,
+            release=event.release if event is not None and kind is ActivityKind.STATUS_CHANGED else None,
+            event=event,
         )
         await self._activity.insert(entry)
         self._pubsub.publish(ACTIVITY_TOPIC, entry)

@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from app.alerts.service import AlertService, AlertSettings
+from app.alerts.store import DeliveryStore, RuleStore
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.core.pubsub import PubSub
@@ -67,12 +69,15 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             GroupStore(db, breaker),
         )
         activity_store, alias_store = ActivityStore(db, breaker), AliasStore(db, breaker)
+        rule_store, delivery_store = RuleStore(db, breaker), DeliveryStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
             await activity_store.ensure_indexes()
             await alias_store.ensure_indexes()
+            await rule_store.ensure_indexes()
+            await delivery_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         groups = GroupService(
             group_store,
@@ -111,11 +116,28 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
             ),
+            alerts=AlertService(
+                rule_store,
+                delivery_store,
+                orgs,
+                groups,
+                pubsub,
+                AlertSettings(
+                    timeout_seconds=settings.alert_timeout_seconds,
+                    backoff_base_seconds=settings.alert_backoff_base_seconds,
+                    backoff_max_seconds=settings.alert_backoff_max_seconds,
+                    retry_hours=settings.alert_retry_hours,
+                    disable_after_hours=settings.alert_disable_after_hours,
+                    lease_seconds=settings.alert_lease_seconds,
+                    poll_seconds=settings.alert_poll_seconds,
+                ),
+            ),
         )
         demo_key = None
         if serving:
             await feed.start()
             await services.status.start()
+            await services.alerts.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
     except BaseException:
@@ -129,6 +151,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.services.feed.stop()
     await runtime.services.status.stop()
+    await runtime.services.alerts.stop()
     await runtime.client.close()
     if runtime.embedded is not None:
         await asyncio.to_thread(runtime.embedded.stop)
