@@ -71,6 +71,7 @@ class AlertSettings:
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     rules_refresh_seconds: float = 5.0
+    worker: bool = True  # deliver in this process (off: it evaluates and stores; other instances deliver)
 
 
 def backoff(attempts: int, settings: AlertSettings, rand: Callable[[], float]) -> float:
@@ -267,7 +268,7 @@ class AlertService:
         for rule in rules:
             scope = event.fingerprint if rule.scope is FrequencyScope.GROUP else "*"
             window = self._windows.setdefault(f"{rule.id}:{scope}", deque())
-            window.append(to_ms(event.received_at))
+            window.append(now_ms)  # when this instance saw it: every instance sees the same events
             start = now_ms - (rule.window_minutes or 1) * 60_000
             while window and window[0] < start:
                 window.popleft()
@@ -427,8 +428,9 @@ class AlertService:
             asyncio.create_task(self._listen(ACTIVITY_TOPIC, self.on_activity), name="alerts-activity"),
             asyncio.create_task(self._listen(EVENTS_TOPIC, self.on_event), name="alerts-events"),
             asyncio.create_task(self._listen(STATUS_TOPIC, self.on_status), name="alerts-status"),
-            asyncio.create_task(self._deliver_forever(), name="alerts-delivery"),
         ]
+        if self.settings.worker:
+            self._tasks.append(asyncio.create_task(self._deliver_forever(), name="alerts-delivery"))
 
     async def stop(self) -> None:
         for task in self._tasks:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import orjson
 from pymongo import ASCENDING, DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
@@ -169,15 +170,17 @@ def _delivery(doc: dict[str, Any]) -> Delivery:
         body=doc["body"],
         url=doc["url"],
         state=DeliveryState(doc["state"]),
-        attempts=tuple(
-            Attempt(from_ms(a["at_ms"]), a.get("status_code"), float(a["latency_ms"]), a.get("error"))
-            for a in doc.get("attempts") or []
-        ),
+        attempts=tuple(_attempt(a) for a in doc.get("attempts") or []),
         due_at=from_ms(int(doc["due_ms"])),
         created_at=from_ms(int(doc["created_ms"])),
         test=bool(doc.get("test")),
         fingerprint=doc.get("fingerprint"),
     )
+
+
+def _attempt(stored: str | dict[str, Any]) -> Attempt:
+    a = orjson.loads(stored) if isinstance(stored, str) else stored
+    return Attempt(from_ms(a["at_ms"]), a.get("status_code"), float(a["latency_ms"]), a.get("error"))
 
 
 class DeliveryStore:

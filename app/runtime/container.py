@@ -130,6 +130,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                     disable_after_hours=settings.alert_disable_after_hours,
                     lease_seconds=settings.alert_lease_seconds,
                     poll_seconds=settings.alert_poll_seconds,
+                    worker=settings.alert_worker,
                 ),
             ),
         )

@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     alert_lease_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="How long a claimed delivery is held by one instance."
     )
+    alert_worker: bool = Field(
+        default=True,
+        description="Deliver alerts from this instance (off: it still evaluates rules and stores deliveries "
+        "for the instances that deliver).",
+    )
     alert_poll_seconds: float = Field(
         default=1.0, gt=0, le=60, description="How often the delivery worker looks for due deliveries."
     )
