@@ -14,6 +14,8 @@ class Principal:
     org_id: str | None  # None for admin keys
     admin: bool
     expires_at: datetime | None
+    project_id: int | None = None  # ingest keys: the one project they may send events to
+    ingest: bool = False  # ingest-only (a DSN's public key): may submit events, may read nothing
     name: str | None = None  # the key's name, shown as the actor of the changes it makes
 
     @property
@@ -23,6 +25,8 @@ class Principal:
 
     @property
     def label(self) -> str:
+        if self.ingest:
+            return f"ingest:{self.project_id}"
         return "admin" if self.admin else f"org:{self.org_id}"
 
     def require_admin(self) -> None:
@@ -30,7 +34,12 @@ class Principal:
             raise Forbidden()
 
     def can_read(self, org_id: str) -> bool:
-        return self.admin or self.org_id == org_id
+        return not self.ingest and (self.admin or self.org_id == org_id)
+
+    def check_write(self, org_id: str) -> None:
+        """Logging events: org and admin keys as for reading, and ingest keys into their project's org."""
+        if not (self.admin or self.org_id == org_id):
+            raise NotFound("Organization not found")
 
     def check_org(self, org_id: str) -> None:
         """Another organization's data is NOT_FOUND, indistinguishable from a missing one."""

@@ -12,11 +12,14 @@ when it has none: validation runs before variables are known, and the estimate m
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     FieldNode,
+    FragmentDefinitionNode,
     FragmentSpreadNode,
     GraphQLError,
     InlineFragmentNode,
@@ -25,6 +28,7 @@ from graphql import (
     SelectionSetNode,
     ValidationRule,
     VariableNode,
+    get_operation_ast,
 )
 
 from app.core.errors import FieldProblem, QueryTooComplex
@@ -65,21 +69,75 @@ def _page_size(field: FieldNode, operation: OperationDefinitionNode) -> int | No
     return None
 
 
+def measure(
+    operation: OperationDefinitionNode, get_fragment: Callable[[str], FragmentDefinitionNode | None]
+) -> tuple[int, int, int]:
+    """(estimated cost, depth, aliases) of one operation, as the limits count them."""
+    measure = _Measure()
+    cost = _selection(operation.selection_set, operation, 1, measure, set(), get_fragment)
+    return cost, measure.depth, measure.aliases
+
+
+def operation_cost(document: DocumentNode, operation_name: str | None) -> int | None:
+    """The estimated cost of the operation a request runs (None when it names none of the document's)."""
+    try:
+        operation = get_operation_ast(document, operation_name)
+    except GraphQLError:
+        return None
+    if operation is None:
+        return None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    return measure(operation, fragments.get)[0]
+
+
+def _selection(
+    selection_set: SelectionSetNode | None,
+    operation: OperationDefinitionNode,
+    depth: int,
+    measure: _Measure,
+    fragments_seen: set[str],
+    get_fragment: Callable[[str], FragmentDefinitionNode | None],
+) -> int:
+    if selection_set is None:
+        return 0
+    total = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            if selection.name.value.startswith("__"):
+                continue
+            measure.depth = max(measure.depth, depth)
+            measure.aliases += selection.alias is not None
+            inner = _selection(
+                selection.selection_set, operation, depth + 1, measure, fragments_seen, get_fragment
+            )
+            total += 1 + inner * (_page_size(selection, operation) or 1)
+        elif isinstance(selection, InlineFragmentNode):
+            total += _selection(
+                selection.selection_set, operation, depth, measure, fragments_seen, get_fragment
+            )
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            fragment = get_fragment(name)
+            if fragment is None or name in fragments_seen:  # cycles are another rule's error
+                continue
+            total += _selection(
+                fragment.selection_set, operation, depth, measure, fragments_seen | {name}, get_fragment
+            )
+    return total
+
+
 def limit_rule(limits: Limits) -> type[ValidationRule]:
     class QueryLimitsRule(ValidationRule):
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            measure = _Measure()
-            cost = self._selection(node.selection_set, node, 1, measure, set())
+            cost, depth, aliases = measure(node, self.context.get_fragment)
             problems = []
-            if measure.depth > limits.max_depth:
+            if depth > limits.max_depth:
                 problems.append(
-                    FieldProblem("depth", f"Depth {measure.depth} exceeds the limit of {limits.max_depth}")
+                    FieldProblem("depth", f"Depth {depth} exceeds the limit of {limits.max_depth}")
                 )
-            if measure.aliases > limits.max_aliases:
+            if aliases > limits.max_aliases:
                 problems.append(
-                    FieldProblem(
-                        "aliases", f"{measure.aliases} aliases exceed the limit of {limits.max_aliases}"
-                    )
+                    FieldProblem("aliases", f"{aliases} aliases exceed the limit of {limits.max_aliases}")
                 )
             if cost > limits.max_cost:
                 problems.append(
@@ -88,40 +146,5 @@ def limit_rule(limits: Limits) -> type[ValidationRule]:
             if problems:
                 error = QueryTooComplex(details=problems)
                 self.report_error(GraphQLError(error.message, node, original_error=error))
-
-        def _selection(
-            self,
-            selection_set: SelectionSetNode | None,
-            operation: OperationDefinitionNode,
-            depth: int,
-            measure: _Measure,
-            fragments_seen: set[str],
-        ) -> int:
-            if selection_set is None:
-                return 0
-            total = 0
-            for selection in selection_set.selections:
-                if isinstance(selection, FieldNode):
-                    if selection.name.value.startswith("__"):
-                        continue
-                    measure.depth = max(measure.depth, depth)
-                    measure.aliases += selection.alias is not None
-                    inner = self._selection(
-                        selection.selection_set, operation, depth + 1, measure, fragments_seen
-                    )
-                    total += 1 + inner * (_page_size(selection, operation) or 1)
-                elif isinstance(selection, InlineFragmentNode):
-                    total += self._selection(
-                        selection.selection_set, operation, depth, measure, fragments_seen
-                    )
-                elif isinstance(selection, FragmentSpreadNode):
-                    name = selection.name.value
-                    fragment = self.context.get_fragment(name)
-                    if fragment is None or name in fragments_seen:  # cycles are another rule's error
-                        continue
-                    total += self._selection(
-                        fragment.selection_set, operation, depth, measure, fragments_seen | {name}
-                    )
-            return total
 
     return QueryLimitsRule

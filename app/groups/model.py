@@ -134,6 +134,8 @@ class ErrorGroupRecord:
     last_seen: datetime
     max_severity: Severity
     latest_event_id: str
+    environments: list[str] = field(default_factory=list)  # every environment its events came from
+    releases: list[str] = field(default_factory=list)
     status: GroupStatus = GroupStatus.UNRESOLVED
     substatus: GroupSubstatus = GroupSubstatus.NEW
     assignee: str | None = None

@@ -19,8 +19,14 @@ from app.events.store import EventStore
 from app.graphql.context import Services
 from app.groups.service import GroupService, TriageSettings
 from app.groups.store import ActivityStore, AliasStore, GroupStore, ReleaseStore
+from app.ingest.service import IngestLimits, IngestService
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
+from app.persisted.inputs import load_manifest
+from app.persisted.service import PersistedDocumentService
+from app.persisted.store import PersistedDocumentStore
+from app.projects.service import ProjectService
+from app.projects.store import ProjectStore
 from app.ratelimit.service import RateLimiter
 from app.runtime.demo import ensure_demo
 from app.runtime.settings import Settings
@@ -70,7 +76,9 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         )
         activity_store, alias_store = ActivityStore(db, breaker), AliasStore(db, breaker)
         rule_store, delivery_store = RuleStore(db, breaker), DeliveryStore(db, breaker)
+        project_store = ProjectStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
+            await project_store.ensure_indexes()
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
@@ -93,8 +101,23 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             ),
         )
         events = EventService(event_store, groups, orgs, feed, settings.retention_days)
+        auth = AuthService(key_store, orgs, settings.auth_cache_ttl_seconds)
+        projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
+        ingest = IngestService(
+            auth,
+            projects,
+            events,
+            RateLimiter(1, settings.ingest_rate_limit, settings.rate_limit_window_seconds),
+            IngestLimits(
+                max_body_bytes=settings.ingest_max_envelope_bytes,
+                max_event_bytes=settings.ingest_max_event_bytes,
+                anonymize_ip=settings.anonymize_ip,
+            ),
+        )
         services = Services(
-            auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
+            auth=auth,
+            projects=projects,
+            ingest=ingest,
             orgs=orgs,
             events=events,
             groups=groups,
@@ -133,6 +156,10 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                     worker=settings.alert_worker,
                 ),
             ),
+            persisted=PersistedDocumentService(
+                PersistedDocumentStore(db, breaker),
+                load_manifest(settings.trusted_documents) if settings.trusted_documents else None,
+            ),
         )
         demo_key = None
         if serving:
@@ -166,7 +193,7 @@ def print_banner(settings: Settings, demo_key: str | None) -> None:
     if demo_key:
         lines += [
             f"Demo credential:  {demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
+            f'  GraphiQL opens with it in the Headers tab: {{"X-API-KEY": "{demo_key}"}}',
             f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
             "    -H 'Content-Type: application/json' \\",
             """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",

@@ -27,6 +27,9 @@ class RequestState:
     graphql_response: bool = False  # the client accepts application/graphql-response+json
     request_error: bool = False  # a GraphQL request error (answers 400 under graphql-response+json)
     expiry_task: asyncio.Task[None] | None = None  # closes a WebSocket when its credential expires
+    persisted_get: bool = False  # a GET naming its document by hash (cacheable when it succeeds)
+    had_errors: bool = False  # the GraphQL result carried errors
+    costs: list[int | None] | None = None  # `X-GraphQL-Cost: include`: each operation's estimated cost
 
 
 def request_state(scope: Scope) -> RequestState:
