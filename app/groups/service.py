@@ -83,12 +83,21 @@ class GroupService:
         if event.release is not None and event.seq is not None:
             await self._releases.note(event.org_id, event.release, event.seq)
         now = self._clock()
-        if started:
-            group = await self._store.get(event.org_id, event.fingerprint)
-            if group is not None:
-                await self._log(
-                    group, ActivityKind.FIRST_SEEN, ActivityCause.FIRST_EVENT, None, now, event=event
+        if started:  # a new group's state is known: no read
+            await self._publish(
+                ActivityRecord(
+                    seq=await self._activity.next_seq(),
+                    org_id=event.org_id,
+                    fingerprint=event.fingerprint,
+                    kind=ActivityKind.FIRST_SEEN,
+                    cause=ActivityCause.FIRST_EVENT,
+                    actor=None,
+                    at=now,
+                    status=GroupStatus.UNRESOLVED,
+                    substatus=GroupSubstatus.NEW,
+                    event=event,
                 )
+            )
             return True
         group = await self._store.get(event.org_id, event.fingerprint)
         if group is None:  # merged away meanwhile
@@ -285,6 +294,9 @@ class GroupService:
             release=event.release if event is not None and kind is ActivityKind.STATUS_CHANGED else None,
             event=event,
         )
+        return await self._publish(entry)
+
+    async def _publish(self, entry: ActivityRecord) -> ActivityRecord:
         await self._activity.insert(entry)
         self._pubsub.publish(ACTIVITY_TOPIC, entry)
         return entry
