@@ -71,6 +71,7 @@ class AlertSettings:
     lease_seconds: float = 60.0
     poll_seconds: float = 1.0
     rules_refresh_seconds: float = 5.0
+    concurrency: int = 8  # deliveries attempted at once by this process's worker
     worker: bool = True  # deliver in this process (off: it evaluates and stores; other instances deliver)
 
 
@@ -456,7 +457,8 @@ class AlertService:
         while True:
             self._wake.clear()
             try:
-                await self.deliver_due()
+                # Several claimers: a slow or dead receiver holds one of them, not every delivery.
+                await asyncio.gather(*(self.deliver_due() for _ in range(self.settings.concurrency)))
             except AppError as exc:  # database away: try again next round
                 log.debug("alert delivery round failed: %s", exc.message)
             except Exception:

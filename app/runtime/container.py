@@ -154,6 +154,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                     lease_seconds=settings.alert_lease_seconds,
                     poll_seconds=settings.alert_poll_seconds,
                     worker=settings.alert_worker,
+                    concurrency=settings.alert_concurrency,
                 ),
             ),
             persisted=PersistedDocumentService(

@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     alert_lease_seconds: float = Field(
         default=60.0, gt=0, le=3600, description="How long a claimed delivery is held by one instance."
     )
+    alert_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Deliveries one instance attempts at once."
+    )
     alert_worker: bool = Field(
         default=True,
         description="Deliver alerts from this instance (off: it still evaluates rules and stores deliveries "
