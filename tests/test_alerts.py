@@ -415,3 +415,28 @@ def test_backoff_doubles_within_the_jitter_and_is_capped() -> None:
         n += 1
         total += backoff(n, settings, lambda: 0.0)
     assert n < 40
+
+
+async def test_a_claim_abandoned_mid_attempt_is_taken_again_after_its_lease(
+    alerting: Alerting, client: GraphQLClient, receiver: Receiver
+) -> None:
+    """An instance that claimed a delivery and stopped before recording the attempt: nobody else sends
+    it while the lease holds, and another instance sends it once the lease has run out."""
+    org = make_org(alerting.server)
+    await create_rule(client, org, trigger="NEW_GROUP", url=receiver.url)
+    await log(client, org)
+    await wait_stored(alerting.server, org, 1)
+    now = alerting.clock.now
+    lease = now + timedelta(seconds=60)
+
+    async def claim_and_vanish(services: Services) -> object:
+        store = services.alerts._deliveries  # what a worker does first, before it dies
+        return await store.claim(int(now.timestamp() * 1000), int(lease.timestamp() * 1000))
+
+    assert await asyncio.to_thread(alerting.server.call, claim_and_vanish) is not None
+    assert await alerting.deliver() == 0  # held by the vanished instance
+    alerting.clock.advance(seconds=61)
+    assert await alerting.deliver() == 1
+    assert len(receiver.requests) == 1
+    (done,) = await deliveries(client, org)
+    assert done["state"] == "DELIVERED" and [a["statusCode"] for a in done["attempts"]] == [200]
