@@ -31,6 +31,7 @@ from tests.conftest import (
     settings_for,
     start_server,
 )
+from tests.documents import SET_SERVICE_STATUS
 
 TIMEOUT = 10
 CREATE = """mutation($o: ID!, $i: AlertRuleInput!) { createAlertRule(orgId: $o, input: $i) {
@@ -213,6 +214,7 @@ async def test_a_regression_from_a_newer_release_is_delivered_once_signed(
     await log(client, org, release="1.4.0")  # an old client: no regression, no alert
     await log(client, org, release="1.5.0", environment="production")
     await wait_stored(alerting.server, org, 1)
+    alerting.restart()  # stored before it is sent: a restart in between loses nothing
     assert await alerting.deliver() == 1
 
     request = await receiver.next()
@@ -221,7 +223,8 @@ async def test_a_regression_from_a_newer_release_is_delivered_once_signed(
     assert payload["group"]["fingerprint"] == fp and payload["group"]["substatus"] == "REGRESSED"
     assert payload["event"]["release"] == "1.5.0" and payload["event"]["environment"] == "production"
     assert request.headers["webhook-id"] == payload["id"]
-    logged = await deliveries(client, org, rule["id"])
+    async with httpx.AsyncClient(base_url=alerting.server.url, timeout=30) as http:
+        logged = await deliveries(GraphQLClient(http), org, rule["id"])
     assert [(d["state"], [a["statusCode"] for a in d["attempts"]]) for d in logged] == [("DELIVERED", [200])]
     assert await alerting.deliver() == 0 and len(receiver.requests) == 1
 
@@ -440,3 +443,28 @@ async def test_a_claim_abandoned_mid_attempt_is_taken_again_after_its_lease(
     assert len(receiver.requests) == 1
     (done,) = await deliveries(client, org)
     assert done["state"] == "DELIVERED" and [a["statusCode"] for a in done["attempts"]] == [200]
+
+
+async def test_a_component_entering_a_state_alerts(
+    alerting: Alerting, client: GraphQLClient, receiver: Receiver
+) -> None:
+    org = make_org(alerting.server)
+    admin = alerting.server.call(lambda s: s.auth.create_key(org_id=None, admin=True, name="ops")).plaintext
+    rule = await create_rule(
+        client, org, trigger="SERVICE_STATUS", component="storage", state="MAJOR_OUTAGE", url=receiver.url
+    )
+    await client.data(SET_SERVICE_STATUS, {"service": "api", "status": "MAJOR_OUTAGE"}, key=admin)
+    await client.data(SET_SERVICE_STATUS, {"service": "storage", "status": "DEGRADED_PERFORMANCE"}, key=admin)
+    await client.data(
+        SET_SERVICE_STATUS, {"service": "storage", "status": "MAJOR_OUTAGE", "description": "disk"}, key=admin
+    )
+    try:
+        await wait_stored(alerting.server, org, 1)
+        assert await alerting.deliver() == 1
+        payload = verified(rule["signingSecrets"][0], await receiver.next())
+        assert payload["trigger"] == "SERVICE_STATUS"
+        assert payload["status"] == {"component": "storage", "state": "MAJOR_OUTAGE", "description": "disk"}
+        assert len(await deliveries(client, org)) == 1  # neither the api nor the degraded state alerted
+    finally:
+        for service in ("api", "storage"):
+            await client.data(SET_SERVICE_STATUS, {"service": service, "status": "OPERATIONAL"}, key=admin)

@@ -50,7 +50,7 @@ from app.groups.model import ActivityCause, ActivityKind, ActivityRecord, ErrorG
 from app.groups.service import ACTIVITY_TOPIC, GroupService
 from app.orgs.service import OrgService
 from app.status.model import ServiceState, StatusSnapshot
-from app.status.service import STATUS_TOPIC
+from app.status.service import STATUS_TOPIC, StatusService
 
 log = logging.getLogger("app.alerts")
 MAX_RULES_PER_ORG = 100
@@ -134,6 +134,7 @@ class AlertService:
         pubsub: PubSub,
         settings: AlertSettings | None = None,
         *,
+        status: StatusService | None = None,
         clock: Callable[[], datetime] = utc_now,
         rand: Callable[[], float] = random.random,
         transport: httpx.AsyncBaseTransport | None = None,
@@ -143,6 +144,7 @@ class AlertService:
         self._orgs = orgs
         self._groups = groups
         self._pubsub = pubsub
+        self._status = status
         self.settings = settings or AlertSettings()
         self.clock = clock
         self._rand = rand
@@ -425,6 +427,8 @@ class AlertService:
     # -- background ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self._status is not None:  # the states components are in now: a change from them alerts
+            self._states = {c.name: c.status for c in self._status.snapshot().services}
         self._tasks = [
             asyncio.create_task(self._listen(ACTIVITY_TOPIC, self.on_activity), name="alerts-activity"),
             asyncio.create_task(self._listen(EVENTS_TOPIC, self.on_event), name="alerts-events"),

@@ -114,6 +114,18 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                 anonymize_ip=settings.anonymize_ip,
             ),
         )
+        status = StatusService(
+            StatusStore(db, breaker),
+            pubsub,
+            StatusSettings(
+                probe_interval=settings.status_probe_interval_seconds,
+                damping_probes=settings.status_damping_probes,
+                slow_ping_seconds=settings.status_slow_ping_seconds,
+                error_rate_threshold=settings.status_error_rate_threshold,
+                override_poll_seconds=settings.feed_poll_seconds,
+            ),
+            breaker,
+        )
         services = Services(
             auth=auth,
             projects=projects,
@@ -122,18 +134,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             events=events,
             groups=groups,
             stats=StatsService(events),
-            status=StatusService(
-                StatusStore(db, breaker),
-                pubsub,
-                StatusSettings(
-                    probe_interval=settings.status_probe_interval_seconds,
-                    damping_probes=settings.status_damping_probes,
-                    slow_ping_seconds=settings.status_slow_ping_seconds,
-                    error_rate_threshold=settings.status_error_rate_threshold,
-                    override_poll_seconds=settings.feed_poll_seconds,
-                ),
-                breaker,
-            ),
+            status=status,
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
@@ -145,7 +146,8 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                 orgs,
                 groups,
                 pubsub,
-                AlertSettings(
+                status=status,
+                settings=AlertSettings(
                     timeout_seconds=settings.alert_timeout_seconds,
                     backoff_base_seconds=settings.alert_backoff_base_seconds,
                     backoff_max_seconds=settings.alert_backoff_max_seconds,
