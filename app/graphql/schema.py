@@ -22,6 +22,7 @@ from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
+from app.graphql.statuspage import StatusPageMutations, StatusPageQueries, StatusPageSubscriptions
 from app.graphql.tracing import operation_tracing
 
 if TYPE_CHECKING:
@@ -29,10 +30,23 @@ if TYPE_CHECKING:
 
 Query = merge_types(
     "Query",
-    (EventQueries, GroupQueries, AlertQueries, StatsQueries, StatusQueries, RateLimitQueries, ProjectQueries),
+    (
+        EventQueries,
+        GroupQueries,
+        AlertQueries,
+        StatsQueries,
+        StatusQueries,
+        RateLimitQueries,
+        ProjectQueries,
+        StatusPageQueries,
+    ),
 )
-Mutation = merge_types("Mutation", (EventMutations, GroupMutations, AlertMutations, StatusMutations))
-Subscription = merge_types("Subscription", (EventSubscriptions, GroupSubscriptions, StatusSubscriptions))
+Mutation = merge_types(
+    "Mutation", (EventMutations, GroupMutations, AlertMutations, StatusMutations, StatusPageMutations)
+)
+Subscription = merge_types(
+    "Subscription", (EventSubscriptions, GroupSubscriptions, StatusSubscriptions, StatusPageSubscriptions)
+)
 
 
 class AppSchema(strawberry.Schema):

@@ -33,6 +33,8 @@ from app.runtime.settings import Settings
 from app.stats.service import StatsService
 from app.status.service import StatusService, StatusSettings
 from app.status.store import StatusStore
+from app.statuspage.service import PageSettings, StatusPageService
+from app.statuspage.store import StatusPageStore
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -101,6 +103,18 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             ),
         )
         events = EventService(event_store, groups, orgs, feed, settings.retention_days)
+        status = StatusService(
+            StatusStore(db, breaker),
+            pubsub,
+            StatusSettings(
+                probe_interval=settings.status_probe_interval_seconds,
+                damping_probes=settings.status_damping_probes,
+                slow_ping_seconds=settings.status_slow_ping_seconds,
+                error_rate_threshold=settings.status_error_rate_threshold,
+                override_poll_seconds=settings.feed_poll_seconds,
+            ),
+            breaker,
+        )
         auth = AuthService(key_store, orgs, settings.auth_cache_ttl_seconds)
         projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
         ingest = IngestService(
@@ -113,18 +127,6 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                 max_event_bytes=settings.ingest_max_event_bytes,
                 anonymize_ip=settings.anonymize_ip,
             ),
-        )
-        status = StatusService(
-            StatusStore(db, breaker),
-            pubsub,
-            StatusSettings(
-                probe_interval=settings.status_probe_interval_seconds,
-                damping_probes=settings.status_damping_probes,
-                slow_ping_seconds=settings.status_slow_ping_seconds,
-                error_rate_threshold=settings.status_error_rate_threshold,
-                override_poll_seconds=settings.feed_poll_seconds,
-            ),
-            breaker,
         )
         services = Services(
             auth=auth,
@@ -159,6 +161,16 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                     concurrency=settings.alert_concurrency,
                 ),
             ),
+            status_page=StatusPageService(
+                StatusPageStore(db, breaker),
+                status,
+                pubsub,
+                PageSettings(
+                    tick_seconds=settings.status_tick_seconds,
+                    damping=settings.status_damping_probes,
+                    push_budget=settings.status_push_budget,
+                ),
+            ),
             persisted=PersistedDocumentService(
                 PersistedDocumentStore(db, breaker),
                 load_manifest(settings.trusted_documents) if settings.trusted_documents else None,
@@ -169,6 +181,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             await feed.start()
             await services.status.start()
             await services.alerts.start()
+            await services.status_page.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
     except BaseException:
@@ -181,6 +194,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
 
 async def close_runtime(runtime: Runtime) -> None:
     await runtime.services.feed.stop()
+    await runtime.services.status_page.stop()
     await runtime.services.status.stop()
     await runtime.services.alerts.stop()
     await runtime.client.close()
