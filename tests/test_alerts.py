@@ -168,7 +168,7 @@ async def create_rule(gql: GraphQLClient, org: Org, **rule: Any) -> dict[str, An
 
 
 async def log(gql: GraphQLClient, org: Org, message: str = "Card declined", **fields: Any) -> str:
-    error = {"message": message, "severity": "HIGH", **fields}
+    error = {"message": message, "severity": "HIGH"} | fields
     return (await gql.data(LOG_ERROR, {"o": org.id, "e": error}, key=org.key))["logError"]["error"][
         "fingerprint"
     ]
@@ -468,3 +468,59 @@ async def test_a_component_entering_a_state_alerts(
     finally:
         for service in ("api", "storage"):
             await client.data(SET_SERVICE_STATUS, {"service": service, "status": "OPERATIONAL"}, key=admin)
+
+
+UPDATE_RULE = """mutation($o: ID!, $id: ID!, $i: AlertRuleInput!) {
+  updateAlertRule(orgId: $o, id: $id, input: $i) {
+    id name trigger enabled throttleMinutes filter { minSeverity environment tag { key value } } } }"""
+DELETE_RULE = "mutation($o: ID!, $id: ID!) { deleteAlertRule(orgId: $o, id: $id) }"
+
+
+async def test_filters_decide_which_events_alert_and_rules_are_replaced_and_deleted(
+    alerting: Alerting, client: GraphQLClient, receiver: Receiver
+) -> None:
+    org = make_org(alerting.server)
+    rule = await create_rule(
+        client,
+        org,
+        trigger="NEW_GROUP",
+        url=receiver.url,
+        filter={"minSeverity": "HIGH", "environment": "production"},
+    )
+    await log(client, org, message="Quiet one", severity="LOW", environment="production")
+    await log(client, org, message="Staging one", environment="staging")
+    await log(client, org, message="No environment")
+    await log(client, org, message="The real one", severity="CRITICAL", environment="production")
+    await wait_stored(alerting.server, org, 1)
+    assert await alerting.deliver() == 1
+    assert (await receiver.next()).json["event"]["message"] == "The real one"
+
+    replaced = await client.data(
+        UPDATE_RULE,
+        {
+            "o": org.id,
+            "id": rule["id"],
+            "i": {"name": "renamed", "trigger": "REGRESSION", "url": receiver.url, "throttleMinutes": 5},
+        },
+        key=org.key,
+    )
+    assert replaced["updateAlertRule"] == {
+        "id": rule["id"],
+        "name": "renamed",
+        "trigger": "REGRESSION",
+        "enabled": True,
+        "throttleMinutes": 5,
+        "filter": {"minSeverity": None, "environment": None, "tag": None},
+    }
+    assert (await client.data(DELETE_RULE, {"o": org.id, "id": rule["id"]}, key=org.key))["deleteAlertRule"]
+    assert not (await client.data(DELETE_RULE, {"o": org.id, "id": rule["id"]}, key=org.key))[
+        "deleteAlertRule"
+    ]
+    missing = await client.error(
+        UPDATE_RULE,
+        {"o": org.id, "id": rule["id"], "i": {"name": "x", "trigger": "NEW_GROUP", "url": receiver.url}},
+        key=org.key,
+    )
+    assert missing["extensions"]["code"] == "NOT_FOUND"
+    other = make_org(alerting.server)  # another organization's rules are not visible
+    assert (await client.data(RULES, {"o": other.id}, key=other.key))["alertRules"] == []
