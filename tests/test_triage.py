@@ -7,9 +7,11 @@ import asyncio
 import json
 from typing import Any
 
+import httpx
+
 from app.graphql.context import Services
 from app.groups.service import ACTIVITY_TOPIC
-from tests.conftest import GraphQLClient, LiveServer, Org
+from tests.conftest import GraphQLClient, LiveServer, Org, server_process
 from tests.test_subscriptions import TIMEOUT, receive, session, subscribe
 
 GROUP_FIELDS = (
@@ -287,3 +289,16 @@ async def test_another_organizations_changes_are_refused(server: LiveServer, org
         message = await receive(ws)
         assert message["type"] == "error"
         assert message["payload"][0]["extensions"]["code"] == "NOT_FOUND"
+
+
+async def test_changes_made_by_another_server_process_are_streamed(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    async with session(server, {"apiKey": org.key}) as ws:
+        await subscribe(ws, "live", CHANGED, {"o": org.id})
+        await _listening(server, 1)
+        with server_process(server) as other:
+            async with httpx.AsyncClient(base_url=other.url, timeout=30) as http:
+                fp = await log(GraphQLClient(http), org, message="Seen by the other process")
+            entry = (await receive(ws))["payload"]["data"]["errorGroupChanged"]
+            assert (entry["kind"], entry["fingerprint"]) == ("FIRST_SEEN", fp)

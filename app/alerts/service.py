@@ -247,6 +247,8 @@ class AlertService:
         trigger = _ACTIVITY_TRIGGER.get(entry.cause)
         if trigger is None or entry.kind not in (ActivityKind.FIRST_SEEN, ActivityKind.STATUS_CHANGED):
             return
+        if entry.event is None:  # made by another instance (read back from the database): evaluated there
+            return
         rules = [
             r
             for r in await self._enabled_rules()

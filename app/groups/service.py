@@ -8,12 +8,16 @@ and recorded as activity, once.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from app.core.clock import to_ms, utc_now
-from app.core.errors import Conflict, FieldProblem, NotFound, ValidationFailed
+from app.core.errors import AppError, Conflict, FieldProblem, NotFound, ValidationFailed
 from app.core.principal import Principal
 from app.core.pubsub import PubSub
 from app.events.model import ErrorEventRecord, EventFilter
@@ -38,6 +42,8 @@ from app.groups.triage import HOUR_MS, HOURS_KEPT, Transition, after_event
 from app.orgs.service import OrgService
 
 ACTIVITY_TOPIC = "group-activity"
+HOLE_MARGIN = 100  # positions the activity poll reads again, for inserts that finished out of order
+log = logging.getLogger("app.groups")
 REPLAY_LIMIT = 1000  # activity entries a resumed errorGroupChanged replays at most
 _ATTEMPTS = 5  # a person's change re-read and re-applied when an automatic one came in between
 
@@ -46,6 +52,7 @@ _ATTEMPTS = 5  # a person's change re-read and re-applied when an automatic one 
 class TriageSettings:
     escalation_factor: float = 10.0
     escalation_min_events: int = 20
+    poll_seconds: float = 0.25  # how often other instances' activity is looked for
 
 
 class GroupService:
@@ -72,6 +79,50 @@ class GroupService:
         self._settings = settings or TriageSettings()
         self._clock = clock
         self.automatic: dict[ActivityCause, int] = {}  # automatic changes made, by cause (for the metrics)
+        self._published: OrderedDict[int, None] = OrderedDict()  # recent positions published here
+        self._watermark: int | None = None  # the poll reads entries after this position
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- other instances' activity ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Publishes other instances' activity to this process's subscribers, polling every
+        `poll_seconds` (one query per process, never one per subscriber)."""
+        self._watermark = await self._activity.last_seq()
+        self._poller = asyncio.create_task(self._poll_forever(), name="group-activity")
+
+    async def stop(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+            self._poller = None
+
+    async def _poll_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._settings.poll_seconds)
+            try:
+                await self.poll()
+            except AppError as exc:  # database away: try again next round
+                log.debug("activity poll failed: %s", exc.message)
+            except Exception:
+                log.exception("activity poll failed")
+
+    async def poll(self) -> None:
+        """Entries stored since the last poll. Positions are taken before the insert, so a lower one can
+        become visible after a higher one: the poll re-reads the last HOLE_MARGIN positions, and what was
+        published already is skipped."""
+        start = max(0, (self._watermark or 0) - HOLE_MARGIN)
+        for entry in await self._activity.after(None, start, 1000):
+            self._watermark = max(self._watermark or 0, entry.seq)
+            if entry.seq not in self._published:
+                self._remember(entry.seq)
+                self._pubsub.publish(ACTIVITY_TOPIC, entry)
+
+    def _remember(self, seq: int) -> None:
+        self._published[seq] = None
+        while len(self._published) > 10_000:
+            self._published.popitem(last=False)
 
     # -- counting (GroupCounter) ------------------------------------------------------------------
 
@@ -298,6 +349,7 @@ class GroupService:
 
     async def _publish(self, entry: ActivityRecord) -> ActivityRecord:
         await self._activity.insert(entry)
+        self._remember(entry.seq)
         self._pubsub.publish(ACTIVITY_TOPIC, entry)
         return entry
 
@@ -320,13 +372,16 @@ class GroupService:
         since then (at most REPLAY_LIMIT), oldest first. Listening starts before the replay is read, so
         nothing falls between the two, and what arrives both ways is sent once."""
         with self._pubsub.subscribe(ACTIVITY_TOPIC) as mailbox:
-            last = after
+            replayed: set[int] = set()
             if after is not None:
                 for entry in await self._activity.after(org_id, after, REPLAY_LIMIT):
-                    last = entry.seq
+                    replayed.add(entry.seq)
                     yield entry
             while True:
                 live: ActivityRecord = await mailbox.get()
-                if live.org_id != org_id or (last is not None and live.seq <= last):
+                if live.seq in replayed:
+                    replayed.discard(live.seq)
+                    continue
+                if live.org_id != org_id or (after is not None and live.seq <= after):
                     continue
                 yield live

@@ -433,6 +433,9 @@ class ActivityStore:
     async def next_seq(self) -> int:
         return (await self._counters.take("group_activity"))[0]
 
+    async def last_seq(self) -> int:
+        return await self._counters.last("group_activity")
+
     async def insert(self, activity: ActivityRecord) -> None:
         async with translate_errors("group_activity.insert", self._breaker):
             await self._col.insert_one(_activity_doc(activity))
@@ -452,11 +455,11 @@ class ActivityStore:
         )
         return [_activity(d) for d in docs], more
 
-    async def after(self, org_id: str, seq: int, limit: int) -> list[ActivityRecord]:
-        """An organization's entries after position `seq`, oldest first."""
+    async def after(self, org_id: str | None, seq: int, limit: int) -> list[ActivityRecord]:
+        """An organization's entries (None: every organization's) after position `seq`, oldest first."""
         docs, _ = await keyset_page(
             self._col,
-            {"org_id": org_id},
+            {"org_id": org_id} if org_id is not None else {},
             [("seq", ASCENDING)],
             (seq,),
             limit,

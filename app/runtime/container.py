@@ -100,6 +100,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             settings=TriageSettings(
                 escalation_factor=settings.escalation_factor,
                 escalation_min_events=settings.escalation_min_events,
+                poll_seconds=settings.feed_poll_seconds,
             ),
         )
         events = EventService(event_store, groups, orgs, feed, settings.retention_days)
@@ -180,6 +181,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         if serving:
             await feed.start()
             await services.status.start()
+            await services.groups.start()
             await services.alerts.start()
             await services.status_page.start()
             if settings.demo_data_enabled:
@@ -197,6 +199,7 @@ async def close_runtime(runtime: Runtime) -> None:
     await runtime.services.status_page.stop()
     await runtime.services.status.stop()
     await runtime.services.alerts.stop()
+    await runtime.services.groups.stop()
     await runtime.client.close()
     if runtime.embedded is not None:
         await asyncio.to_thread(runtime.embedded.stop)
