@@ -80,6 +80,7 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(PY) bench/run.py
 	$(PY) bench/sdk_ingest.py
+	$(PY) bench/alerts.py
 
 # The production-like path (compose.yaml): the server on a one-node MongoDB replica set.
 compose-up:

@@ -150,12 +150,25 @@ async def test_database_round_trips_per_request(monitored: tuple[LiveServer, Com
         ]
         status = await commands_of("{ serviceStatus { status } }", {})
         assert status == [] and not commands.seen  # answered from memory
-        logged = await commands_of(
-            'mutation($o: ID!) { logError(orgId: $o, error: {message: "again", severity: LOW}) { errorId } }',
-            {"o": org.id},
+        again = (
+            'mutation($o: ID!) { logError(orgId: $o, error: {message: "again", severity: LOW}) { errorId } }'
         )
-        # The position counter is not about one organization; the insert and the group count are.
-        assert logged == ["insert:error_events", "update:error_groups"]
+        logged = await commands_of(again, {"o": org.id})
+        # The position counters are not about one organization; the rest is: the merge alias of the
+        # fingerprint, the insert, the group count, and a new group's first activity entry.
+        assert logged == [
+            "find:group_aliases",
+            "insert:error_events",
+            "update:error_groups",
+            "insert:group_activity",
+        ]
+        # An existing group: its triage state is read after counting (regression, ignore, escalation).
+        assert await commands_of(again, {"o": org.id}) == [
+            "find:group_aliases",
+            "insert:error_events",
+            "update:error_groups",
+            "find:error_groups",
+        ]
 
 
 FILTERS = [

@@ -73,6 +73,7 @@ class AuthService:
             org_id=record.org_id,
             admin=record.admin,
             expires_at=record.expires_at,
+            name=record.name,
         )
 
     async def create_key(

@@ -16,6 +16,12 @@ class Principal:
     expires_at: datetime | None
     project_id: int | None = None  # ingest keys: the one project they may send events to
     ingest: bool = False  # ingest-only (a DSN's public key): may submit events, may read nothing
+    name: str | None = None  # the key's name, shown as the actor of the changes it makes
+
+    @property
+    def prefix(self) -> str:
+        """The key's public prefix (etk_<key id>), as support staff and activity entries show it."""
+        return f"etk_{self.key_id}"
 
     @property
     def label(self) -> str:

@@ -59,8 +59,14 @@ REPLAY_LIMIT = 1000  # events a resumed errorLogged subscription replays at most
 class GroupCounter(Protocol):
     """Counts a stored event into its group (the groups domain implements it; events do not import it)."""
 
+    async def canonical(self, org_id: str, fingerprint: str) -> str:
+        """The fingerprint an event of `fingerprint` is stored and counted under: another one when the
+        group was merged into it."""
+        ...
+
     async def record(self, event: ErrorEventRecord) -> bool:
-        """True when the event started its group."""
+        """True when the event started its group. Also applies the automatic status changes an event
+        causes (regression, end of an ignore condition, escalation)."""
         ...
 
 
@@ -115,8 +121,13 @@ class EventService:
             code=new.code,
             source=new.source,
             context=new.context,
-            fingerprint=new.fingerprint
-            or fingerprint(new.message, new.code, new.source, new.details.exceptions if new.details else ()),
+            fingerprint=await self._groups.canonical(
+                org_id,
+                new.fingerprint
+                or fingerprint(
+                    new.message, new.code, new.source, new.details.exceptions if new.details else ()
+                ),
+            ),
             seq=await self._store.next_seq(),
             environment=new.environment,
             release=new.release,

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from app.core.errors import InvalidApiKey
 
 if TYPE_CHECKING:
+    from app.alerts.service import AlertService
     from app.auth.service import AuthService
     from app.core.principal import Principal
     from app.core.pubsub import PubSub
@@ -41,6 +42,7 @@ class Services:
     rate_limiter: RateLimiter
     status_page: StatusPageService
     persisted: PersistedDocumentService
+    alerts: AlertService
 
 
 @dataclass(slots=True)

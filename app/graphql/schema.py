@@ -11,11 +11,12 @@ from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.tools import merge_types
 from strawberry.types import ExecutionContext
 
+from app.graphql.alerts import AlertMutations, AlertQueries
 from app.graphql.errors import ErrorFormatter, log_unexpected
 from app.graphql.events import EventMutations, EventQueries, EventSubscriptions
 from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
-from app.graphql.groups import GroupQueries
+from app.graphql.groups import GroupMutations, GroupQueries, GroupSubscriptions
 from app.graphql.limits import Limits, limit_rule
 from app.graphql.projects import ProjectQueries
 from app.graphql.rate_limit import RateLimitQueries
@@ -33,6 +34,7 @@ Query = merge_types(
     (
         EventQueries,
         GroupQueries,
+        AlertQueries,
         StatsQueries,
         StatusQueries,
         RateLimitQueries,
@@ -40,8 +42,12 @@ Query = merge_types(
         StatusPageQueries,
     ),
 )
-Mutation = merge_types("Mutation", (EventMutations, StatusMutations, StatusPageMutations))
-Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions, StatusPageSubscriptions))
+Mutation = merge_types(
+    "Mutation", (EventMutations, GroupMutations, AlertMutations, StatusMutations, StatusPageMutations)
+)
+Subscription = merge_types(
+    "Subscription", (EventSubscriptions, GroupSubscriptions, StatusSubscriptions, StatusPageSubscriptions)
+)
 
 
 class AppSchema(strawberry.Schema):

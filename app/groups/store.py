@@ -12,15 +12,33 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from app.core.clock import from_ms, to_ms
 from app.core.paging import SortOrder
 from app.events.model import ErrorEventRecord, Severity
-from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
+from app.groups.model import (
+    ActivityCause,
+    ActivityKind,
+    ActivityRecord,
+    Actor,
+    ErrorGroupRecord,
+    GroupFilter,
+    GroupOrderField,
+    GroupPage,
+    GroupQuery,
+    GroupStatus,
+    GroupSubstatus,
+    IgnoreCondition,
+    IgnoreKind,
+    Resolution,
+    ResolveKind,
+)
+from app.groups.triage import HOUR_MS
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
+from app.storage.counters import Counters
 from app.storage.mongo import Database, translate_errors, write_failure
 from app.storage.paging import keyset_page
 
@@ -46,6 +64,10 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
         values = sorted({getattr(e, attribute) for e in events if getattr(e, attribute) is not None})
         if values:
             seen[name] = {"$each": values}
+    counts: dict[str, Any] = {"occurrences": len(events)}
+    for e in events:  # received per hour, for the escalation rule
+        hour = f"hourly.h{to_ms(e.received_at) // HOUR_MS * HOUR_MS}"
+        counts[hour] = counts.get(hour, 0) + 1
     update: dict[str, Any] = {
         "$setOnInsert": {
             "org_id": first.org_id,
@@ -53,8 +75,12 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
             "message": first.message,
             "source": first.source,
             "code": first.code,
+            "status": GroupStatus.UNRESOLVED.value,
+            "substatus": GroupSubstatus.NEW.value,
+            "revision": 0,
+            "created_ms": to_ms(first.received_at),
         },
-        "$inc": {"occurrences": len(events)},
+        "$inc": counts,
         "$min": {"first_seen_ms": min(stamps)},
         "$max": {
             "last_seen_ms": max(stamps),
@@ -64,6 +90,9 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
     }
     if seen:
         update["$addToSet"] = seen
+    releases = [e.release for e in events if e.release is not None]
+    if releases:
+        update["$set"] = {"last_release": releases[-1]}
     return update
 
 
@@ -81,7 +110,55 @@ def _from_doc(doc: dict[str, Any]) -> ErrorGroupRecord:
         latest_event_id=doc["latest_event_id"],
         environments=sorted(doc.get("environments") or []),
         releases=sorted(doc.get("releases") or []),
+        status=GroupStatus(doc.get("status") or "UNRESOLVED"),
+        substatus=GroupSubstatus(doc.get("substatus") or "NEW"),
+        assignee=doc.get("assignee"),
+        resolution=_resolution(doc.get("resolution")),
+        ignore=_ignore(doc.get("ignore")),
+        last_release=doc.get("last_release"),
+        revision=int(doc.get("revision") or 0),
+        hourly={int(k[1:]): int(v) for k, v in (doc.get("hourly") or {}).items()},
+        created=from_ms(int(doc["created_ms"])) if doc.get("created_ms") is not None else None,
     )
+
+
+def _resolution(doc: dict[str, Any] | None) -> Resolution | None:
+    return Resolution(ResolveKind(doc["kind"]), doc.get("release")) if doc else None
+
+
+def _ignore(doc: dict[str, Any] | None) -> IgnoreCondition | None:
+    if not doc:
+        return None
+    return IgnoreCondition(
+        kind=IgnoreKind(doc["kind"]),
+        count=doc.get("count"),
+        window_minutes=doc.get("window_minutes"),
+        until=from_ms(doc["until_ms"]) if doc.get("until_ms") is not None else None,
+        baseline=int(doc.get("baseline") or 0),
+        since=from_ms(doc["since_ms"]) if doc.get("since_ms") is not None else None,
+    )
+
+
+def state_doc(group: ErrorGroupRecord) -> dict[str, Any]:
+    """The triage fields of `group` as stored (what a status change writes)."""
+    resolution = group.resolution
+    ignore = group.ignore
+    return {
+        "status": group.status.value,
+        "substatus": group.substatus.value,
+        "assignee": group.assignee,
+        "resolution": {"kind": resolution.kind.value, "release": resolution.release} if resolution else None,
+        "ignore": {
+            "kind": ignore.kind.value,
+            "count": ignore.count,
+            "window_minutes": ignore.window_minutes,
+            "until_ms": to_ms(ignore.until) if ignore.until else None,
+            "baseline": ignore.baseline,
+            "since_ms": to_ms(ignore.since) if ignore.since else None,
+        }
+        if ignore
+        else None,
+    }
 
 
 def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
@@ -92,6 +169,14 @@ def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
         match["source"] = flt.source
     if flt.search is not None:
         match["message"] = {"$regex": re.escape(flt.search), "$options": "i"}
+    if flt.statuses is not None:
+        match["status"] = {"$in": sorted(s.value for s in flt.statuses)}
+    if flt.substatuses is not None:
+        match["substatus"] = {"$in": sorted(s.value for s in flt.substatuses)}
+    if flt.assignee is not None:
+        match["assignee"] = flt.assignee
+    elif flt.unassigned:
+        match["assignee"] = None  # also matches groups that never had one
     return match
 
 
@@ -102,6 +187,19 @@ class GroupStore:
         self._records: Batcher[ErrorEventRecord, bool] = Batcher(self._record_batch)
 
     async def ensure_indexes(self) -> None:
+        async with translate_errors("error_groups.indexes", self._breaker):
+            # Groups counted before triage existed: UNRESOLVED, and NEW or ONGOING by age, like new ones.
+            await self._col.update_many(
+                {"status": {"$exists": False}},
+                {"$set": {"status": GroupStatus.UNRESOLVED.value, "substatus": GroupSubstatus.ONGOING.value}},
+            )
+            await self._col.create_index(
+                [("org_id", ASCENDING), ("status", ASCENDING), ("last_seen_ms", DESCENDING)],
+                name="org_status_last_seen",
+            )
+        await self._ensure_order_indexes()
+
+    async def _ensure_order_indexes(self) -> None:
         # errorGroups(orderBy): equality on org_id, then the sort field, then the fingerprint as the
         # unique tie-break of keyset pagination, one index per order (both directions use it).
         async with translate_errors("error_groups.indexes", self._breaker):
@@ -178,3 +276,194 @@ class GroupStore:
                 await self._col.aggregate([{"$match": _match(org_id, flt)}, {"$count": "n"}])
             ).to_list()
         return result[0]["n"] if result else 0
+
+    async def apply(self, group: ErrorGroupRecord) -> ErrorGroupRecord | None:
+        """Writes `group`'s triage fields if the stored group is still at `group.revision` (then bumped);
+        None when another change came first."""
+        async with translate_errors("error_groups.apply", self._breaker):
+            doc = await self._col.find_one_and_update(
+                {"_id": f"{group.org_id}\x1f{group.fingerprint}", "revision": group.revision},
+                {"$set": state_doc(group), "$inc": {"revision": 1}},
+                return_document=ReturnDocument.AFTER,
+            )
+        return _from_doc(doc) if doc else None
+
+    async def forget_hours(self, group: ErrorGroupRecord, before_ms: int) -> None:
+        """Drops hourly counts older than `before_ms` (the escalation rule looks at a day)."""
+        old = {f"hourly.h{h}": "" for h in group.hourly if h < before_ms}
+        if old:
+            async with translate_errors("error_groups.hours", self._breaker):
+                await self._col.update_one({"_id": f"{group.org_id}\x1f{group.fingerprint}"}, {"$unset": old})
+
+    async def absorb(self, into: ErrorGroupRecord, merged: ErrorGroupRecord) -> None:
+        """Moves `merged`'s counts into `into` and removes `merged`."""
+        counts: dict[str, Any] = {"occurrences": merged.occurrences}
+        for hour, n in merged.hourly.items():
+            counts[f"hourly.h{hour}"] = n
+        async with translate_errors("error_groups.merge", self._breaker):
+            await self._col.update_one(
+                {"_id": f"{into.org_id}\x1f{into.fingerprint}"},
+                {
+                    "$inc": counts,
+                    "$min": {"first_seen_ms": to_ms(merged.first_seen)},
+                    "$max": {
+                        "last_seen_ms": to_ms(merged.last_seen),
+                        "severity_rank": merged.max_severity.rank,
+                        "latest_event_id": merged.latest_event_id,
+                    },
+                },
+            )
+            await self._col.delete_one({"_id": f"{merged.org_id}\x1f{merged.fingerprint}"})
+
+
+class AliasStore:
+    """`group_aliases`: `_id` "<org>\x1f<fingerprint>" -> `target`, the fingerprint its events count under."""
+
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
+        self._col = db["group_aliases"]
+        self._breaker = breaker
+
+    async def ensure_indexes(self) -> None:
+        async with translate_errors("group_aliases.indexes", self._breaker):
+            await self._col.create_index([("org_id", ASCENDING), ("target", ASCENDING)], name="org_target")
+
+    async def target(self, org_id: str, fingerprint: str) -> str | None:
+        async with translate_errors("group_aliases.get", self._breaker):
+            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"})
+        return doc["target"] if doc else None
+
+    async def point(self, org_id: str, fingerprint: str, target: str) -> None:
+        """`fingerprint` (and whatever was merged into it) now counts under `target`."""
+        async with translate_errors("group_aliases.set", self._breaker):
+            await self._col.update_many(
+                {"org_id": org_id, "target": fingerprint}, {"$set": {"target": target}}
+            )
+            await self._col.update_one(
+                {"_id": f"{org_id}\x1f{fingerprint}"},
+                {"$set": {"org_id": org_id, "fingerprint": fingerprint, "target": target}},
+                upsert=True,
+            )
+
+    async def remove(self, org_id: str, fingerprint: str) -> str | None:
+        """Removes the alias; the target it had, or None when there was none."""
+        async with translate_errors("group_aliases.remove", self._breaker):
+            doc = await self._col.find_one_and_delete({"_id": f"{org_id}\x1f{fingerprint}"})
+        return doc["target"] if doc else None
+
+
+class ReleaseStore:
+    """`releases`: the order an organization's releases were first seen (the event position of the first
+    event that named each), for releases that are not semantic versions."""
+
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
+        self._col = db["releases"]
+        self._breaker = breaker
+        self._noted: set[str] = set()  # noted by this process already: one write per release
+
+    async def note(self, org_id: str, release: str, seq: int) -> None:
+        key = f"{org_id}\x1f{release}"
+        if key in self._noted:
+            return
+        async with translate_errors("releases.note", self._breaker):
+            await self._col.update_one(
+                {"_id": key}, {"$min": {"first_seq": seq}, "$setOnInsert": {"org_id": org_id}}, upsert=True
+            )
+        if len(self._noted) < 100_000:
+            self._noted.add(key)
+
+    async def first_seen(self, org_id: str, releases: list[str]) -> dict[str, int]:
+        async with translate_errors("releases.get", self._breaker):
+            docs = await self._col.find({"_id": {"$in": [f"{org_id}\x1f{r}" for r in releases]}}).to_list()
+        return {d["_id"].split("\x1f", 1)[1]: int(d["first_seq"]) for d in docs}
+
+
+def _activity_doc(a: ActivityRecord) -> dict[str, Any]:
+    return {
+        "seq": a.seq,
+        "org_id": a.org_id,
+        "fingerprint": a.fingerprint,
+        "kind": a.kind.value,
+        "cause": a.cause.value,
+        "actor_name": a.actor.name if a.actor else None,
+        "actor_prefix": a.actor.prefix if a.actor else None,
+        "at_ms": to_ms(a.at),
+        "status": a.status.value,
+        "substatus": a.substatus.value,
+        "assignee": a.assignee,
+        "text": a.text,
+        "release": a.release,
+    }
+
+
+def _activity(doc: dict[str, Any]) -> ActivityRecord:
+    prefix = doc.get("actor_prefix")
+    return ActivityRecord(
+        seq=int(doc["seq"]),
+        org_id=doc["org_id"],
+        fingerprint=doc["fingerprint"],
+        kind=ActivityKind(doc["kind"]),
+        cause=ActivityCause(doc["cause"]),
+        actor=Actor(doc.get("actor_name"), prefix) if prefix else None,
+        at=from_ms(int(doc["at_ms"])),
+        status=GroupStatus(doc["status"]),
+        substatus=GroupSubstatus(doc["substatus"]),
+        assignee=doc.get("assignee"),
+        text=doc.get("text"),
+        release=doc.get("release"),
+    )
+
+
+class ActivityStore:
+    """`group_activity`: every change of every group, `seq` a position unique across instances (a field of
+    its own with a unique index: nx-27017 refuses an integer `_id`)."""
+
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
+        self._col = db["group_activity"]
+        self._counters = Counters(db, breaker)
+        self._breaker = breaker
+
+    async def ensure_indexes(self) -> None:
+        async with translate_errors("group_activity.indexes", self._breaker):
+            await self._col.create_index(
+                [("org_id", ASCENDING), ("fingerprint", ASCENDING), ("seq", DESCENDING)], name="org_group"
+            )
+            await self._col.create_index([("org_id", ASCENDING), ("seq", ASCENDING)], name="org_seq")
+            await self._col.create_index([("seq", ASCENDING)], name="seq", unique=True)
+
+    async def next_seq(self) -> int:
+        return (await self._counters.take("group_activity"))[0]
+
+    async def last_seq(self) -> int:
+        return await self._counters.last("group_activity")
+
+    async def insert(self, activity: ActivityRecord) -> None:
+        async with translate_errors("group_activity.insert", self._breaker):
+            await self._col.insert_one(_activity_doc(activity))
+
+    async def page(
+        self, org_id: str, fingerprint: str, first: int, before: int | None
+    ) -> tuple[list[ActivityRecord], bool]:
+        """A group's entries, newest first, older than position `before` when given."""
+        docs, more = await keyset_page(
+            self._col,
+            {"org_id": org_id, "fingerprint": fingerprint},
+            [("seq", DESCENDING)],
+            (before,) if before is not None else None,
+            first,
+            operation="group_activity.page",
+            breaker=self._breaker,
+        )
+        return [_activity(d) for d in docs], more
+
+    async def after(self, org_id: str | None, seq: int, limit: int) -> list[ActivityRecord]:
+        """An organization's entries (None: every organization's) after position `seq`, oldest first."""
+        docs, _ = await keyset_page(
+            self._col,
+            {"org_id": org_id} if org_id is not None else {},
+            [("seq", ASCENDING)],
+            (seq,),
+            limit,
+            operation="group_activity.after",
+            breaker=self._breaker,
+        )
+        return [_activity(d) for d in docs]

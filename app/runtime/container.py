@@ -8,6 +8,8 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from app.alerts.service import AlertService, AlertSettings
+from app.alerts.store import DeliveryStore, RuleStore
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.core.pubsub import PubSub
@@ -15,8 +17,8 @@ from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
 from app.graphql.context import Services
-from app.groups.service import GroupService
-from app.groups.store import GroupStore
+from app.groups.service import GroupService, TriageSettings
+from app.groups.store import ActivityStore, AliasStore, GroupStore, ReleaseStore
 from app.ingest.service import IngestLimits, IngestService
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
@@ -74,14 +76,34 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             EventStore(db, breaker),
             GroupStore(db, breaker),
         )
+        activity_store, alias_store = ActivityStore(db, breaker), AliasStore(db, breaker)
+        rule_store, delivery_store = RuleStore(db, breaker), DeliveryStore(db, breaker)
         project_store = ProjectStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
             await project_store.ensure_indexes()
             await key_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
+            await activity_store.ensure_indexes()
+            await alias_store.ensure_indexes()
+            await rule_store.ensure_indexes()
+            await delivery_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
-        events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
+        groups = GroupService(
+            group_store,
+            orgs,
+            activity=activity_store,
+            aliases=alias_store,
+            releases=ReleaseStore(db, breaker),
+            events=event_store,
+            pubsub=pubsub,
+            settings=TriageSettings(
+                escalation_factor=settings.escalation_factor,
+                escalation_min_events=settings.escalation_min_events,
+                poll_seconds=settings.feed_poll_seconds,
+            ),
+        )
+        events = EventService(event_store, groups, orgs, feed, settings.retention_days)
         status = StatusService(
             StatusStore(db, breaker),
             pubsub,
@@ -113,13 +135,32 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             ingest=ingest,
             orgs=orgs,
             events=events,
-            groups=GroupService(group_store, orgs),
+            groups=groups,
             stats=StatsService(events),
             status=status,
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
                 settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
+            ),
+            alerts=AlertService(
+                rule_store,
+                delivery_store,
+                orgs,
+                groups,
+                pubsub,
+                status=status,
+                settings=AlertSettings(
+                    timeout_seconds=settings.alert_timeout_seconds,
+                    backoff_base_seconds=settings.alert_backoff_base_seconds,
+                    backoff_max_seconds=settings.alert_backoff_max_seconds,
+                    retry_hours=settings.alert_retry_hours,
+                    disable_after_hours=settings.alert_disable_after_hours,
+                    lease_seconds=settings.alert_lease_seconds,
+                    poll_seconds=settings.alert_poll_seconds,
+                    worker=settings.alert_worker,
+                    concurrency=settings.alert_concurrency,
+                ),
             ),
             status_page=StatusPageService(
                 StatusPageStore(db, breaker),
@@ -140,6 +181,8 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         if serving:
             await feed.start()
             await services.status.start()
+            await services.groups.start()
+            await services.alerts.start()
             await services.status_page.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
@@ -155,6 +198,8 @@ async def close_runtime(runtime: Runtime) -> None:
     await runtime.services.feed.stop()
     await runtime.services.status_page.stop()
     await runtime.services.status.stop()
+    await runtime.services.alerts.stop()
+    await runtime.services.groups.stop()
     await runtime.client.close()
     if runtime.embedded is not None:
         await asyncio.to_thread(runtime.embedded.stop)

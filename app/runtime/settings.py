@@ -65,6 +65,45 @@ class Settings(BaseSettings):
     status_error_rate_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Share of failed requests over a minute that degrades `api`."
     )
+    escalation_factor: float = Field(
+        default=10.0,
+        ge=1,
+        le=1000,
+        description="An unresolved group escalates when this hour's events reach this many times its "
+        "average per hour over the previous day (docs/triage-and-alerting.md).",
+    )
+    escalation_min_events: int = Field(
+        default=20, ge=1, le=1_000_000, description="...and at least this many events this hour."
+    )
+    alert_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="Connect, read and write timeout of a webhook delivery attempt."
+    )
+    alert_backoff_base_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="Wait after a delivery's first failure; doubles each time."
+    )
+    alert_backoff_max_seconds: float = Field(
+        default=3600.0, gt=0, le=86_400, description="The longest wait between two delivery attempts."
+    )
+    alert_retry_hours: float = Field(
+        default=25.0, gt=0, le=24 * 14, description="A delivery is retried until this long after its alert."
+    )
+    alert_disable_after_hours: float = Field(
+        default=24.0, gt=0, le=24 * 14, description="A rule whose destination fails this long is disabled."
+    )
+    alert_lease_seconds: float = Field(
+        default=60.0, gt=0, le=3600, description="How long a claimed delivery is held by one instance."
+    )
+    alert_concurrency: int = Field(
+        default=8, ge=1, le=256, description="Deliveries one instance attempts at once."
+    )
+    alert_worker: bool = Field(
+        default=True,
+        description="Deliver alerts from this instance (off: it still evaluates rules and stores deliveries "
+        "for the instances that deliver).",
+    )
+    alert_poll_seconds: float = Field(
+        default=1.0, gt=0, le=60, description="How often the delivery worker looks for due deliveries."
+    )
     status_tick_seconds: float = Field(
         default=1.0,
         gt=0,
