@@ -22,6 +22,7 @@ from app.core.clock import utc_now
 from app.core.principal import Principal
 from app.graphql.context import Services
 from app.runtime.settings import Settings
+from app.status.model import Component, ServiceState, StatusCause, StatusSnapshot
 from tests.conftest import (
     GraphQLClient,
     LiveServer,
@@ -468,6 +469,48 @@ async def test_a_component_entering_a_state_alerts(
     finally:
         for service in ("api", "storage"):
             await client.data(SET_SERVICE_STATUS, {"service": service, "status": "OPERATIONAL"}, key=admin)
+
+
+async def test_a_running_maintenance_holds_the_status_alerts_of_its_components(
+    alerting: Alerting, client: GraphQLClient, receiver: Receiver
+) -> None:
+    org = make_org(alerting.server)
+    for state in ("UNDER_MAINTENANCE", "MAJOR_OUTAGE"):
+        await create_rule(
+            client,
+            org,
+            name=state,
+            trigger="SERVICE_STATUS",
+            component="storage",
+            state=state,
+            url=receiver.url,
+        )
+    services = alerting.server.services
+    now = services.status.snapshot().timestamp
+
+    def entering(state: ServiceState, cause: StatusCause, seq: int) -> StatusSnapshot:
+        current = services.status.snapshot()
+        changed = tuple(
+            Component(c.name, state, "planned", now, cause) if c.name == "storage" else c
+            for c in current.services
+        )
+        return StatusSnapshot(state, changed, now, seq)
+
+    baseline = services.status.snapshot()
+    try:
+        # The maintenance starts (UNDER_MAINTENANCE, set by it): held. It ends and the probe finds the
+        # component down: no maintenance any more, so that alerts.
+        held = entering(ServiceState.UNDER_MAINTENANCE, StatusCause.MAINTENANCE, 10**9)
+        alerting.server.call(lambda s: s.alerts.on_status(held))
+        after = entering(ServiceState.MAJOR_OUTAGE, StatusCause.PROBE, 10**9 + 1)
+        alerting.server.call(lambda s: s.alerts.on_status(after))
+        await wait_stored(alerting.server, org, 1)
+        stored = await deliveries(client, org)
+        assert len(stored) == 1
+        assert await alerting.deliver() == 1
+        assert (await receiver.next()).json["status"]["state"] == "MAJOR_OUTAGE"
+    finally:
+        alerting.server.call(lambda s: s.alerts.on_status(baseline))
 
 
 UPDATE_RULE = """mutation($o: ID!, $id: ID!, $i: AlertRuleInput!) {

@@ -49,7 +49,7 @@ from app.events.model import ErrorEventRecord
 from app.groups.model import ActivityCause, ActivityKind, ActivityRecord, ErrorGroupRecord
 from app.groups.service import ACTIVITY_TOPIC, GroupService
 from app.orgs.service import OrgService
-from app.status.model import ServiceState, StatusSnapshot
+from app.status.model import ServiceState, StatusCause, StatusSnapshot
 from app.status.service import STATUS_TOPIC, StatusService
 
 log = logging.getLogger("app.alerts")
@@ -300,6 +300,11 @@ class AlertService:
             self._states[component.name] = component.status
             if before is not None and before is not component.status:
                 entered.append(component)
+        if not entered:
+            return
+        # A scheduled maintenance in progress holds its components' status alerts: the state it sets
+        # (and any change it hides) is planned work, not news. Its end is a change like any other.
+        entered = [c for c in entered if c.cause is not StatusCause.MAINTENANCE]
         if not entered:
             return
         for rule in await self._enabled_rules():
