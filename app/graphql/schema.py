@@ -46,7 +46,7 @@ def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> Ap
         extensions=[
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
-            lambda: DocumentCache(limits.max_tokens, rules),
+            lambda: DocumentCache(limits.max_tokens, rules, limits.max_repeats),
         ],
     )
 

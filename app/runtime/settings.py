@@ -101,10 +101,17 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=Limits.max_depth, ge=2, le=100)
     max_query_aliases: int = Field(default=Limits.max_aliases, ge=0, le=1000)
     max_query_tokens: int = Field(default=Limits.max_tokens, ge=100, le=100_000)
+    max_query_field_repeats: int = Field(
+        default=Limits.max_repeats,
+        ge=2,
+        le=1000,
+        description="Fields under one response key in one selection set (validation compares each pair).",
+    )
     max_query_cost: int = Field(
         default=Limits.max_cost,
         ge=10,
-        description="Estimated cost: a field is 1; `first: N` multiplies what it selects.",
+        description="Estimated cost: a field is 1; `first: N` multiplies what it selects; errorStats is "
+        "one per bucket.",
     )
     rate_limit_reads: int = Field(default=600, ge=1, description="Read units per credential per window.")
     rate_limit_writes: int = Field(
@@ -145,7 +152,11 @@ class Settings(BaseSettings):
     @property
     def query_limits(self) -> Limits:
         return Limits(
-            self.max_query_depth, self.max_query_aliases, self.max_query_tokens, self.max_query_cost
+            self.max_query_depth,
+            self.max_query_aliases,
+            self.max_query_tokens,
+            self.max_query_cost,
+            self.max_query_field_repeats,
         )
 
     @property

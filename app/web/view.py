@@ -31,6 +31,7 @@ from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, R
 from app.graphql.execution.fanout import EncodedData
 from app.web.middleware import json_response, new_request_id
 from app.graphql.execution.document_cache import cached_parse
+from app.graphql.pricing import read_units
 from app.ratelimit.service import Resource
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
@@ -186,7 +187,8 @@ class GraphQLView(GraphQL):
         )
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
-        """Mutations spend the write budget, one unit per root field (each logError); the rest one read."""
+        """Mutations spend the write budget, one unit per root field (each logError); the rest one read,
+        and errorStats more by the range and buckets it scans (app.graphql.pricing)."""
         document = cached_parse(data.query, self.max_tokens) if data.query else None
         if document is None:
             return Resource.READ, 1
@@ -194,9 +196,11 @@ class GraphQLView(GraphQL):
             operation = get_operation_ast(document, data.operation_name)
         except GraphQLError:
             operation = None
-        if operation is None or operation.operation is not OperationType.MUTATION:
+        if operation is None:
             return Resource.READ, 1
-        return Resource.WRITE, max(1, len(operation.selection_set.selections))
+        if operation.operation is OperationType.MUTATION:
+            return Resource.WRITE, max(1, len(operation.selection_set.selections))
+        return Resource.READ, read_units(document, operation, data.variables or {})
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)

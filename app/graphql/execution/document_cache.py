@@ -7,6 +7,11 @@ parser, whose error takes the normal path through the ErrorFormatter. Validation
 ours: depth, aliases, cost, introspection) is cached per document and rule set. One extension rather
 than Strawberry's ParserCache + AddValidationRules + ValidationCache: each is instantiated for every
 request and every subscription, and runs its hooks there.
+
+The caches are keyed by what clients send, so they are bounded in bytes as well as in entries: a
+document longer than MAX_CACHED_BYTES (padding, comments) is parsed and validated for its request and not
+kept. Before any validation rule, `repeated_fields` refuses hundreds of copies of one field (validation's
+overlapping-fields rule is quadratic in them).
 """
 
 from __future__ import annotations
@@ -18,12 +23,21 @@ from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
+from app.graphql.limits import repeated_fields
+
 MAX_DOCUMENTS = 512
+MAX_CACHED_BYTES = 16_384  # 512 entries x 16 KiB: the cached query texts stay under 8 MiB
 
 
 @lru_cache(maxsize=MAX_DOCUMENTS)
-def _parse(query: str, max_tokens: int) -> DocumentNode:
+def _parse_cached(query: str, max_tokens: int) -> DocumentNode:
     return parse(query, max_tokens=max_tokens)
+
+
+def _parse(query: str, max_tokens: int) -> DocumentNode:
+    if len(query) > MAX_CACHED_BYTES:
+        return parse(query, max_tokens=max_tokens)
+    return _parse_cached(query, max_tokens)
 
 
 def cached_parse(query: str, max_tokens: int) -> DocumentNode | None:
@@ -34,19 +48,40 @@ def cached_parse(query: str, max_tokens: int) -> DocumentNode | None:
         return None
 
 
-@lru_cache(maxsize=MAX_DOCUMENTS)
-def _validate(
-    schema: GraphQLSchema, document: DocumentNode, rules: tuple[type[ASTValidationRule], ...]
+def _validate_uncached(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+    max_repeats: int,
 ) -> list[GraphQLError]:
+    refused = repeated_fields(document, max_repeats)
+    if refused is not None:
+        return [GraphQLError(refused.message, original_error=refused)]
     return validate_document(schema, document, rules)  # Strawberry's: adds its own rules (OneOf, Maybe)
+
+
+_validate_cached = lru_cache(maxsize=MAX_DOCUMENTS)(_validate_uncached)
+
+
+def _validate(
+    schema: GraphQLSchema,
+    document: DocumentNode,
+    rules: tuple[type[ASTValidationRule], ...],
+    max_repeats: int,
+) -> list[GraphQLError]:
+    loc = document.loc
+    if loc is None or loc.end > MAX_CACHED_BYTES:  # the document keeps its source text alive
+        return _validate_uncached(schema, document, rules, max_repeats)
+    return _validate_cached(schema, document, rules, max_repeats)
 
 
 class DocumentCache(SchemaExtension):
     """Also enforces the token limit: the parser stops at `max_tokens` (QUERY_TOO_COMPLEX)."""
 
-    def __init__(self, max_tokens: int, rules: tuple[type[ASTValidationRule], ...]) -> None:
+    def __init__(self, max_tokens: int, rules: tuple[type[ASTValidationRule], ...], max_repeats: int) -> None:
         self.max_tokens = max_tokens
         self.rules = rules
+        self.max_repeats = max_repeats
 
     def on_parse(self) -> Iterator[None]:
         ctx = self.execution_context
@@ -61,5 +96,7 @@ class DocumentCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         ctx.validation_rules = tuple(ctx.validation_rules) + self.rules
-        ctx.pre_execution_errors = _validate(ctx.schema._schema, ctx.graphql_document, ctx.validation_rules)
+        ctx.pre_execution_errors = _validate(
+            ctx.schema._schema, ctx.graphql_document, ctx.validation_rules, self.max_repeats
+        )
         yield
