@@ -170,3 +170,4 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(result, indent=2) if args.json else text)
     return 0
+

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import httpx
 from graphql import parse, validate
+from ulid import ULID
 
 from app.graphql.context import RequestContext
 from app.graphql.limits import Limits, limit_rule
 from app.graphql.schema import build_schema
-from ulid import ULID
-
 from tests.conftest import GraphQLClient, Org
 
 LIMITS = Limits()
@@ -163,7 +162,10 @@ async def test_aliases_inside_introspection_count(gql: GraphQLClient, org: Org) 
 def test_error_stats_cost_by_its_buckets() -> None:
     schema = build_schema()._schema
     rule = limit_rule(Limits(max_cost=500))
-    week = '{ errorStats(orgId: "x", from: "2026-01-01T00:00:00Z", to: "2026-01-08T00:00:00Z", interval: HOUR) { total } }'
+    week = (
+        '{ errorStats(orgId: "x", from: "2026-01-01T00:00:00Z", to: "2026-01-08T00:00:00Z", '
+        "interval: HOUR) { total } }"
+    )
     month = week.replace("01-08", "02-01")
     assert validate(schema, parse(week), [rule]) == []  # 168 buckets
     errors = validate(schema, parse(month), [rule])  # 744 buckets

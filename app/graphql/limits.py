@@ -30,6 +30,7 @@ from typing import Any
 
 from graphql import (
     DocumentNode,
+    EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
@@ -41,7 +42,6 @@ from graphql import (
     StringValueNode,
     ValidationRule,
     VariableNode,
-    EnumValueNode,
 )
 
 from app.core.errors import FieldProblem, QueryTooComplex
