@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -25,18 +26,21 @@ from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
+from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
 from app.graphql.context import RequestContext, Services
 from app.graphql.errors import error_body, extensions
-from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
-from app.graphql.execution.fanout import EncodedData
-from app.web.middleware import json_response, new_request_id
 from app.graphql.execution.document_cache import cached_parse
+from app.graphql.execution.fanout import EncodedData
 from app.graphql.pricing import read_units
 from app.ratelimit.service import Resource
+from app.web.middleware import json_response, new_request_id
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
+# Request bodies nest at most this deep: a batch of operations with variables holding an event context
+# (itself at most 5 deep) stays far below.
+MAX_JSON_DEPTH = 32
 
 
 def prefers_graphql_response(accept: str) -> bool:
@@ -57,6 +61,20 @@ def _is_number(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    """Whether a decoded JSON value nests deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            if depth >= limit:
+                return True
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
 
 
 def refusal(error: AppError, request_id: str) -> Response:
@@ -120,6 +138,28 @@ class GraphQLView(GraphQL):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Invalid UTF-8, integers over CPython's 4,300 digits and nesting past the recursion limit are
+        request errors (400) rather than exceptions; so is anything nested deeper than MAX_JSON_DEPTH."""
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            reason = str(exc).split(";")[0][:200]
+            raise HTTPException(400, f"Unable to parse request body as JSON: {reason}") from None
+        if _too_deep(value, MAX_JSON_DEPTH):
+            raise HTTPException(400, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels")
+        return value
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """A body that is JSON but not an object (null, 42, "text", [1]) is a 400, not a crash in
+        Strawberry's `data.get`."""
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError):
+            raise HTTPException(
+                400, "The request body must be a JSON object (or a list of objects for a batch)"
+            ) from None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             websocket = WebSocket(scope, receive=receive, send=send)
@@ -176,6 +216,14 @@ class GraphQLView(GraphQL):
         sub_response: Any,
     ) -> Any:
         """Charges the credential's budget before anything executes (429 when it is spent)."""
+        for data in request_data if isinstance(request_data, list) else [request_data]:
+            if data.protocol == "http" and self._operation_type(data) is OperationType.SUBSCRIPTION:
+                raise InvalidRequest(
+                    "Subscriptions are served over WebSocket: connect to this URL with ws:// (or wss://) "
+                    "and the graphql-transport-ws protocol (or the legacy graphql-ws), then send this "
+                    "document in a `subscribe` message",
+                    details=[FieldProblem("query", "A subscription cannot be sent as a plain HTTP request")],
+                )
         if context.principal is not None:
             for data in request_data if isinstance(request_data, list) else [request_data]:
                 resource, cost = self._price(data)
@@ -185,6 +233,16 @@ class GraphQLView(GraphQL):
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+
+    def _operation_type(self, data: GraphQLRequestData) -> OperationType | None:
+        document = cached_parse(data.query, self.max_tokens) if data.query else None
+        if document is None:
+            return None
+        try:
+            operation = get_operation_ast(document, data.operation_name)
+        except GraphQLError:
+            return None
+        return operation.operation if operation is not None else None
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
         """Mutations spend the write budget, one unit per root field (each logError); the rest one read,
