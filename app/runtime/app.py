@@ -56,6 +56,8 @@ class Runtime:
     client: Any  # the AsyncMongoClient (only app.storage and the stores speak pymongo)
     embedded: EmbeddedMongo | None
     demo_key: str | None
+    breaker: CircuitBreaker
+    supervisor: asyncio.Task[None] | None = None
 
 
 async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
@@ -69,7 +71,8 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         embedded = EmbeddedMongo(data_dir / "nx-27017.db", run_dir=data_dir if serving else None)
-        uri = await asyncio.to_thread(embedded.start)
+        embedded.spawn()  # on the loop's thread: the child's parent-death signal follows this thread
+        uri = await asyncio.to_thread(embedded.wait_ready)
         log.info("no MONGODB_URI: started the embedded database", extra={"data_dir": str(settings.data_dir)})
     client = create_client(uri, settings.mongodb_timeout_ms)
     try:
@@ -123,10 +126,44 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         if embedded:
             embedded.stop()
         raise
-    return Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key)
+    runtime = Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key, breaker=breaker)
+    if embedded is not None and serving:
+        runtime.supervisor = asyncio.create_task(_supervise_embedded(runtime), name="embedded-supervisor")
+    return runtime
+
+
+async def _supervise_embedded(runtime: Runtime) -> None:
+    """The embedded database is started again whenever it dies (killed, crashed), on the same port, so
+    the database client reconnects by itself; a probe then closes the breaker and updates the status.
+    Restarts that fail back off from half a second to ten."""
+    embedded = runtime.embedded
+    assert embedded is not None
+    delay = 0.5
+    while True:
+        code = await embedded.wait_exit()
+        log.warning("embedded database exited with code %s; starting it again", code)
+        while True:
+            try:
+                embedded.spawn()  # on the loop's thread (see EmbeddedMongo.spawn)
+                await asyncio.to_thread(embedded.wait_ready)
+                break
+            except Exception:
+                log.exception("embedded database did not start; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        embedded.restarts += 1
+        delay = 0.5
+        try:
+            await runtime.services.status.probe()
+        except Exception:
+            log.exception("status probe after the embedded database restarted")
 
 
 async def close_runtime(runtime: Runtime) -> None:
+    if runtime.supervisor is not None:
+        runtime.supervisor.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runtime.supervisor
     await runtime.services.feed.stop()
     await runtime.services.status.stop()
     await runtime.client.close()
@@ -190,8 +227,15 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     async def health(request: Request) -> Response:
         services = request.app.state.runtime.services
         snapshot = services.status.snapshot()
+        runtime = request.app.state.runtime
         storage = next(c for c in snapshot.services if c.name == "storage")
-        database = storage.status is not ServiceState.MAJOR_OUTAGE
+        # Unhealthy as soon as database calls fail (the last call failed, or the breaker is open) or the
+        # embedded database is down, not only once the damped probe agrees.
+        database = (
+            storage.status is not ServiceState.MAJOR_OUTAGE
+            and runtime.breaker.healthy
+            and (runtime.embedded is None or runtime.embedded.running)
+        )
         state = {ServiceState.OPERATIONAL: "healthy", ServiceState.UNDER_MAINTENANCE: "degraded"}.get(
             snapshot.status, "degraded" if database else "unhealthy"
         )
@@ -200,7 +244,7 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             "checks": {"database": database, "messageQueue": services.feed.running, "websocket": True},
             "timestamp": format_datetime(datetime.now(UTC)),
         }
-        return json_response(body, 200 if database else 503)
+        return json_response(body, 200 if database else 503, None if database else {"Retry-After": "1"})
 
     async def live(_: Request) -> Response:
         return json_response({"status": "alive"}, 200)

@@ -116,14 +116,14 @@ def serve_workers(settings: Settings) -> int:
         worker_settings = load_settings()
         demo_key = asyncio.run(_demo(worker_settings, settings)) if settings.demo_data_enabled else None
         print_banner(settings, demo_key)
-        _supervise(settings.workers)
+        _supervise(settings.workers, embedded)
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
 
 
-def _supervise(count: int) -> None:
+def _supervise(count: int, embedded: EmbeddedMongo | None = None) -> None:
     command = [sys.executable, "-m", "app", "serve", "--reuse-port"]
     workers = [subprocess.Popen(command) for _ in range(count)]
     stopping = threading.Event()
@@ -131,6 +131,12 @@ def _supervise(count: int) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     try:
         while not stopping.wait(0.5):
+            if embedded is not None and not embedded.running:  # killed or crashed: same port, same data
+                log.warning("embedded database exited; starting it again")
+                try:
+                    embedded.start()  # on this (main) thread, which lives as long as the workers
+                except RuntimeError:
+                    log.exception("embedded database did not start; retrying")
             for i, worker in enumerate(workers):
                 if worker.poll() is not None:
                     log.warning("worker %s exited with %s; starting another", worker.pid, worker.returncode)

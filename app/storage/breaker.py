@@ -35,6 +35,11 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._trial_running = False
 
+    @property
+    def healthy(self) -> bool:
+        """False from the first failed call until a call (or a probe) succeeds."""
+        return self.state is BreakerState.CLOSED and self._failures == 0
+
     def before_call(self) -> None:
         if self.state is BreakerState.CLOSED:
             return

@@ -77,6 +77,20 @@ def _too_deep(value: object, limit: int) -> bool:
     return False
 
 
+def _unavailable(result: ExecutionResult) -> int | None:
+    """The retry delay when every error is SERVICE_UNAVAILABLE and no field has data (errors are in
+    their wire shape by now, see app.graphql.errors), else None."""
+    if not result.errors or any(value is not None for value in (result.data or {}).values()):
+        return None
+    delays = []
+    for error in result.errors:
+        ext = error.extensions or {}
+        if ext.get("code") != ErrorCode.SERVICE_UNAVAILABLE.value:
+            return None
+        delays.append(int(ext.get("retryAfter") or 1))
+    return max(delays)
+
+
 def refusal(error: AppError, request_id: str) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return json_response(error_body(error, request_id), error.code.status, headers)
@@ -180,6 +194,10 @@ class GraphQLView(GraphQL):
             response = await self.run(request)
             if graphql_response and scope["state"].get("request_error"):
                 response.status_code = 400
+            retry_after = scope["state"].get("unavailable")
+            if retry_after is not None:  # the whole result is SERVICE_UNAVAILABLE: say so in HTTP too
+                response.status_code = 503
+                response.headers["Retry-After"] = str(retry_after)
         except AppError as error:
             scope["state"]["outcome"] = error.code.value
             response = refusal(error, request_id)
@@ -262,6 +280,9 @@ class GraphQLView(GraphQL):
 
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)
+        unavailable = _unavailable(result)
+        if unavailable is not None:
+            request.scope["state"]["unavailable"] = unavailable
         # A request error (the document did not parse or validate, variables did not coerce) has no
         # `data` entry under application/graphql-response+json and answers 400.
         if (
