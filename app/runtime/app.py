@@ -26,6 +26,7 @@ from app.runtime.demo import ensure_demo
 from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
+from app.web.sockets import SocketRegistry
 from app.web.view import GraphQLView
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
@@ -41,6 +42,7 @@ from app.stats.service import StatsService
 from app.status.model import ServiceState
 from app.status.service import StatusService, StatusSettings
 from app.status.store import StatusStore
+from app.storage.admission import Admission
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -74,11 +76,17 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         embedded.spawn()  # on the loop's thread: the child's parent-death signal follows this thread
         uri = await asyncio.to_thread(embedded.wait_ready)
         log.info("no MONGODB_URI: started the embedded database", extra={"data_dir": str(settings.data_dir)})
-    client = create_client(uri, settings.mongodb_timeout_ms)
+    client = create_client(uri, settings.mongodb_timeout_ms, settings.db_max_in_flight)
     try:
         db = client[settings.mongodb_db]
         pubsub = PubSub()
-        breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
+        breaker = CircuitBreaker(
+            settings.breaker_threshold,
+            settings.breaker_cooldown_seconds,
+            admission=Admission(
+                settings.db_max_in_flight, settings.db_queue_wait_seconds, settings.db_max_waiting
+            ),
+        )
         orgs = OrgService(OrgStore(db, breaker))
         key_store, event_store, group_store = (
             KeyStore(db, breaker),
@@ -92,7 +100,9 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         events = EventService(event_store, group_store, orgs, feed)
         services = Services(
-            auth=AuthService(key_store, orgs, settings.auth_cache_ttl_seconds),
+            auth=AuthService(
+                key_store, orgs, settings.auth_cache_ttl_seconds, settings.auth_negative_cache_seconds
+            ),
             orgs=orgs,
             events=events,
             groups=GroupService(group_store, events),
@@ -216,12 +226,15 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await open_runtime(settings)
         view.services = runtime.services
+        view.sockets = SocketRegistry(settings.ws_max_per_key, settings.auth_cache_ttl_seconds)
+        view.sockets.start(runtime.services.auth)
         app.state.runtime = runtime
         if banner:
             print_banner(settings, runtime.demo_key)
         try:
             yield
         finally:
+            await view.sockets.stop()
             await close_runtime(runtime)
 
     async def health(request: Request) -> Response:

@@ -57,6 +57,27 @@ class Settings(BaseSettings):
         description="How long a verified API key is trusted without asking the database: "
         "the longest a revocation or a new expiry takes to apply.",
     )
+    auth_negative_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long an unknown or revoked API key is refused without asking the database again.",
+    )
+    db_max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Database calls in flight per process (also the driver's pool size); more wait.",
+    )
+    db_queue_wait_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How long a database call waits for a slot before SERVICE_UNAVAILABLE (503, Retry-After).",
+    )
+    db_max_waiting: int = Field(
+        default=2000, ge=0, description="Database calls waiting for a slot; beyond, refused at once."
+    )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     status_damping_probes: int = Field(
         default=2, ge=1, le=100, description="Probes in a row that must agree before a probed state changes."
@@ -70,6 +91,11 @@ class Settings(BaseSettings):
         gt=0,
         le=300,
         description="A WebSocket without connection_init by then is closed with 4408.",
+    )
+    ws_max_per_key: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open WebSockets per API key in one process; one more is closed with 4429 (RATE_LIMITED).",
     )
     ws_compression: bool = Field(
         default=False, description="Offer permessage-deflate on WebSockets (costs memory per subscriber)."

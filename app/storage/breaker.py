@@ -15,6 +15,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from app.core.errors import ServiceUnavailable
+from app.storage.admission import Admission
 
 
 class BreakerState(str, Enum):
@@ -25,8 +26,13 @@ class BreakerState(str, Enum):
 
 class CircuitBreaker:
     def __init__(
-        self, threshold: int = 3, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        threshold: int = 3,
+        cooldown: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
+        self.admission = admission  # consulted first by translate_errors: the server's own queue
         self.threshold = threshold
         self.cooldown = cooldown
         self.clock = clock

@@ -22,11 +22,12 @@ from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_res
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UNSET, UnsetType
 
 from app.auth.service import credential_from_headers
-from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited, ServiceUnavailable
 from app.graphql.context import RequestContext, Services
 from app.graphql.errors import error_body, extensions
 from app.graphql.execution.document_cache import cached_parse
@@ -34,6 +35,7 @@ from app.graphql.execution.fanout import EncodedData
 from app.graphql.pricing import read_units
 from app.ratelimit.service import Resource
 from app.web.middleware import json_response, new_request_id
+from app.web.sockets import TOO_MANY, SocketRegistry
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
@@ -96,12 +98,32 @@ def refusal(error: AppError, request_id: str) -> Response:
     return json_response(error_body(error, request_id), error.code.status, headers)
 
 
+TRY_AGAIN_LATER = 1013  # RFC 6455: "try again later"
+
+
+class _WebSocketRefusal(Exception):
+    """Raised by on_ws_connect; the protocol handler closes the socket with `code` and `reason`."""
+
+    def __init__(self, code: int, error: AppError) -> None:
+        super().__init__(error.message)
+        self.code = code
+        self.reason = f"{error.code.value}: {error.message}"[:120]  # a close reason holds 123 bytes
+        self.error = error
+
+
 class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
     """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
-    few refusals itself (the per-connection subscription limit); those get a code and a request id."""
+    few refusals itself (the per-connection subscription limit); those get a code and a request id.
+    A busy or unreachable database closes with 1013 "try again later", too many sockets for one key
+    with 4429; a bad credential stays 4403."""
 
     async def handle_connection_init(self, message: Any) -> None:
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except _WebSocketRefusal as refusal:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=refusal.code, reason=refusal.reason)
+            return
         # Cancelled by now; kept, the task (its coroutine, CancelledError and traceback) would live as
         # long as the connection: about a KiB per idle subscriber, measured.
         self.connection_init_timeout_task = None
@@ -114,6 +136,40 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
                     problem = FieldProblem("subscription", error.get("message", ""))
                     error["extensions"] = extensions(ErrorCode.INVALID_REQUEST, request_id, [problem])
         await super().send_message(message)
+
+
+class CataloguedLegacyWS(BaseGraphQLWSHandler):
+    """The legacy graphql-ws protocol with the same refusals (a `connection_error` carrying the
+    catalogued error, then the close code), and the connection_init deadline it lacks: a socket that
+    has not been acknowledged within WS_INIT_TIMEOUT_SECONDS is closed with 4408."""
+
+    init_timeout: float = 10.0
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._init_deadline())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+
+    async def _init_deadline(self) -> None:
+        await asyncio.sleep(self.init_timeout)
+        if not self.connection_acknowledged:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except _WebSocketRefusal as refusal:
+            request_id = getattr(self.context, "request_id", "-")
+            payload = {
+                "message": refusal.error.message,
+                "extensions": extensions(refusal.error.code, request_id),
+            }
+            with contextlib.suppress(Exception):
+                await self.send_message({"type": "connection_error", "payload": payload})
+                await self.websocket.close(code=refusal.code, reason=refusal.reason)
 
 
 class TextWebSocketAdapter(ASGIWebSocketAdapter):
@@ -134,12 +190,17 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
 
 class GraphQLView(GraphQL):
     services: Services | None = None  # set by the app's lifespan before the first request
+    sockets: SocketRegistry | None = None  # likewise
     graphql_transport_ws_handler_class = CataloguedTransportWS
+    graphql_ws_handler_class = CataloguedLegacyWS
     websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
 
     def __init__(self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0) -> None:
         self.max_tokens = max_tokens
         self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
+        self.graphql_ws_handler_class = type(
+            "CataloguedLegacyWS", (CataloguedLegacyWS,), {"init_timeout": init_timeout}
+        )
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -182,6 +243,8 @@ class GraphQLView(GraphQL):
                 await self.run(websocket)
             finally:
                 self.open_sockets.discard(websocket)
+                if self.sockets is not None:
+                    self.sockets.discard(websocket)
                 expiry = scope.get("state", {}).get("expiry_task")
                 if expiry is not None:
                     expiry.cancel()
@@ -325,8 +388,14 @@ class GraphQLView(GraphQL):
             context.principal = await context.services.auth.authenticate(
                 credential if isinstance(credential, str) else None
             )
+        except ServiceUnavailable as error:  # a busy or absent database is no verdict on the key
+            raise _WebSocketRefusal(TRY_AGAIN_LATER, error) from None
         except AppError as error:
             raise ConnectionRejectionError({"code": error.code.value, "message": error.message}) from None
+        if self.sockets is not None and not self.sockets.add(context.principal.key_id, context.request):
+            limit = self.sockets.max_per_key
+            error = RateLimited(f"More than {limit} WebSockets for this API key", retry_after=1)
+            raise _WebSocketRefusal(TOO_MANY, error)
         expires_at = context.principal.expires_at
         if expires_at is not None:  # a credential that expires while connected ends the connection
             delay = (expires_at - datetime.now(UTC)).total_seconds()
