@@ -30,9 +30,9 @@ STATUS_SUB = "subscription { serviceStatusChanged { status } }"
 STORM = 1000
 
 
-async def receive(ws: ClientConnection, timeout: float = 30) -> dict[str, Any]:
+async def receive(ws: ClientConnection, wait: float = 30) -> dict[str, Any]:
     while True:
-        message = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        message = json.loads(await asyncio.wait_for(ws.recv(), wait))
         if message["type"] not in ("ping", "pong", "ka"):
             return message
 

@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         default=2.0,
         gt=0,
         le=60,
-        description="How long a database call waits for a slot before SERVICE_UNAVAILABLE (503, Retry-After).",
+        description="How long a database call waits for a slot before SERVICE_UNAVAILABLE (503).",
     )
     db_max_waiting: int = Field(
         default=2000, ge=0, description="Database calls waiting for a slot; beyond, refused at once."
@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     ws_max_per_key: int = Field(
         default=10_000,
         ge=1,
-        description="Open WebSockets per API key in one process; one more is closed with 4429 (RATE_LIMITED).",
+        description="Open WebSockets per API key in one process; one more is closed with 4429.",
     )
     ws_compression: bool = Field(
         default=False, description="Offer permessage-deflate on WebSockets (costs memory per subscriber)."
