@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,6 +60,7 @@ class Runtime:
     demo_key: str | None
     breaker: CircuitBreaker
     supervisor: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled by close_runtime
 
 
 async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
@@ -137,6 +138,9 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             embedded.stop()
         raise
     runtime = Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key, breaker=breaker)
+    if serving:
+        repair = events.repair_forever(settings.count_repair_seconds)
+        runtime.tasks.append(asyncio.create_task(repair, name="count-repair"))
     if embedded is not None and serving:
         runtime.supervisor = asyncio.create_task(_supervise_embedded(runtime), name="embedded-supervisor")
     return runtime
@@ -170,10 +174,10 @@ async def _supervise_embedded(runtime: Runtime) -> None:
 
 
 async def close_runtime(runtime: Runtime) -> None:
-    if runtime.supervisor is not None:
-        runtime.supervisor.cancel()
+    for task in [*runtime.tasks, *([runtime.supervisor] if runtime.supervisor else [])]:
+        task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await runtime.supervisor
+            await task
     await runtime.services.feed.stop()
     await runtime.services.status.stop()
     await runtime.client.close()

@@ -156,6 +156,12 @@ class Settings(BaseSettings):
         le=24000,  # expireAfterSeconds is a 32-bit integer: about 68 years at most
         description="Events older than this (by timestamp) are removed by the database; 0 keeps them.",
     )
+    count_repair_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="How often events a crash left uncounted are looked for and counted (also at start).",
+    )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
 
     @field_validator("log_level")
