@@ -289,4 +289,5 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         lifespan=lifespan,
     )
     app.state.graphql_view = view
+    app.state.settings = settings
     return app

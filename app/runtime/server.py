@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 from app.runtime.demo import ensure_demo
 from app.runtime.gc_policy import FreezeSurvivors
 from app.runtime.logging import configure
+from app.runtime.protocol import guarded_protocol
 from app.runtime.app import close_runtime, create_app, open_runtime, print_banner
 from app.runtime.settings import Settings, load_settings
 from app.storage.embedded import EmbeddedMongo
@@ -56,12 +57,18 @@ class GracefulServer(uvicorn.Server):
             self.gc_policy.uninstall()
 
 
-def uvicorn_options(ws_compression: bool = False) -> dict[str, Any]:
+def uvicorn_options(ws_compression: bool = False, settings: Settings | None = None) -> dict[str, Any]:
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    header_timeout, body_timeout, max_connections = (
+        getattr(settings, name) if settings is not None else defaults[name]
+        for name in ("http_header_timeout_seconds", "http_body_timeout_seconds", "max_connections")
+    )
     return {
         # asyncio's loop rather than uvloop: uvloop is unfair under overload (p99 in seconds at 64
-        # connections on a saturated worker); httptools is where the HTTP CPU is saved.
+        # connections on a saturated worker); httptools is where the HTTP CPU is saved, here with
+        # header and body deadlines and a connection cap (app.runtime.protocol).
         "loop": "asyncio",
-        "http": "httptools",
+        "http": guarded_protocol(header_timeout, body_timeout, max_connections),
         "log_config": None,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
@@ -76,7 +83,8 @@ def uvicorn_options(ws_compression: bool = False) -> dict[str, Any]:
 
 
 def config_for(app: Starlette, host: str, port: int, ws_compression: bool = False) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, **uvicorn_options(ws_compression))
+    settings = getattr(app.state, "settings", None)  # set by create_app
+    return uvicorn.Config(app, host=host, port=port, **uvicorn_options(ws_compression, settings))
 
 
 def serve(settings: Settings, *, reuse_port: bool = False) -> int:

@@ -124,6 +124,17 @@ class Settings(BaseSettings):
     )
     breaker_cooldown_seconds: float = Field(default=5.0, gt=0, le=600, description="How long it stays open.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    http_header_timeout_seconds: float = Field(
+        default=10, gt=0, le=600, description="A request's headers must arrive within this (else 408)."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30, gt=0, le=3600, description="A request's body must arrive within this after its headers."
+    )
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open connections (HTTP and WebSocket) per process; one more is answered 503.",
+    )
     max_query_depth: int = Field(default=Limits.max_depth, ge=2, le=100)
     max_query_aliases: int = Field(default=Limits.max_aliases, ge=0, le=1000)
     max_query_tokens: int = Field(default=Limits.max_tokens, ge=100, le=100_000)
