@@ -30,7 +30,7 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import servers, subscriptions  # noqa: E402
+from bench import hostile, servers, subscriptions  # noqa: E402
 from bench.servers import cpu_seconds  # noqa: E402
 
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
@@ -158,6 +158,12 @@ def main() -> None:
         help="skip the subscriptions at scale (bench/subscriptions.py: 1,000 and 5,000 subscribers)",
     )
     parser.add_argument(
+        "--no-hostile",
+        dest="hostile",
+        action="store_false",
+        help="skip the hostile documents (bench/hostile.py: server CPU of each refused probe)",
+    )
+    parser.add_argument(
         "--no-workers-compare",
         dest="workers_compare",
         action="store_false",
@@ -239,6 +245,10 @@ def main() -> None:
                 f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['cpu_ms']:.2f} | {r['cpu_vs_reference']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
             )
+        if args.hostile:
+            print()
+            results["hostile"] = hostile.run(f"http://127.0.0.1:{port}", key, "bench", server.pid, 20)
+            print(hostile.table(results["hostile"]))
         if args.workers_compare:
             print()
             table, results["workers"] = compare_workers(env, key, args)

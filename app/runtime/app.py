@@ -223,6 +223,7 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         graphiql=settings.graphiql_enabled,
         max_tokens=settings.max_query_tokens,
         init_timeout=settings.ws_init_timeout_seconds,
+        max_query_bytes=settings.max_query_bytes,
     )
     view.schema = build_schema(settings.query_limits, introspection=settings.introspection_enabled)
 

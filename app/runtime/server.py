@@ -59,9 +59,14 @@ class GracefulServer(uvicorn.Server):
 
 def uvicorn_options(ws_compression: bool = False, settings: Settings | None = None) -> dict[str, Any]:
     defaults = {name: field.default for name, field in Settings.model_fields.items()}
-    header_timeout, body_timeout, max_connections = (
+    header_timeout, body_timeout, max_connections, max_body = (
         getattr(settings, name) if settings is not None else defaults[name]
-        for name in ("http_header_timeout_seconds", "http_body_timeout_seconds", "max_connections")
+        for name in (
+            "http_header_timeout_seconds",
+            "http_body_timeout_seconds",
+            "max_connections",
+            "max_body_bytes",
+        )
     )
     return {
         # asyncio's loop rather than uvloop: uvloop is unfair under overload (p99 in seconds at 64
@@ -79,6 +84,8 @@ def uvicorn_options(ws_compression: bool = False, settings: Settings | None = No
         # permessage-deflate keeps compression state per socket (about 40-50 KiB each, measured): off by
         # default, since status and event messages are a few hundred bytes.
         "ws_per_message_deflate": ws_compression,
+        # A WebSocket message is at most as large as an HTTP body (uvicorn's default is 16 MiB).
+        "ws_max_size": max_body,
     }
 
 

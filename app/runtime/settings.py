@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(default=Limits.max_depth, ge=2, le=100)
     max_query_aliases: int = Field(default=Limits.max_aliases, ge=0, le=1000)
     max_query_tokens: int = Field(default=Limits.max_tokens, ge=100, le=100_000)
+    max_query_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=10_000_000,
+        description="Longest document (characters, comments included) parsed; longer is QUERY_TOO_COMPLEX.",
+    )
     max_query_field_repeats: int = Field(
         default=Limits.max_repeats,
         ge=2,
