@@ -25,6 +25,7 @@ def strict_server(server: LiveServer) -> Iterator[LiveServer]:
         demo_data=False,
         status_probe_interval_seconds=60,
         feed_mode="poll",
+        retention_days=server.settings.retention_days,  # the shared database's TTL index stays as it is
         http_header_timeout_seconds=0.5,
         http_body_timeout_seconds=0.5,
         max_connections=CAP,

@@ -199,12 +199,12 @@ def test_large_documents_are_parsed_but_not_kept() -> None:
     from app.graphql.execution import document_cache
 
     padded = "{ serviceStatus { status } }" + "#" + "x" * (document_cache.MAX_CACHED_BYTES + 1) + "\n"
-    before = document_cache._parse_cached.cache_info().currsize
+    before = document_cache._parse.cache_info().currsize
     assert document_cache.cached_parse(padded, 2000) is not None
-    assert document_cache._parse_cached.cache_info().currsize == before
+    assert document_cache._parse.cache_info().currsize == before
     small = "{ serviceStatus { status } } # " + str(ULID())
     document_cache.cached_parse(small, 2000)
-    assert document_cache._parse_cached.cache_info().currsize in (before + 1, document_cache.MAX_DOCUMENTS)
+    assert document_cache._parse.cache_info().currsize in (before + 1, document_cache.MAX_DOCUMENTS)
 
 
 async def test_a_document_longer_than_the_limit_is_refused_unparsed(

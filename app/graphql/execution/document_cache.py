@@ -30,20 +30,20 @@ MAX_CACHED_BYTES = 16_384  # 512 entries x 16 KiB: the cached query texts stay u
 
 
 @lru_cache(maxsize=MAX_DOCUMENTS)
-def _parse_cached(query: str, max_tokens: int) -> DocumentNode:
+def _parse(query: str, max_tokens: int) -> DocumentNode:
     return parse(query, max_tokens=max_tokens)
 
 
-def _parse(query: str, max_tokens: int) -> DocumentNode:
+def _parse_bounded(query: str, max_tokens: int) -> DocumentNode:
     if len(query) > MAX_CACHED_BYTES:
         return parse(query, max_tokens=max_tokens)
-    return _parse_cached(query, max_tokens)
+    return _parse(query, max_tokens)
 
 
 def cached_parse(query: str, max_tokens: int) -> DocumentNode | None:
     """The parsed document, or None when it does not parse (the error is reported later)."""
     try:
-        return _parse(query, max_tokens)
+        return _parse_bounded(query, max_tokens)
     except GraphQLError:
         return None
 
@@ -60,10 +60,10 @@ def _validate_uncached(
     return validate_document(schema, document, rules)  # Strawberry's: adds its own rules (OneOf, Maybe)
 
 
-_validate_cached = lru_cache(maxsize=MAX_DOCUMENTS)(_validate_uncached)
+_validate = lru_cache(maxsize=MAX_DOCUMENTS)(_validate_uncached)
 
 
-def _validate(
+def _validate_bounded(
     schema: GraphQLSchema,
     document: DocumentNode,
     rules: tuple[type[ASTValidationRule], ...],
@@ -72,7 +72,7 @@ def _validate(
     loc = document.loc
     if loc is None or loc.end > MAX_CACHED_BYTES:  # the document keeps its source text alive
         return _validate_uncached(schema, document, rules, max_repeats)
-    return _validate_cached(schema, document, rules, max_repeats)
+    return _validate(schema, document, rules, max_repeats)
 
 
 class DocumentCache(SchemaExtension):
@@ -88,7 +88,7 @@ class DocumentCache(SchemaExtension):
         ctx.parse_options = {**ctx.parse_options, "max_tokens": self.max_tokens}
         if ctx.query and ctx.graphql_document is None:
             try:
-                ctx.graphql_document = _parse(ctx.query, self.max_tokens)
+                ctx.graphql_document = _parse_bounded(ctx.query, self.max_tokens)
             except GraphQLError:
                 pass  # reported by Strawberry's own parse (same options), inside its error handling
         yield
@@ -96,7 +96,7 @@ class DocumentCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         ctx.validation_rules = tuple(ctx.validation_rules) + self.rules
-        ctx.pre_execution_errors = _validate(
+        ctx.pre_execution_errors = _validate_bounded(
             ctx.schema._schema, ctx.graphql_document, ctx.validation_rules, self.max_repeats
         )
         yield
