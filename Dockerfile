@@ -10,9 +10,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PORT=8000
 
 WORKDIR /srv
+COPY requirements/runtime.lock requirements/runtime.lock
+RUN pip install --require-hashes -r requirements/runtime.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install . && useradd --system --uid 10001 --home /srv app
+RUN pip install --no-deps . && useradd --system --uid 10001 --home /srv app
 
 USER app
 EXPOSE 8000

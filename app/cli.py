@@ -41,7 +41,7 @@ def _key_row(record: Any) -> dict[str, Any]:
 
 
 async def _with_services(fn: Callable[[Any], Awaitable[Any]]) -> Any:
-    from app.runtime.app import close_runtime, open_runtime
+    from app.runtime.container import close_runtime, open_runtime
 
     runtime = await open_runtime(load_settings(), serving=False)
     try:
@@ -170,4 +170,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(json.dumps(result, indent=2) if args.json else text)
     return 0
-

@@ -4,7 +4,7 @@ middle, then proof that every acknowledged logError is stored exactly once.
     .venv/bin/python bench/soak.py [--seconds 180] [--workers 16] [--outage-at 60] [--outage-for 20]
 
 It starts its own file-backed nx-27017 and a server process on loopback, drives them with httpx, stops
-and restarts the database, and prints a JSON summary. Clients behave as the README asks: a logError that
+and restarts the database, and prints a JSON summary. Clients behave as docs/operations.md asks: a logError that
 fails is retried with the same idempotency key until it is acknowledged.
 """
 

@@ -1,5 +1,6 @@
-"""A published event is executed once per distinct subscription document and variables (app.graphql.execution.fanout),
-yet every subscriber receives exactly what its own selection asked for, under its own operation id."""
+"""A published event is executed once per distinct subscription document and variables
+(app.graphql.execution.fanout), yet every subscriber receives exactly what its own selection asked for, under
+its own operation id."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""The plain-leaf shortcut (app.graphql.execution.leaf_fields) answers exactly what graphql-core's own field execution
-answers: values, nulls, enums, custom scalars, and the errors (message and path) of bad values."""
+"""The plain-leaf shortcut (app.graphql.execution.leaf_fields) answers exactly what graphql-core's own field
+execution answers: values, nulls, enums, custom scalars, and the errors (message and path) of bad values."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """What keeps the server fast, asserted structurally (no timing): caches and executor shortcuts installed,
 an index read in order for every list query, one database round trip per list page, none for
-serviceStatus. Timings live in bench/ (README, Performance)."""
+serviceStatus. Timings live in bench/ (docs/performance.md)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient, monitoring
 
-from app.graphql.execution import document_cache as parse_cache
 from app.events.model import EventFilter, Severity
 from app.events.store import TIMELINE_FILTERS, _match
+from app.graphql.execution import document_cache as parse_cache
+from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
-from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.schema import build_schema
 from tests.conftest import LiveServer, _free_port, make_org, start_server
 from tests.helpers import log_error

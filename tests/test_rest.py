@@ -112,7 +112,7 @@ async def test_rest_errors_use_the_same_codes(http: httpx.AsyncClient, org: Org)
     assert [d["field"] for d in date["details"]] == ["timestamp"]
 
 
-async def test_service_status_in_the_seed_shape(http: httpx.AsyncClient, org: Org) -> None:
+async def test_service_status_in_the_original_rest_shape(http: httpx.AsyncClient, org: Org) -> None:
     response = await http.get("/service_status", headers={"X-API-KEY": org.key})
     body = response.json()
     assert response.status_code == 200

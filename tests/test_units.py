@@ -10,10 +10,10 @@ import pytest
 from pydantic_core import PydanticCustomError
 
 from app.auth.keys import generate, parse_key_id
-from app.events import cursor
-from app.events.fingerprint import fingerprint, normalize_message
 from app.core.pubsub import QUEUE_SIZE, PubSub
 from app.core.validation import parse_datetime
+from app.events.fingerprint import fingerprint, normalize_message
+from app.events.model import decode_event_cursor, event_cursor
 
 
 @pytest.mark.parametrize(
@@ -45,10 +45,10 @@ def test_fingerprint_distinguishes_what_matters() -> None:
 
 def test_cursor_round_trip_and_rejection() -> None:
     event_id = "error-01JD3Q8X4T9W2M7V5K6N8P0RZQ"
-    assert cursor.decode(cursor.encode(event_id)) == event_id
-    for bad in ("", "x" * 200, "%%%", cursor.encode("error-short"), "dGVzdA"):
+    assert decode_event_cursor(event_cursor(event_id)) == event_id
+    for bad in ("", "x" * 200, "%%%", event_cursor("error-short"), "dGVzdA"):
         with pytest.raises(ValueError, match="Malformed cursor"):
-            cursor.decode(bad)
+            decode_event_cursor(bad)
 
 
 @pytest.mark.parametrize(
@@ -104,7 +104,7 @@ def test_production_logs_are_json_lines_with_the_request_id(capsys: pytest.Captu
 def test_datetimes_are_written_in_utc_with_milliseconds() -> None:
     from datetime import timedelta, timezone
 
-    from app.graphql.scalars import format_datetime
+    from app.core.clock import format_datetime
 
     paris = timezone(timedelta(hours=1))
     assert (

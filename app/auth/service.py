@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.auth import keys
-from app.auth.principal import Principal
 from app.auth.store import KeyRecord, KeyStore
 from app.core.errors import InvalidApiKey, NotFound, ServiceUnavailable, TokenExpired
+from app.core.principal import Principal
 from app.orgs.service import OrgService
 
 _CACHE_LIMIT = 10_000

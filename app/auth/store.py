@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-
-from pymongo.asynchronous.database import AsyncDatabase
+from typing import Any
 
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import as_datetime, translate_errors
+from app.storage.mongo import Database, as_datetime, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +22,7 @@ class KeyRecord:
     revoked_at: datetime | None
 
 
-def _from_doc(doc: dict) -> KeyRecord:
+def _from_doc(doc: dict[str, Any]) -> KeyRecord:
     return KeyRecord(
         key_id=doc["_id"],
         hash=doc["hash"],
@@ -37,7 +36,7 @@ def _from_doc(doc: dict) -> KeyRecord:
 
 
 class KeyStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["api_keys"]
 

@@ -2,7 +2,7 @@
 
     AppError                      code, HTTP status, client-facing message, details
      +-- QueryTooComplex          QUERY_TOO_COMPLEX      400  depth, aliases, tokens or cost over the limits
- +-- InvalidRequest           INVALID_REQUEST        400  bad arguments, cursor, idempotency key
+     +-- InvalidRequest           INVALID_REQUEST        400  bad arguments, cursor, idempotency key
      +-- InvalidDateFormat        INVALID_DATE_FORMAT    400  a DateTime that is not ISO 8601
      +-- ValidationFailed         VALIDATION_ERROR       422  well-formed input that breaks a rule
      +-- InvalidApiKey            INVALID_API_KEY        401  credential missing, unknown or revoked
@@ -14,15 +14,22 @@
      +-- ServiceUnavailable       SERVICE_UNAVAILABLE    503  database unreachable (carries retry_after)
      +-- InternalError            INTERNAL_ERROR         500  anything unexpected (never shown verbatim)
 
-GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED are produced by the GraphQL layer
-itself (graphql-core errors) and are mapped to the wire in `app.graphql.errors`, the only place that turns
-any exception into what a client sees. Nothing here knows about GraphQL or HTTP.
+GRAPHQL_PARSE_FAILED and GRAPHQL_VALIDATION_FAILED are produced by the GraphQL layer itself
+(graphql-core errors, classified in `app.graphql.errors`). `app.core.wire` is the one place that turns an
+error into what a client sees. Nothing here knows about GraphQL or HTTP.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Protocol
+
+
+class HeaderSource(Protocol):
+    """What a refusal can tell the client in response headers (a spent budget's X-RateLimit-*)."""
+
+    def headers(self) -> dict[str, str]: ...
 
 
 class ErrorCode(str, Enum):
@@ -148,7 +155,9 @@ class RateLimited(AppError):
     code = ErrorCode.RATE_LIMITED
     default_message = "Rate limit exceeded"
 
-    def __init__(self, message: str | None = None, *, retry_after: int, budget: object = None) -> None:
+    def __init__(
+        self, message: str | None = None, *, retry_after: int, budget: HeaderSource | None = None
+    ) -> None:
         super().__init__(message, retry_after=retry_after)
         self.budget = budget  # the spent budget, for the X-RateLimit-* headers of the refusal
 

@@ -14,8 +14,6 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from app.web.metrics import active_subscriptions
-
 QUEUE_SIZE = 256
 
 
@@ -69,12 +67,14 @@ class PubSub:
     def subscriber_count(self, topic: str) -> int:
         return len(self._subscribers.get(topic, ()))
 
+    def subscriber_counts(self) -> dict[str, int]:
+        """Open subscriptions by topic (for the metrics)."""
+        return {topic: len(mailboxes) for topic, mailboxes in self._subscribers.items()}
+
     def _add(self, topic: str, mailbox: Mailbox) -> None:
         self._subscribers.setdefault(topic, set()).add(mailbox)
-        active_subscriptions.labels(topic).inc()
 
     def _remove(self, topic: str, mailbox: Mailbox) -> None:
-        active_subscriptions.labels(topic).dec()
         subscribers = self._subscribers.get(topic)
         if subscribers is not None:
             subscribers.discard(mailbox)

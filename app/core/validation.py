@@ -7,12 +7,15 @@ and `details` still lists every problem so the client can fix them all in one go
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, BeforeValidator, ValidationError
 from pydantic_core import PydanticCustomError
 
+from app.core.clock import truncate_ms
 from app.core.errors import (
     AppError,
     ErrorCode,
@@ -21,6 +24,12 @@ from app.core.errors import (
     InvalidRequest,
     ValidationFailed,
 )
+from app.core.paging import check_page_size
+
+T = TypeVar("T")
+
+# `first` of every list: 1..MAX_PAGE, with the catalogued wording.
+PageSize = Annotated[int, AfterValidator(check_page_size)]
 
 # Error types raised by `parse_datetime`; recognised below whatever field they sit on. A well-formed date
 # outside the range event ids, timestamps and buckets can express is a VALIDATION_ERROR.
@@ -66,7 +75,26 @@ def parse_datetime(value: Any) -> datetime:
             DATE_RANGE_ERROR_TYPE,
             "Date out of range: must be from 1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z",
         )
-    return parsed.replace(microsecond=parsed.microsecond - parsed.microsecond % 1000)
+    return truncate_ms(parsed)
+
+
+def matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
+    """A pydantic check that a string matches `pattern`, failing with `rule` as the message."""
+
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(rule)
+        return value
+
+    return AfterValidator(check)
+
+
+SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+SLUG_RULE = "must be a slug of 1 to 64 lowercase letters, digits and inner hyphens"
+
+# Input types shared by the domains' input models.
+DateTimeIn = Annotated[datetime, BeforeValidator(parse_datetime)]
+OrgId = Annotated[str, matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
 
 
 def app_error_from(
@@ -95,3 +123,11 @@ def app_error_from(
 def _clean(message: str) -> str:
     # pydantic prefixes messages raised from validators with "Value error, ".
     return message.removeprefix("Value error, ")
+
+
+def decode_argument(decode: Callable[[str], T], value: str, field: str) -> T:
+    """`decode(value)`, or INVALID_REQUEST naming `field` with the decoder's message (cursors, positions)."""
+    try:
+        return decode(value)
+    except ValueError as exc:
+        raise InvalidRequest(details=[FieldProblem(field, str(exc))]) from None

@@ -20,9 +20,9 @@ import logging
 import time
 
 from app.core.errors import AppError
+from app.core.pubsub import Mailbox, PubSub
 from app.events.model import ErrorEventRecord
 from app.events.store import ChangeStreamsUnsupported, EventStore
-from app.core.pubsub import PubSub
 
 log = logging.getLogger("app.feed")
 EVENTS_TOPIC = "error-events"
@@ -60,6 +60,10 @@ class EventFeed:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+
+    def subscribe(self) -> Mailbox:
+        """`with feed.subscribe() as mailbox:` receives every event published from then on."""
+        return self._pubsub.subscribe(EVENTS_TOPIC)
 
     def publish_local(self, event: ErrorEventRecord) -> None:
         """An event this process just stored: subscribers get it now, the poll will skip it."""

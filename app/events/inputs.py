@@ -1,7 +1,7 @@
 """The input rules of the error-event operations, checked with pydantic at the edge.
 
 Field names and aliases are the GraphQL names, so `details[].field` reads as the client wrote it
-(`error.message`, `filter.from`). Every rule is listed in the README's "Input rules" table.
+(`error.message`, `filter.from`). Every rule is listed in docs/api.md, "Input rules".
 """
 
 from __future__ import annotations
@@ -12,55 +12,41 @@ from typing import Annotated, Any
 
 import orjson
 from pydantic import (
-    AfterValidator,
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
 from app.core.errors import ErrorCode
-from app.events import cursor
-from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder
-from app.orgs.service import SLUG_RE, SLUG_RULE
-from app.core.validation import app_error_from, parse_datetime
+from app.core.paging import DEFAULT_PAGE
+from app.core.validation import DateTimeIn, OrgId, PageSize, app_error_from, matching
+from app.events.model import EventFilter, EventQuery, NewEvent, Severity, SortOrder, decode_event_cursor
 
 MAX_MESSAGE_CHARS = 8192
 MAX_CONTEXT_BYTES = 16 * 1024
 MAX_CONTEXT_DEPTH = 5
 MAX_FUTURE_SKEW = timedelta(minutes=5)
-MAX_PAGE = 100
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # ids are ULIDs, which start at the Unix epoch
 
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@-]{0,127}$")
 _IDEMPOTENCY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 
-def _matching(pattern: re.Pattern[str], rule: str) -> AfterValidator:
-    def check(value: str) -> str:
-        if not pattern.match(value):
-            raise ValueError(rule)
-        return value
-
-    return AfterValidator(check)
-
-
-DateTimeIn = Annotated[datetime, BeforeValidator(parse_datetime)]
-OrgId = Annotated[str, _matching(SLUG_RE, f"Organization id {SLUG_RULE}")]
 # Reporter-supplied codes and source names: printable, no spaces, safe in logs and URLs.
 Token = Annotated[
     str,
-    _matching(
+    matching(
         _TOKEN_RE,
         "Must be 1 to 128 characters of letters, digits and . _ : / @ - starting with a letter or digit",
     ),
 ]
 IdempotencyKey = Annotated[
     str,
-    _matching(_IDEMPOTENCY_RE, "Idempotency key must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"),
+    matching(_IDEMPOTENCY_RE, "Idempotency key must be 1 to 128 characters of A-Z a-z 0-9 . _ : -"),
 ]
 
 
@@ -94,13 +80,22 @@ class LogErrorInputModel(_Input):
 
     @field_validator("timestamp")
     @classmethod
-    def _plausible_time(cls, value: datetime | None) -> datetime | None:
+    def _plausible_time(cls, value: datetime | None, info: ValidationInfo) -> datetime | None:
         if value is None:
             return None
-        if value > datetime.now(UTC) + MAX_FUTURE_SKEW:
+        now = datetime.now(UTC)
+        if value > now + MAX_FUTURE_SKEW:
             raise ValueError("Timestamp must not be more than 5 minutes in the future")
         if value < EARLIEST:
             raise ValueError("Timestamp must not be before 1970-01-01T00:00:00Z")
+        # An event older than the retention window would be acknowledged and then removed by the
+        # database within a minute: refused instead, so that an acknowledged write is never lost.
+        retention_days = (info.context or {}).get("retention_days") or 0
+        if retention_days and value < now - timedelta(days=retention_days):
+            raise ValueError(
+                f"Timestamp is older than the retention window of {retention_days:g} days: events are kept "
+                f"for {retention_days:g} days after their timestamp, so this one would be removed at once"
+            )
         return value
 
     @field_validator("context")
@@ -161,23 +156,17 @@ class FilterModel(_Input):
         )
 
 
-def _page_size(value: int) -> int:
-    if not 1 <= value <= MAX_PAGE:
-        raise ValueError(f"Limit must be a positive number of at most {MAX_PAGE}")
-    return value
-
-
 class OrgErrorsArgs(_Input):
     org_id: OrgId = Field(alias="orgId")
     filter: FilterModel | None = None
-    first: Annotated[int, AfterValidator(_page_size)] = 20
+    first: PageSize = DEFAULT_PAGE
     after: str | None = None
     sort_order: SortOrder = Field(default=SortOrder.DESC, alias="sortOrder")
 
     @field_validator("after")
     @classmethod
     def _decodable(cls, value: str | None) -> str | None:
-        return None if value is None else cursor.decode(value)
+        return None if value is None else decode_event_cursor(value)
 
     def to_domain(self) -> EventQuery:
         return EventQuery(
@@ -189,10 +178,11 @@ class OrgErrorsArgs(_Input):
         )
 
 
-def validate_log_error(raw: dict[str, Any]) -> tuple[str, NewEvent, str | None]:
-    """(org_id, event, idempotency key) or one AppError listing every problem."""
+def validate_log_error(raw: dict[str, Any], *, retention_days: float = 0) -> tuple[str, NewEvent, str | None]:
+    """(org_id, event, idempotency key) or one AppError listing every problem. With `retention_days`
+    (0: events are kept forever), a timestamp older than the retention window is one of them."""
     try:
-        args = LogErrorArgs.model_validate(raw)
+        args = LogErrorArgs.model_validate(raw, context={"retention_days": retention_days})
     except ValidationError as exc:
         raise app_error_from(
             exc,

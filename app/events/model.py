@@ -2,10 +2,42 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+from app.core import cursors
+from app.core.paging import SortOrder
+
+__all__ = ["ErrorEventRecord", "EventFilter", "EventPage", "EventQuery", "NewEvent", "Severity", "SortOrder"]
+
+# Page cursors name the last event of a page by its id. Ids are ULIDs whose time part is the event's
+# timestamp, so "after this id" is a stable position in timestamp order: events inserted later land
+# before or after it, never shift it, and a page never repeats or skips an event that already existed.
+_CURSOR_TAG = "v1"
+_EVENT_ID = re.compile(r"error-[0-9A-HJKMNP-TV-Z]{26}")
+_POSITION_TAG = "p1"
+
+
+def event_cursor(event_id: str) -> str:
+    return cursors.encode(_CURSOR_TAG, event_id)
+
+
+def decode_event_cursor(token: str) -> str:
+    """The event id inside a page cursor; ValueError when it is not one of ours."""
+    (event_id,) = cursors.decode(token, _CURSOR_TAG, _EVENT_ID, max_length=128)
+    return event_id
+
+
+def feed_position(seq: int) -> str:
+    """An event's place in the live feed: `errorLogged(after:)` resumes from it."""
+    return cursors.encode_position(_POSITION_TAG, seq)
+
+
+def decode_feed_position(token: str) -> int:
+    return cursors.decode_position(token, _POSITION_TAG)
 
 
 class Severity(str, Enum):
@@ -23,11 +55,6 @@ class Severity(str, Enum):
 
 
 _RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
-
-
-class SortOrder(str, Enum):
-    ASC = "ASC"
-    DESC = "DESC"
 
 
 @dataclass(frozen=True, slots=True)

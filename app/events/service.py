@@ -6,21 +6,22 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from typing import Any, Protocol
 
 import orjson
 
-from app.auth.principal import Principal
+from app.core.clock import utc_now
 from app.core.errors import AppError, Conflict
+from app.core.principal import Principal
 from app.events.feed import EventFeed
 from app.events.fingerprint import fingerprint
-from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent
+from app.events.inputs import validate_log_error
+from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent, Severity
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
-from app.groups.store import GroupStore
-from app.web.metrics import events_logged
 from app.orgs.service import OrgService
-
 
 # How long a process may take between storing an event and counting it (two database calls, each
 # bounded by MONGODB_TIMEOUT_MS) before the event counts as left behind by a crash.
@@ -53,24 +54,47 @@ def payload_hash(event: NewEvent) -> str:
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
+REPLAY_LIMIT = 1000  # events a resumed errorLogged subscription replays at most
+
+
+class GroupCounter(Protocol):
+    """Counts a stored event into its group (the groups domain implements it; events do not import it)."""
+
+    async def record(self, event: ErrorEventRecord) -> bool:
+        """True when the event started its group."""
+        ...
+
+
 class EventService:
-    def __init__(self, store: EventStore, groups: GroupStore, orgs: OrgService, feed: EventFeed) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        groups: GroupCounter,
+        orgs: OrgService,
+        feed: EventFeed,
+        retention_days: float = 0,
+    ) -> None:
         self._store = store
         self._groups = groups
         self._orgs = orgs
         self._feed = feed
+        self.retention_days = retention_days  # 0: events are kept forever
+        self.logged: Counter[Severity] = Counter()  # events stored (replays excluded), for the metrics
+
+    def validate_log_error(self, raw: dict[str, Any]) -> tuple[str, NewEvent, str | None]:
+        """logError's arguments (GraphQL names): (org id, event, idempotency key), or one catalogued
+        error listing every problem, a timestamp older than the retention window among them."""
+        return validate_log_error(raw, retention_days=self.retention_days)
 
     async def authorize(self, principal: Principal, org_id: str) -> None:
         """NOT_FOUND unless the organization exists and the credential may use it."""
-        principal.check_org(org_id)
-        await self._orgs.require(org_id)
+        await self._orgs.authorize(principal, org_id)
 
     async def log(
         self, principal: Principal, org_id: str, new: NewEvent, idempotency_key: str | None
     ) -> LoggedEvent:
         await self.authorize(principal, org_id)
-        received_at = datetime.now(UTC)
-        received_at = received_at.replace(microsecond=received_at.microsecond // 1000 * 1000)
+        received_at = utc_now()
         timestamp = new.timestamp or received_at
         event = ErrorEventRecord(
             id=new_event_id(timestamp),
@@ -98,7 +122,7 @@ class EventService:
         # the writes leaves the event marked uncounted (no multi-document transaction on every
         # deployment): a retry or the repair (`repair_counts`) counts it once its lease has expired.
         new_group = await self._count(event)
-        events_logged.labels(event.severity.value).inc()
+        self.logged[event.severity] += 1
         self._feed.publish_local(event)
         return LoggedEvent(event=event, replayed=False, new_group=new_group)
 
@@ -168,9 +192,70 @@ class EventService:
             return None
         return await self._store.get(org_id, event_id)
 
+    async def bucket_counts(
+        self,
+        principal: Principal,
+        org_id: str,
+        start_ms: int,
+        end_ms: int,
+        interval_ms: int,
+        field: str | None,
+    ) -> list[tuple[int, str | None, int]]:
+        """(bucket start ms, value of `field` or None, count) of an organization's events in
+        [start_ms, end_ms): what errorStats is computed from."""
+        await self.authorize(principal, org_id)
+        return await self._store.bucket_counts(org_id, start_ms, end_ms, interval_ms, field)
+
     async def missed(
         self, principal: Principal, org_id: str, after_seq: int, limit: int
     ) -> list[ErrorEventRecord]:
         """An organization's events logged after a feed position, oldest first (subscription replay)."""
         await self.authorize(principal, org_id)
         return await self._store.after_seq(after_seq, limit, org_id)
+
+    async def stream(
+        self,
+        principal: Principal,
+        org_id: str,
+        severities: frozenset[Severity] | None,
+        resume_from: int | None,
+    ) -> AsyncIterator[tuple[ErrorEventRecord, bool]]:
+        """Authorizes now (a refusal is the subscription's error, before any item), then returns the
+        stream of `_stream`."""
+        await self.authorize(principal, org_id)
+        return self._stream(principal, org_id, severities, resume_from)
+
+    async def _stream(
+        self,
+        principal: Principal,
+        org_id: str,
+        severities: frozenset[Severity] | None,
+        resume_from: int | None,
+    ) -> AsyncIterator[tuple[ErrorEventRecord, bool]]:
+        """An organization's newly logged events (of `severities`, None: all). With `resume_from` (a feed
+        position), first the events logged since then (at most REPLAY_LIMIT), oldest first. Listening
+        starts before reading what was missed, so nothing logged meanwhile falls between the two; what
+        arrives both ways is sent once. Authorized before the first item.
+
+        Each item says whether it is a broadcast: the one record object every subscriber receives (the
+        GraphQL layer then executes a document on it once for all of them)."""
+
+        def matches(record: ErrorEventRecord) -> bool:
+            return record.org_id == org_id and (severities is None or record.severity in severities)
+
+        with self._feed.subscribe() as mailbox:
+            replayed: set[int] = set()
+            if resume_from is not None:
+                for record in await self.missed(principal, org_id, resume_from, REPLAY_LIMIT):
+                    replayed.add(record.seq or 0)
+                    if matches(record):
+                        yield record, False
+            while True:
+                record = await mailbox.get()
+                if record.seq in replayed:
+                    replayed.discard(record.seq)
+                    continue
+                if resume_from is not None and record.seq is not None and record.seq <= resume_from:
+                    continue
+                if matches(record):
+                    yield record, True

@@ -27,20 +27,22 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
-from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
+from app.core.clock import from_ms, to_ms
 from app.core.errors import ServiceUnavailable
 from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors, write_failure
+from app.storage.counters import Counters
+from app.storage.mongo import Database, translate_errors, write_failure
+from app.storage.paging import keyset_page
 
 ID_PREFIX = "error-"
 TIMELINE_FILTERS = ("fingerprint", "source", "code")  # equality filters with an index of their own
@@ -83,7 +85,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         "message": event.message,
         "severity": event.severity.value,
         "timestamp": event.timestamp,
-        "ts_ms": int(event.timestamp.timestamp() * 1000),
+        "ts_ms": to_ms(event.timestamp),
         "received_at": event.received_at,
         "fingerprint": event.fingerprint,
         "seq": event.seq,
@@ -144,10 +146,10 @@ def _insert_failure(doc: dict[str, Any], failure: dict[str, Any]) -> BaseExcepti
 
 
 class EventStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_events"]
-        self._counters = db["counters"]
+        self._counters = Counters(db, breaker)
         self._positions: Batcher[None, int] = Batcher(self._take_positions)
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_batch)
         self._marks: Batcher[tuple[str, bool], None] = Batcher(self._mark_batch)
@@ -271,31 +273,24 @@ class EventStore:
         return _from_doc(doc) if doc and doc["org_id"] == org_id else None
 
     async def page(self, query: EventQuery) -> EventPage:
-        match = _match(query.org_id, query.filter)
-        descending = query.order is SortOrder.DESC
-        if query.after is not None:
-            bounds = dict(match.get("event_id", {}))
-            if descending:
-                bounds["$lt"] = min(bounds.get("$lt", query.after), query.after)
-            else:
-                bounds["$gt"] = query.after
-            match["event_id"] = bounds
-        pipeline = [
-            {"$match": match},
-            {"$sort": {"event_id": DESCENDING if descending else ASCENDING}},
-            {"$limit": query.first + 1},  # one more than asked tells whether a next page exists
-        ]
-        async with translate_errors("error_events.page", self._breaker):
-            docs = await (await self._col.aggregate(pipeline)).to_list()
-        events = [_from_doc(doc) for doc in docs[: query.first]]
-        return EventPage(events=events, has_next_page=len(docs) > query.first)
+        keys = [("event_id", DESCENDING if query.order is SortOrder.DESC else ASCENDING)]
+        docs, more = await keyset_page(
+            self._col,
+            _match(query.org_id, query.filter),
+            keys,
+            (query.after,) if query.after is not None else None,
+            query.first,
+            operation="error_events.page",
+            breaker=self._breaker,
+        )
+        return EventPage(events=[_from_doc(doc) for doc in docs], has_next_page=more)
 
     async def count(self, org_id: str, flt: EventFilter) -> int:
         # $match + $count rather than count_documents: same plan on MongoDB, far cheaper on nx-27017.
-        pipeline = [{"$match": _match(org_id, flt)}, {"$count": "n"}]
+        pipeline: list[dict[str, Any]] = [{"$match": _match(org_id, flt)}, {"$count": "n"}]
         async with translate_errors("error_events.count", self._breaker):
             result = await (await self._col.aggregate(pipeline)).to_list()
-        return result[0]["n"] if result else 0
+        return int(result[0]["n"]) if result else 0
 
     async def bucket_counts(
         self, org_id: str, start_ms: int, end_ms: int, interval_ms: int, field: str | None
@@ -309,15 +304,15 @@ class EventStore:
         key: Any = bucket
         if field is not None:
             key = {"$concat": [{"$toString": bucket}, "|", {"$ifNull": [f"${field}", ""]}]}
-        start = datetime.fromtimestamp(start_ms / 1000, UTC)
-        end = datetime.fromtimestamp(end_ms / 1000, UTC)
+        start = from_ms(start_ms)
+        end = from_ms(end_ms)
         pipeline = [
             {"$match": {"org_id": org_id, "event_id": {"$gte": _id_floor(start), "$lt": _id_floor(end)}}},
             {"$group": {"_id": key, "n": {"$sum": 1}}},
         ]
         async with translate_errors("error_events.stats", self._breaker):
             rows = await (await self._col.aggregate(pipeline)).to_list()
-        result = []
+        result: list[tuple[int, str | None, int]] = []
         for row in rows:
             if field is None:
                 result.append((int(float(row["_id"])), None, int(row["n"])))
@@ -332,27 +327,17 @@ class EventStore:
         return await self._positions.submit(None)
 
     async def _take_positions(self, callers: list[None]) -> list[int]:
-        async with translate_errors("counters.next", self._breaker):
-            doc = await self._counters.find_one_and_update(
-                {"_id": "error_events"},
-                {"$inc": {"seq": len(callers)}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-        last = int(doc["seq"])
-        return list(range(last - len(callers) + 1, last + 1))
+        return list(await self._counters.take("error_events", len(callers)))
 
     async def last_seq(self) -> int:
-        async with translate_errors("counters.last", self._breaker):
-            doc = await self._counters.find_one({"_id": "error_events"})
-        return int(doc["seq"]) if doc else 0
+        return await self._counters.last("error_events")
 
     async def after_seq(self, seq: int, limit: int, org_id: str | None = None) -> list[ErrorEventRecord]:
         """Events inserted after position `seq`, oldest first."""
         match: dict[str, Any] = {"seq": {"$gt": seq}}
         if org_id is not None:
             match["org_id"] = org_id
-        pipeline = [{"$match": match}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        pipeline: list[dict[str, Any]] = [{"$match": match}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
         async with translate_errors("error_events.after_seq", self._breaker):
             docs = await (await self._col.aggregate(pipeline)).to_list()
         return [_from_doc(d) for d in docs]

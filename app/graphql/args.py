@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard, TypeVar
 
 from strawberry.types.unset import UNSET
 
+T = TypeVar("T")
 
-def given(value: Any) -> bool:
+
+def given(value: T | None) -> TypeGuard[T]:
+    """The client gave this argument (neither omitted nor null)."""
     return value is not UNSET and value is not None
 
 

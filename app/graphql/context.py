@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Any
 from app.core.errors import InvalidApiKey
 
 if TYPE_CHECKING:
-    from app.auth.principal import Principal
     from app.auth.service import AuthService
+    from app.core.principal import Principal
+    from app.core.pubsub import PubSub
     from app.events.feed import EventFeed
     from app.events.service import EventService
     from app.groups.service import GroupService
     from app.orgs.service import OrgService
-    from app.core.pubsub import PubSub
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService

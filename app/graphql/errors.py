@@ -1,9 +1,9 @@
-"""The one place where exceptions become what a client sees.
+"""GraphQL errors onto the catalog: every GraphQLError of a result becomes one catalogued error.
 
 `format_errors` turns every GraphQLError (wrapping an AppError, a graphql-core document error, or an
-unexpected exception) into the shape of errors.md; `ErrorFormatter` applies it to every GraphQL result
-(HTTP and WebSocket alike); `error_body` builds the body of a request refused before execution.
-Unexpected exceptions are logged here with their stack trace and request id, then masked.
+unexpected exception) into the shape of docs/errors.md, with the extensions built by `app.core.wire`;
+`ErrorFormatter` applies it to every GraphQL result (HTTP and WebSocket alike). Unexpected exceptions are
+logged here with their stack trace and request id, then masked.
 """
 
 from __future__ import annotations
@@ -11,39 +11,18 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from graphql import GraphQLError, GraphQLSyntaxError, VariableDefinitionNode
 from strawberry.extensions import SchemaExtension
 
-from app.core.errors import CODES_WITH_DETAILS, AppError, ErrorCode, FieldProblem, InternalError
-from app.graphql.scalars import format_datetime
+from app.core.errors import AppError, ErrorCode, FieldProblem, InternalError
+from app.core.wire import extensions
 
 log = logging.getLogger("app.core.errors")
 
 _TOKEN_LIMIT_RE = re.compile(r"Document contains more than \d+ tokens")
 _VARIABLE_RE = re.compile(r"^Variable '\$(\w+)' (?:got invalid value .*? at '([^']+)'; )?", re.DOTALL)
-
-
-def extensions(
-    code: ErrorCode,
-    request_id: str,
-    details: list[FieldProblem] | None = None,
-    retry_after: int | None = None,
-    status: int | None = None,
-) -> dict[str, Any]:
-    ext: dict[str, Any] = {
-        "code": code.value,
-        "status": status or code.status,
-        "requestId": request_id,
-        "timestamp": format_datetime(datetime.now(UTC)),
-    }
-    if code in CODES_WITH_DETAILS or details:
-        ext["details"] = [{"field": d.field, "message": d.message} for d in details or []]
-    if retry_after is not None:
-        ext["retryAfter"] = retry_after
-    return ext
 
 
 def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[FieldProblem]]:
@@ -168,25 +147,3 @@ class ErrorFormatter(SchemaExtension):
         ctx = self.execution_context.context
         codes, result.errors = format_errors(result.errors, ctx.request_id)
         ctx.outcome = worst(codes).value
-
-
-def error_body(error: AppError, request_id: str, status: int | None = None) -> dict[str, Any]:
-    """`{"errors": [...]}` for a request refused before execution (auth, body, transport).
-    `status` overrides the code's own where the transport answers otherwise (405, 413)."""
-    ext = extensions(error.code, request_id, error.details, error.retry_after, status)
-    return {"errors": [{"message": error.message, "extensions": ext}]}
-
-
-def rest_error_body(error: AppError, request_id: str) -> dict[str, Any]:
-    """The REST compatibility envelope of errors.md: `{"error": {code, message, details, ...}}`."""
-    ext = extensions(error.code, request_id, error.details, error.retry_after)
-    body: dict[str, Any] = {
-        "code": ext["code"],
-        "message": error.message,
-        "details": ext.get("details", []),
-        "requestId": request_id,
-        "timestamp": ext["timestamp"],
-    }
-    if error.retry_after is not None:
-        body["retryAfter"] = error.retry_after
-    return {"error": body}

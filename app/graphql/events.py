@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.auth.principal import Principal
-from app.graphql.context import RequestContext
-from app.core.errors import FieldProblem, InvalidRequest
-from app.events import cursor
-from app.events.feed import EVENTS_TOPIC
-from app.events.inputs import validate_log_error, validate_org_errors
-from app.events.model import ErrorEventRecord, EventQuery
-from app.events.model import Severity as SeverityEnum
-from app.events.model import SortOrder as SortOrderEnum
-from app.graphql.execution.fanout import SharedViews
+from app.core.validation import decode_argument
+from app.events.inputs import validate_org_errors
+from app.events.model import ErrorEventRecord, EventQuery, decode_feed_position, event_cursor, feed_position
+from app.events.service import REPLAY_LIMIT
 from app.graphql.args import as_raw, given
+from app.graphql.context import RequestContext
+from app.graphql.enums import Severity, SortOrder
+from app.graphql.execution.fanout import SharedViews
+from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
-REPLAY_LIMIT = 1000
-
-Severity = strawberry.enum(SeverityEnum, description="How bad an error is, LOW to CRITICAL.")
-SortOrder = strawberry.enum(SortOrderEnum, description="Order of events by timestamp.")
 
 
 @strawberry.type(description="One reported error.")
@@ -36,11 +30,11 @@ class ErrorEvent:
     )
     org_id: strawberry.ID
     message: str
-    severity: Severity  # type: ignore[valid-type]
-    timestamp: DateTime = strawberry.field(  # type: ignore[valid-type]
+    severity: Severity
+    timestamp: DateTime = strawberry.field(
         description="When the error happened (client-supplied, or the time it was received)."
     )
-    received_at: DateTime = strawberry.field(description="When the server stored it.")  # type: ignore[valid-type]
+    received_at: DateTime = strawberry.field(description="When the server stored it.")
     code: str | None = strawberry.field(
         description="Machine-readable code supplied by the reporter, e.g. FILE_UPLOAD_FAILED."
     )
@@ -62,32 +56,23 @@ class ErrorEvent:
     @classmethod
     def from_record(cls, r: ErrorEventRecord) -> ErrorEvent:
         return cls(
-            position=cursor.encode_position(r.seq) if r.seq is not None else None,
+            position=feed_position(r.seq) if r.seq is not None else None,
             id=strawberry.ID(r.id),
             org_id=strawberry.ID(r.org_id),
             message=r.message,
             severity=r.severity,
-            timestamp=r.timestamp,
-            received_at=r.received_at,
+            timestamp=DateTime(r.timestamp),
+            received_at=DateTime(r.received_at),
             code=r.code,
             source=r.source,
-            context=r.context,
+            context=JSON(r.context) if r.context is not None else None,
             fingerprint=r.fingerprint,
         )
 
 
-# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them (app.graphql.execution.fanout).
+# The live feed publishes each record once to every subscriber: one ErrorEvent for all of them
+# (app.graphql.execution.fanout).
 _shared_events = SharedViews(ErrorEvent.from_record)
-
-
-@strawberry.type
-class PageInfo:
-    has_next_page: bool
-    has_previous_page: bool = strawberry.field(
-        description="True when the page was requested with `after` (pagination is forward-only)."
-    )
-    start_cursor: str | None
-    end_cursor: str | None
 
 
 @strawberry.type
@@ -114,16 +99,14 @@ class ErrorEventConnection:
 
 @strawberry.input(description="All given conditions must hold.")
 class ErrorFilter:
-    severities: list[Severity] | None = UNSET  # type: ignore[valid-type]
-    min_severity: Severity | None = strawberry.field(  # type: ignore[valid-type]
+    severities: list[Severity] | None = UNSET
+    min_severity: Severity | None = strawberry.field(
         default=UNSET, description="Only events at or above this severity."
     )
-    from_: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+    from_: DateTime | None = strawberry.field(
         name="from", default=UNSET, description="Inclusive lower bound on timestamp."
     )
-    to: DateTime | None = strawberry.field(  # type: ignore[valid-type]
-        default=UNSET, description="Exclusive upper bound on timestamp."
-    )
+    to: DateTime | None = strawberry.field(default=UNSET, description="Exclusive upper bound on timestamp.")
     code: str | None = UNSET
     source: str | None = UNSET
     fingerprint: str | None = UNSET
@@ -147,8 +130,8 @@ _FILTER_NAMES = {
 @strawberry.input
 class LogErrorInput:
     message: str = strawberry.field(description="1 to 8192 characters, not blank.")
-    severity: Severity  # type: ignore[valid-type]
-    timestamp: DateTime | None = strawberry.field(  # type: ignore[valid-type]
+    severity: Severity
+    timestamp: DateTime | None = strawberry.field(
         default=UNSET,
         description="Defaults to the time the server receives it; at most 5 minutes in the future.",
     )
@@ -182,18 +165,9 @@ class LogErrorPayload:
     )
 
 
-def page_info(cursors: list[str], has_next_page: bool, has_previous_page: bool) -> PageInfo:
-    return PageInfo(
-        has_next_page=has_next_page,
-        has_previous_page=has_previous_page,
-        start_cursor=cursors[0] if cursors else None,
-        end_cursor=cursors[-1] if cursors else None,
-    )
-
-
 def _connection(records: list[ErrorEventRecord], has_next: bool, query: EventQuery) -> ErrorEventConnection:
     nodes = [ErrorEvent.from_record(r) for r in records]
-    edges = [ErrorEventEdge(cursor=cursor.encode(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
+    edges = [ErrorEventEdge(cursor=event_cursor(r.id), node=n) for r, n in zip(records, nodes, strict=True)]
     return ErrorEventConnection(
         edges=edges,
         nodes=nodes,
@@ -212,7 +186,7 @@ class EventQueries:
         filter: ErrorFilter | None = UNSET,
         first: int | None = 20,
         after: str | None = UNSET,
-        sort_order: SortOrder | None = SortOrderEnum.DESC,  # type: ignore[valid-type]
+        sort_order: SortOrder | None = SortOrder.DESC,
     ) -> ErrorEventConnection:
         ctx = info.context
         principal = ctx.require_principal()
@@ -255,7 +229,7 @@ class EventMutations:
         key = idempotency_key if given(idempotency_key) else ctx.idempotency_key
         if key is not None:
             raw["idempotencyKey"] = key
-        org, new, key = validate_log_error(raw)
+        org, new, key = ctx.services.events.validate_log_error(raw)
         logged = await ctx.services.events.log(principal, org, new, key)
         return LogErrorPayload(
             message="Error logged successfully",
@@ -277,7 +251,7 @@ class EventSubscriptions:
         self,
         info: Info,
         org_id: strawberry.ID,
-        min_severity: Severity | None = UNSET,  # type: ignore[valid-type]
+        min_severity: Severity | None = UNSET,
         after: str | None = UNSET,
     ) -> AsyncIterator[ErrorEvent]:
         # A plain coroutine returning the stream: its checks run when the subscription is created, so a
@@ -288,41 +262,13 @@ class EventSubscriptions:
         if given(min_severity):
             raw["filter"] = {"minSeverity": min_severity}
         query = validate_org_errors(raw)
-        resume_from = None
-        if given(after):
-            try:
-                resume_from = cursor.decode_position(after)
-            except ValueError as exc:
-                raise InvalidRequest(details=[FieldProblem("after", str(exc))]) from None
-        await ctx.services.events.authorize(principal, query.org_id)
-        return _feed(ctx, principal, query.org_id, query.filter.severities, resume_from)
+        resume_from = decode_argument(decode_feed_position, after, "after") if given(after) else None
+        stream = await ctx.services.events.stream(
+            principal, query.org_id, query.filter.severities, resume_from
+        )
+        return _views(stream)
 
 
-async def _feed(
-    ctx: RequestContext,
-    principal: Principal,
-    org_id: str,
-    wanted: frozenset[SeverityEnum] | None,
-    resume_from: int | None,
-) -> AsyncGenerator[ErrorEvent, None]:
-    def matches(record: ErrorEventRecord) -> bool:
-        return record.org_id == org_id and (wanted is None or record.severity in wanted)
-
-    # Listen before reading what was missed, so nothing logged meanwhile falls between the two;
-    # what arrives both ways is sent once.
-    with ctx.services.pubsub.subscribe(EVENTS_TOPIC) as mailbox:
-        replayed: set[int] = set()
-        if resume_from is not None:
-            for record in await ctx.services.events.missed(principal, org_id, resume_from, REPLAY_LIMIT):
-                replayed.add(record.seq or 0)
-                if matches(record):
-                    yield ErrorEvent.from_record(record)
-        while True:
-            record = await mailbox.get()
-            if record.seq in replayed:
-                replayed.discard(record.seq)
-                continue
-            if resume_from is not None and record.seq is not None and record.seq <= resume_from:
-                continue
-            if matches(record):
-                yield _shared_events(record)
+async def _views(records: AsyncIterator[tuple[ErrorEventRecord, bool]]) -> AsyncIterator[ErrorEvent]:
+    async for record, broadcast in records:
+        yield _shared_events(record) if broadcast else ErrorEvent.from_record(record)

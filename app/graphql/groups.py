@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.graphql.context import RequestContext
-from app.events.model import SortOrder as SortOrderEnum
-from app.graphql.events import PageInfo, Severity, SortOrder, page_info
 from app.graphql.args import as_raw, given
-from app.groups import cursor
-from app.groups.model import ErrorGroupRecord, GroupQuery
-from app.groups.model import GroupOrderField as GroupOrderFieldEnum
-from app.groups.service import validate_group_args
-from app.groups.store import sort_value
+from app.graphql.context import RequestContext
+from app.graphql.enums import Severity, SortOrder
+from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import DateTime
+from app.groups.inputs import validate_group_args
+from app.groups.model import ErrorGroupRecord, GroupQuery, group_cursor
+from app.groups.model import GroupOrderField as GroupOrderFieldEnum
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -28,9 +28,9 @@ class ErrorGroup:
     source: str | None
     code: str | None
     occurrences: int = strawberry.field(description="How many events were logged with this fingerprint.")
-    first_seen: DateTime  # type: ignore[valid-type]
-    last_seen: DateTime  # type: ignore[valid-type]
-    max_severity: Severity = strawberry.field(description="The highest severity seen.")  # type: ignore[valid-type]
+    first_seen: DateTime
+    last_seen: DateTime
+    max_severity: Severity = strawberry.field(description="The highest severity seen.")
     latest_event_id: strawberry.ID = strawberry.field(description="The most recent event's id.")
 
     @classmethod
@@ -41,8 +41,8 @@ class ErrorGroup:
             source=g.source,
             code=g.code,
             occurrences=g.occurrences,
-            first_seen=g.first_seen,
-            last_seen=g.last_seen,
+            first_seen=DateTime(g.first_seen),
+            last_seen=DateTime(g.last_seen),
             max_severity=g.max_severity,
             latest_event_id=strawberry.ID(g.latest_event_id),
         )
@@ -68,7 +68,7 @@ class ErrorGroupConnection:
 
 @strawberry.input
 class ErrorGroupFilter:
-    min_severity: Severity | None = strawberry.field(  # type: ignore[valid-type]
+    min_severity: Severity | None = strawberry.field(
         default=UNSET, description="Only groups whose highest severity is at least this."
     )
     source: str | None = UNSET
@@ -79,8 +79,8 @@ class ErrorGroupFilter:
 
 @strawberry.input
 class ErrorGroupOrder:
-    field: ErrorGroupOrderField = GroupOrderFieldEnum.LAST_SEEN  # type: ignore[valid-type]
-    direction: SortOrder = SortOrderEnum.DESC  # type: ignore[valid-type]
+    field: GroupOrderFieldEnum = GroupOrderFieldEnum.LAST_SEEN
+    direction: SortOrder = SortOrder.DESC
 
 
 _FILTER_NAMES = {"min_severity": "minSeverity", "source": "source", "search": "search"}
@@ -101,7 +101,7 @@ class GroupQueries:
         ctx = info.context
         principal = ctx.require_principal()
         ctx.org_id = org_id
-        raw: dict = {"orgId": org_id}
+        raw: dict[str, Any] = {"orgId": org_id}
         if given(filter):
             raw["filter"] = as_raw(filter, _FILTER_NAMES)
         if first is not None:
@@ -114,9 +114,7 @@ class GroupQueries:
         page = await ctx.services.groups.page(principal, query)
         nodes = [ErrorGroup.from_record(g) for g in page.groups]
         edges = [
-            ErrorGroupEdge(
-                cursor=cursor.encode(query.order_by, sort_value(g, query.order_by), g.fingerprint), node=n
-            )
+            ErrorGroupEdge(cursor=group_cursor(query.order_by, g), node=n)
             for g, n in zip(page.groups, nodes, strict=True)
         ]
         return ErrorGroupConnection(

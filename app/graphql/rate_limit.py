@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 import strawberry
 
 from app.graphql.context import RequestContext
-from app.ratelimit.service import Resource as ResourceEnum
 from app.graphql.scalars import DateTime
+from app.ratelimit.service import Resource as ResourceEnum
 
 Info = strawberry.Info[RequestContext, None]
 RateLimitResource = strawberry.enum(ResourceEnum, name="RateLimitResource")
@@ -16,10 +16,10 @@ RateLimitResource = strawberry.enum(ResourceEnum, name="RateLimitResource")
 
 @strawberry.type(description="The request budget this request was charged to.")
 class RateLimit:
-    resource: RateLimitResource  # type: ignore[valid-type]
+    resource: ResourceEnum
     limit: int = strawberry.field(description="Units per window.")
     remaining: int = strawberry.field(description="Units left in the window after this request.")
-    reset_at: DateTime = strawberry.field(description="When the window ends and the budget refills.")  # type: ignore[valid-type]
+    reset_at: DateTime = strawberry.field(description="When the window ends and the budget refills.")
     cost: int = strawberry.field(description="Units this request spent.")
 
 
@@ -37,6 +37,6 @@ class RateLimitQueries:
             resource=budget.resource,
             limit=budget.limit,
             remaining=budget.remaining,
-            reset_at=datetime.fromtimestamp(budget.reset_at, UTC),
+            reset_at=DateTime(datetime.fromtimestamp(budget.reset_at, UTC)),
             cost=budget.cost,
         )

@@ -7,24 +7,16 @@ the same input, instead of as an anonymous variable-coercion failure.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, NewType
 
 import strawberry
 from strawberry.scalars import JSON
+from strawberry.types.scalar import ScalarDefinition
 
-__all__ = ["JSON", "SCALAR_MAP", "DateTime", "format_datetime"]
+from app.core.clock import format_datetime
 
-
-def format_datetime(value: datetime) -> str:
-    """UTC with millisecond precision: 2025-11-20T17:00:00.000Z (a naive value is taken as UTC).
-    Formats first and looks at the offset after: a list page formats 40 of these, nearly all UTC."""
-    text = value.isoformat(timespec="milliseconds")
-    if text.endswith("+00:00"):
-        return text[:-6] + "Z"
-    if value.tzinfo is None:
-        return text + "Z"
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+__all__ = ["JSON", "SCALAR_MAP", "DateTime"]
 
 
 def _serialize(value: Any) -> str:
@@ -35,7 +27,7 @@ def _serialize(value: Any) -> str:
 
 DateTime = NewType("DateTime", object)
 
-SCALAR_MAP = {
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     DateTime: strawberry.scalar(
         name="DateTime",
         description="ISO 8601 date-time. Output: always UTC with millisecond precision "

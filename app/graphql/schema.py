@@ -12,9 +12,9 @@ from strawberry.types import ExecutionContext
 
 from app.graphql.errors import ErrorFormatter, log_unexpected
 from app.graphql.events import EventMutations, EventQueries, EventSubscriptions
+from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.groups import GroupQueries
-from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.limits import Limits, limit_rule
 from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP

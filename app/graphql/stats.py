@@ -7,12 +7,13 @@ from typing import Annotated
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.graphql.context import RequestContext
 from app.graphql.args import raw_args
+from app.graphql.context import RequestContext
 from app.graphql.scalars import DateTime
-from app.stats.service import Interval as IntervalEnum
-from app.stats.service import Series
-from app.stats.service import StatsGroupBy as StatsGroupByEnum
+from app.stats.inputs import validate_stats
+from app.stats.model import Interval as IntervalEnum
+from app.stats.model import Series
+from app.stats.model import StatsGroupBy as StatsGroupByEnum
 
 Info = strawberry.Info[RequestContext, None]
 
@@ -28,7 +29,7 @@ class ErrorStatsCount:
 
 @strawberry.type
 class ErrorStatsBucket:
-    start: DateTime  # type: ignore[valid-type]
+    start: DateTime
     count: int
     breakdown: list[ErrorStatsCount] = strawberry.field(
         description="Counts per key in this bucket, most frequent first (empty without groupBy)."
@@ -39,10 +40,10 @@ class ErrorStatsBucket:
 class ErrorStats:
     from_: DateTime = strawberry.field(
         name="from", description="Start of the first bucket (from, rounded down)."
-    )  # type: ignore[valid-type]
-    to: DateTime  # type: ignore[valid-type]
-    interval: StatsInterval  # type: ignore[valid-type]
-    group_by: StatsGroupBy | None  # type: ignore[valid-type]
+    )
+    to: DateTime
+    interval: IntervalEnum
+    group_by: StatsGroupByEnum | None
     total: int
     keys: list[str | None] = strawberry.field(description="Every key in the range, most frequent first.")
     buckets: list[ErrorStatsBucket]
@@ -50,15 +51,15 @@ class ErrorStats:
     @classmethod
     def from_series(cls, s: Series) -> ErrorStats:
         return cls(
-            from_=s.start,
-            to=s.end,
+            from_=DateTime(s.start),
+            to=DateTime(s.end),
             interval=s.interval,
             group_by=s.group_by,
             total=s.total,
             keys=s.keys,
             buckets=[
                 ErrorStatsBucket(
-                    start=b.start,
+                    start=DateTime(b.start),
                     count=b.count,
                     breakdown=[ErrorStatsCount(key=k, count=c) for k, c in b.breakdown],
                 )
@@ -77,14 +78,14 @@ class StatsQueries:
         self,
         info: Info,
         org_id: strawberry.ID,
-        from_: Annotated[DateTime, strawberry.argument(name="from")],  # type: ignore[valid-type]
-        to: DateTime,  # type: ignore[valid-type]
-        interval: StatsInterval = IntervalEnum.HOUR,  # type: ignore[valid-type]
-        group_by: StatsGroupBy | None = UNSET,  # type: ignore[valid-type]
+        from_: Annotated[DateTime, strawberry.argument(name="from")],
+        to: DateTime,
+        interval: IntervalEnum = IntervalEnum.HOUR,
+        group_by: StatsGroupByEnum | None = UNSET,
     ) -> ErrorStats:
         ctx = info.context
         ctx.org_id = org_id
         raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by)
         raw["from"] = from_
-        series = await ctx.services.stats.series(ctx.require_principal(), raw)
+        series = await ctx.services.stats.series(ctx.require_principal(), validate_stats(raw))
         return ErrorStats.from_series(series)

@@ -3,28 +3,26 @@ serviceStatusChanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from datetime import datetime
 
 import strawberry
 from strawberry.types.unset import UNSET
 
-from app.core import cursors as opaque
+from app.core.errors import FieldProblem, InvalidDateFormat
+from app.core.validation import decode_argument, parse_datetime
+from app.graphql.args import given, raw_args
 from app.graphql.context import RequestContext
-from app.core.errors import FieldProblem, InvalidDateFormat, InvalidRequest
-from app.graphql.events import PageInfo, page_info
 from app.graphql.execution.fanout import SharedViews
-from app.graphql.args import given
+from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import DateTime
+from app.status.inputs import validate_history
 from app.status.model import ServiceState as ServiceStateEnum
 from app.status.model import StatusCause as StatusCauseEnum
-from app.status.model import StatusSnapshot, Transition
-from app.status.service import STATUS_TOPIC
-from app.core.validation import parse_datetime
+from app.status.model import StatusSnapshot, Transition, decode_status_position, status_position
+from app.status.service import REPLAY_LIMIT
 
 Info = strawberry.Info[RequestContext, None]
-REPLAY_LIMIT = 100
-MAX_PAGE = 100
 
 ServiceState = strawberry.enum(
     ServiceStateEnum,
@@ -34,26 +32,15 @@ ServiceState = strawberry.enum(
 StatusCause = strawberry.enum(StatusCauseEnum, description="What set a component's state.")
 
 
-def encode_position(seq: int) -> str:
-    return opaque.encode_number("s1", seq)
-
-
-def decode_position(position: str, field: str) -> int:
-    try:
-        return opaque.decode_number(position, "s1")
-    except ValueError as exc:
-        raise InvalidRequest(details=[FieldProblem(field, str(exc))]) from None
-
-
 @strawberry.type
 class ServiceComponent:
     name: str = strawberry.field(description='Component name: "api", "storage", "authentication".')
-    status: ServiceState  # type: ignore[valid-type]
+    status: ServiceStateEnum
     description: str | None = strawberry.field(
         description="Human-readable reason for a non-operational state, if any."
     )
-    updated_at: DateTime = strawberry.field(description="Last time this component's status changed.")  # type: ignore[valid-type]
-    cause: StatusCause = strawberry.field(description="What set the current state.")  # type: ignore[valid-type]
+    updated_at: DateTime = strawberry.field(description="Last time this component's status changed.")
+    cause: StatusCauseEnum = strawberry.field(description="What set the current state.")
     observed: float | None = strawberry.field(
         description="The figure behind the state: ping seconds (storage), failed share (api)."
     )
@@ -61,9 +48,9 @@ class ServiceComponent:
 
 @strawberry.type
 class ServiceStatus:
-    status: ServiceState = strawberry.field(description="Roll-up: the worst component status.")  # type: ignore[valid-type]
+    status: ServiceStateEnum = strawberry.field(description="Roll-up: the worst component status.")
     services: list[ServiceComponent]
-    timestamp: DateTime  # type: ignore[valid-type]
+    timestamp: DateTime
     position: str | None = strawberry.field(
         description="Position of the latest recorded transition: resume serviceStatusChanged(after:) from it."
     )
@@ -77,14 +64,14 @@ class ServiceStatus:
                     name=c.name,
                     status=c.status,
                     description=c.description,
-                    updated_at=c.updated_at,
+                    updated_at=DateTime(c.updated_at),
                     cause=c.cause,
                     observed=c.observed,
                 )
                 for c in snap.services
             ],
-            timestamp=snap.timestamp,
-            position=encode_position(snap.seq) if snap.seq is not None else None,
+            timestamp=DateTime(snap.timestamp),
+            position=status_position(snap.seq) if snap.seq is not None else None,
         )
 
 
@@ -97,25 +84,25 @@ _shared_status = SharedViews(ServiceStatus.from_snapshot)
 class StatusTransition:
     position: str
     service: str
-    from_: ServiceState = strawberry.field(name="from")  # type: ignore[valid-type]
-    to: ServiceState  # type: ignore[valid-type]
-    cause: StatusCause  # type: ignore[valid-type]
+    from_: ServiceStateEnum = strawberry.field(name="from")
+    to: ServiceStateEnum
+    cause: StatusCauseEnum
     observed: float | None
     description: str | None
-    at: DateTime  # type: ignore[valid-type]
+    at: DateTime
     instance: str = strawberry.field(description="The server instance that observed it (host:pid).")
 
     @classmethod
     def from_transition(cls, t: Transition) -> StatusTransition:
         return cls(
-            position=encode_position(t.seq),
+            position=status_position(t.seq),
             service=t.component,
             from_=t.from_state,
             to=t.to_state,
             cause=t.cause,
             observed=t.observed,
             description=t.description,
-            at=t.at,
+            at=DateTime(t.at),
             instance=t.instance,
         )
 
@@ -140,20 +127,12 @@ class StatusQueries:
         self, info: Info, service: str | None = UNSET, first: int | None = 20, after: str | None = UNSET
     ) -> StatusTransitionConnection:
         info.context.require_principal()
-        size = 20 if first is None else first
-        problems = (
-            [FieldProblem("first", f"Limit must be a positive number of at most {MAX_PAGE}")]
-            if not (1 <= size <= MAX_PAGE)
-            else []
-        )
-        if problems:
-            raise InvalidRequest(details=problems)
-        before = decode_position(after, "after") if given(after) else None
-        rows = await info.context.services.status.history(service if given(service) else None, size, before)
-        nodes = [StatusTransition.from_transition(t) for t in rows[:size]]
+        query = validate_history(raw_args(service=service, first=first, after=after))
+        page = await info.context.services.status.history(query)
+        nodes = [StatusTransition.from_transition(t) for t in page.items]
         return StatusTransitionConnection(
             nodes=nodes,
-            page_info=page_info([n.position for n in nodes], len(rows) > size, before is not None),
+            page_info=page_info([n.position for n in nodes], page.has_next_page, query.before is not None),
         )
 
 
@@ -167,9 +146,9 @@ class StatusMutations:
         self,
         info: Info,
         service: str,
-        status: ServiceState,  # type: ignore[valid-type]
+        status: ServiceStateEnum,
         description: str | None = UNSET,
-        until: DateTime | None = UNSET,  # type: ignore[valid-type]
+        until: DateTime | None = UNSET,
     ) -> ServiceStatus:
         info.context.require_principal().require_admin()
         ends: datetime | None = None
@@ -194,22 +173,10 @@ class StatusSubscriptions:
         self, info: Info, after: str | None = UNSET
     ) -> AsyncIterator[ServiceStatus]:
         info.context.require_principal()
-        resume = decode_position(after, "after") if given(after) else None
-        return _status_stream(info.context, resume)
+        resume = decode_argument(decode_status_position, after, "after") if given(after) else None
+        return _shared(info.context.services.status.stream(resume))
 
 
-async def _status_stream(ctx: RequestContext, resume: int | None) -> AsyncGenerator[ServiceStatus, None]:
-    status = ctx.services.status
-    with ctx.services.pubsub.subscribe(STATUS_TOPIC) as mailbox:  # listening before reading: no gap
-        last = resume
-        if resume is None:
-            yield ServiceStatus.from_snapshot(status.snapshot())
-        else:
-            for transition in await status.transitions_after(resume, REPLAY_LIMIT):
-                last = transition.seq
-                yield ServiceStatus.from_snapshot(transition.snapshot)
-        while True:
-            snapshot: StatusSnapshot = await mailbox.get()
-            if last is not None and snapshot.seq is not None and snapshot.seq <= last:
-                continue  # already replayed
-            yield _shared_status(snapshot)
+async def _shared(snapshots: AsyncIterator[tuple[StatusSnapshot, bool]]) -> AsyncIterator[ServiceStatus]:
+    async for snapshot, broadcast in snapshots:
+        yield _shared_status(snapshot) if broadcast else ServiceStatus.from_snapshot(snapshot)

@@ -2,95 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-
-from app.auth.principal import Principal
-from app.core.errors import ErrorCode
-from app.events.model import Severity, SortOrder
-from app.events.service import EventService
-from app.groups import cursor
-from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
+from app.core.principal import Principal
+from app.groups.model import ErrorGroupRecord, GroupPage, GroupQuery
 from app.groups.store import GroupStore
-from app.orgs.service import SLUG_RE, SLUG_RULE
-from app.core.validation import app_error_from
-
-MAX_PAGE = 100
-
-
-class _GroupFilterModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    min_severity: Severity | None = Field(default=None, alias="minSeverity")
-    source: str | None = Field(default=None, min_length=1, max_length=128)
-    search: str | None = Field(default=None, min_length=1, max_length=256)
-
-
-class _OrderModel(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    field: GroupOrderField = GroupOrderField.LAST_SEEN
-    direction: SortOrder = SortOrder.DESC
-
-
-class _GroupArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    org_id: str = Field(alias="orgId")
-    filter: _GroupFilterModel | None = None
-    first: int = 20
-    order_by: _OrderModel = Field(default_factory=_OrderModel, alias="orderBy")
-    after: str | None = None  # after order_by: its check needs the order
-
-    @field_validator("org_id")
-    @classmethod
-    def _slug(cls, value: str) -> str:
-        if not SLUG_RE.match(value):
-            raise ValueError(f"Organization id {SLUG_RULE}")
-        return value
-
-    @field_validator("first")
-    @classmethod
-    def _page(cls, value: int) -> int:
-        if not 1 <= value <= MAX_PAGE:
-            raise ValueError(f"Limit must be a positive number of at most {MAX_PAGE}")
-        return value
-
-    @field_validator("after")
-    @classmethod
-    def _cursor_of_this_order(cls, value: str | None, info: ValidationInfo) -> str | None:
-        order = info.data.get("order_by")
-        if value is not None and order is not None:
-            cursor.decode(value, order.field)
-        return value
-
-
-def validate_group_args(raw: dict[str, Any]) -> GroupQuery:
-    try:
-        args = _GroupArgs.model_validate(raw)
-    except ValidationError as exc:
-        raise app_error_from(exc, {}, default=ErrorCode.INVALID_REQUEST) from None
-    flt = args.filter or _GroupFilterModel()
-    return GroupQuery(
-        org_id=args.org_id,
-        filter=GroupFilter(min_severity=flt.min_severity, source=flt.source, search=flt.search),
-        first=args.first,
-        after=cursor.decode(args.after, args.order_by.field) if args.after else None,
-        order_by=args.order_by.field,
-        direction=args.order_by.direction,
-    )
+from app.orgs.service import OrgService
 
 
 class GroupService:
-    def __init__(self, store: GroupStore, events: EventService) -> None:
+    def __init__(self, store: GroupStore, orgs: OrgService) -> None:
         self._store = store
-        self._events = events
+        self._orgs = orgs
 
     async def page(self, principal: Principal, query: GroupQuery) -> GroupPage:
-        await self._events.authorize(principal, query.org_id)
+        await self._orgs.authorize(principal, query.org_id)
         return await self._store.page(query)
 
     async def count(self, query: GroupQuery) -> int:
         return await self._store.count(query.org_id, query.filter)
 
     async def get(self, principal: Principal, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
-        await self._events.authorize(principal, org_id)
+        await self._orgs.authorize(principal, org_id)
         return await self._store.get(org_id, fingerprint) if len(fingerprint) <= 128 else None

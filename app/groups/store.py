@@ -9,18 +9,19 @@ on MongoDB and on nx-27017, which stores a date written by an update to an exist
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, UpdateOne
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
-from app.events.model import ErrorEventRecord, Severity, SortOrder
+from app.core.clock import from_ms, to_ms
+from app.core.paging import SortOrder
+from app.events.model import ErrorEventRecord, Severity
 from app.groups.model import ErrorGroupRecord, GroupFilter, GroupOrderField, GroupPage, GroupQuery
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors, write_failure
+from app.storage.mongo import Database, translate_errors, write_failure
+from app.storage.paging import keyset_page
 
 SORT_FIELD = {
     GroupOrderField.LAST_SEEN: "last_seen_ms",
@@ -29,14 +30,6 @@ SORT_FIELD = {
     GroupOrderField.SEVERITY: "severity_rank",
 }
 _BY_RANK = {s.rank: s for s in Severity}
-
-
-def to_ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
-def _from_ms(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, UTC)
 
 
 def _key(event: ErrorEventRecord) -> str:
@@ -73,20 +66,11 @@ def _from_doc(doc: dict[str, Any]) -> ErrorGroupRecord:
         source=doc.get("source"),
         code=doc.get("code"),
         occurrences=int(doc["occurrences"]),
-        first_seen=_from_ms(int(doc["first_seen_ms"])),
-        last_seen=_from_ms(int(doc["last_seen_ms"])),
+        first_seen=from_ms(int(doc["first_seen_ms"])),
+        last_seen=from_ms(int(doc["last_seen_ms"])),
         max_severity=_BY_RANK[int(doc["severity_rank"])],
         latest_event_id=doc["latest_event_id"],
     )
-
-
-def sort_value(group: ErrorGroupRecord, field: GroupOrderField) -> int:
-    return {
-        GroupOrderField.LAST_SEEN: to_ms(group.last_seen),
-        GroupOrderField.FIRST_SEEN: to_ms(group.first_seen),
-        GroupOrderField.OCCURRENCES: group.occurrences,
-        GroupOrderField.SEVERITY: group.max_severity.rank,
-    }[field]
 
 
 def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
@@ -101,7 +85,7 @@ def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
 
 
 class GroupStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_groups"]
         self._records: Batcher[ErrorEventRecord, bool] = Batcher(self._record_batch)
@@ -136,7 +120,7 @@ class GroupStore:
         async with translate_errors("error_groups.record", self._breaker):
             try:
                 result = await self._col.bulk_write(ops, ordered=False)
-                started = {keys[index] for index in result.upserted_ids}
+                started = {keys[index] for index in result.upserted_ids or {}}
             except BulkWriteError as exc:
                 started = {keys[u["index"]] for u in exc.details.get("upserted", [])}
                 for failure in exc.details.get("writeErrors", []):
@@ -165,22 +149,17 @@ class GroupStore:
         return _from_doc(doc) if doc else None
 
     async def page(self, query: GroupQuery) -> GroupPage:
-        field = SORT_FIELD[query.order_by]
-        descending = query.direction is SortOrder.DESC
-        match = _match(query.org_id, query.filter)
-        if query.after is not None:
-            value, fingerprint = query.after
-            past = "$lt" if descending else "$gt"
-            match["$or"] = [{field: {past: value}}, {field: value, "fingerprint": {past: fingerprint}}]
-        direction = DESCENDING if descending else ASCENDING
-        pipeline = [
-            {"$match": match},
-            {"$sort": {field: direction, "fingerprint": direction}},
-            {"$limit": query.first + 1},
-        ]
-        async with translate_errors("error_groups.page", self._breaker):
-            docs = await (await self._col.aggregate(pipeline)).to_list()
-        return GroupPage([_from_doc(d) for d in docs[: query.first]], has_next_page=len(docs) > query.first)
+        direction = DESCENDING if query.direction is SortOrder.DESC else ASCENDING
+        docs, more = await keyset_page(
+            self._col,
+            _match(query.org_id, query.filter),
+            [(SORT_FIELD[query.order_by], direction), ("fingerprint", direction)],
+            query.after,
+            query.first,
+            operation="error_groups.page",
+            breaker=self._breaker,
+        )
+        return GroupPage([_from_doc(d) for d in docs], has_next_page=more)
 
     async def count(self, org_id: str, flt: GroupFilter) -> int:
         async with translate_errors("error_groups.count", self._breaker):

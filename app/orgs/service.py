@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, datetime
-
+from app.core.clock import utc_now
 from app.core.errors import Conflict, FieldProblem, InvalidRequest, NotFound
+from app.core.principal import Principal
+from app.core.validation import SLUG_RE, SLUG_RULE
 from app.orgs.store import Organization, OrgStore
-
-SLUG_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
-SLUG_RULE = "must be a slug of 1 to 64 lowercase letters, digits and inner hyphens"
 
 
 def is_slug(value: str) -> bool:
@@ -25,7 +22,7 @@ class OrgService:
     async def create(self, org_id: str, name: str | None = None) -> Organization:
         if not is_slug(org_id):
             raise InvalidRequest(details=[FieldProblem("org", f"Organization id {SLUG_RULE}")])
-        org = Organization(id=org_id, name=name or org_id, created_at=datetime.now(UTC))
+        org = Organization(id=org_id, name=name or org_id, created_at=utc_now())
         if not await self._store.insert(org):
             raise Conflict(f"Organization {org_id!r} already exists")
         self._known.add(org_id)
@@ -43,3 +40,9 @@ class OrgService:
         if await self._store.get(org_id) is None:
             raise NotFound("Organization not found")
         self._known.add(org_id)
+
+    async def authorize(self, principal: Principal, org_id: str) -> None:
+        """NOT_FOUND unless the organization exists and the credential may use it (another organization's
+        data is indistinguishable from a missing one)."""
+        principal.check_org(org_id)
+        await self.require(org_id)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import translate_errors
+from app.storage.mongo import Database, translate_errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,12 +19,12 @@ class Organization:
     created_at: datetime
 
 
-def _from_doc(doc: dict) -> Organization:
+def _from_doc(doc: dict[str, Any]) -> Organization:
     return Organization(id=doc["_id"], name=doc.get("name", doc["_id"]), created_at=doc["created_at"])
 
 
 class OrgStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["organizations"]
 

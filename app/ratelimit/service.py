@@ -2,7 +2,8 @@
 
 Fixed windows make the budget easy to show (limit, remaining, reset time) in headers and in the
 `rateLimit` field, GitHub-style. Budgets live in this process: with N instances behind a balancer a
-credential can spend up to N times its budget (see the README). The clock is injectable for tests.
+credential can spend up to N times its budget (docs/operations.md).
+The clock is injectable for tests.
 """
 
 from __future__ import annotations

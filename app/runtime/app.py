@@ -1,221 +1,23 @@
-"""The ASGI application: routes, middleware, and the lifespan that owns every resource."""
+"""The ASGI application: routes and middleware from app.web, and the lifespan that owns the container."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
+from app.graphql.schema import build_schema
+from app.runtime.container import Runtime, close_runtime, open_runtime, print_banner
+from app.runtime.settings import Settings
 from app.web import rest
-from app.auth.service import AuthService
-from app.auth.store import KeyStore
-from app.graphql.context import Services
-from app.runtime.demo import ensure_demo
-from app.events.feed import EventFeed
-from app.events.service import EventService
-from app.events.store import EventStore
+from app.web.health import health, live
+from app.web.metrics import MetricsEndpoint
+from app.web.middleware import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, cors_middleware
 from app.web.sockets import SocketRegistry
 from app.web.view import GraphQLView
-from app.groups.service import GroupService
-from app.groups.store import GroupStore
-from app.web.middleware import BodySizeLimit, RequestIdMiddleware, WebSocketShortcut, json_response
-from app.orgs.service import OrgService
-from app.orgs.store import OrgStore
-from app.core.pubsub import PubSub
-from app.ratelimit.service import RateLimiter
-from app.graphql.scalars import format_datetime
-from app.graphql.schema import build_schema
-from app.runtime.settings import Settings
-from app.stats.service import StatsService
-from app.status.model import ServiceState
-from app.status.service import StatusService, StatusSettings
-from app.status.store import StatusStore
-from app.storage.admission import Admission
-from app.storage.breaker import CircuitBreaker
-from app.storage.embedded import EmbeddedMongo
-from app.storage.mongo import create_client
-
-log = logging.getLogger("app")
-
-
-@dataclass(slots=True)
-class Runtime:
-    """What the lifespan opened; kept on app.state for the health route and for tests."""
-
-    services: Services
-    client: Any  # the AsyncMongoClient (only app.storage and the stores speak pymongo)
-    embedded: EmbeddedMongo | None
-    demo_key: str | None
-    breaker: CircuitBreaker
-    supervisor: asyncio.Task[None] | None = None
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled by close_runtime
-
-
-async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
-    """Connect (starting the embedded database if no MONGODB_URI), ensure indexes, build services.
-
-    `serving=False` is for the management commands: no index changes, no probes, no demo data; the embedded
-    database's pid file goes to a temporary folder so it can run beside a serving instance."""
-    embedded = None
-    uri = settings.mongodb_uri
-    if uri is None:
-        data_dir = settings.data_dir.resolve()
-        data_dir.mkdir(parents=True, exist_ok=True)
-        embedded = EmbeddedMongo(data_dir / "nx-27017.db", run_dir=data_dir if serving else None)
-        embedded.spawn()  # on the loop's thread: the child's parent-death signal follows this thread
-        uri = await asyncio.to_thread(embedded.wait_ready)
-        log.info("no MONGODB_URI: started the embedded database", extra={"data_dir": str(settings.data_dir)})
-    client = create_client(uri, settings.mongodb_timeout_ms, settings.db_max_in_flight)
-    try:
-        db = client[settings.mongodb_db]
-        pubsub = PubSub()
-        breaker = CircuitBreaker(
-            settings.breaker_threshold,
-            settings.breaker_cooldown_seconds,
-            admission=Admission(
-                settings.db_max_in_flight, settings.db_queue_wait_seconds, settings.db_max_waiting
-            ),
-        )
-        orgs = OrgService(OrgStore(db, breaker))
-        key_store, event_store, group_store = (
-            KeyStore(db, breaker),
-            EventStore(db, breaker),
-            GroupStore(db, breaker),
-        )
-        if serving:  # a management command must not, say, change retention with its own settings
-            await key_store.ensure_indexes()
-            await event_store.ensure_indexes(settings.retention_days)
-            await group_store.ensure_indexes()
-        feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
-        events = EventService(event_store, group_store, orgs, feed)
-        services = Services(
-            auth=AuthService(
-                key_store, orgs, settings.auth_cache_ttl_seconds, settings.auth_negative_cache_seconds
-            ),
-            orgs=orgs,
-            events=events,
-            groups=GroupService(group_store, events),
-            stats=StatsService(event_store, events),
-            status=StatusService(
-                StatusStore(db, breaker),
-                pubsub,
-                StatusSettings(
-                    probe_interval=settings.status_probe_interval_seconds,
-                    damping_probes=settings.status_damping_probes,
-                    slow_ping_seconds=settings.status_slow_ping_seconds,
-                    error_rate_threshold=settings.status_error_rate_threshold,
-                    override_poll_seconds=settings.feed_poll_seconds,
-                ),
-                breaker,
-            ),
-            pubsub=pubsub,
-            feed=feed,
-            rate_limiter=RateLimiter(
-                settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
-            ),
-        )
-        demo_key = None
-        if serving:
-            await feed.start()
-            await services.status.start()
-            if settings.demo_data_enabled:
-                demo_key = await ensure_demo(services, settings.data_dir)
-    except BaseException:
-        await client.close()
-        if embedded:
-            embedded.stop()
-        raise
-    runtime = Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key, breaker=breaker)
-    if serving:
-        repair = events.repair_forever(settings.count_repair_seconds)
-        runtime.tasks.append(asyncio.create_task(repair, name="count-repair"))
-    if embedded is not None and serving:
-        runtime.supervisor = asyncio.create_task(_supervise_embedded(runtime), name="embedded-supervisor")
-    return runtime
-
-
-async def _supervise_embedded(runtime: Runtime) -> None:
-    """The embedded database is started again whenever it dies (killed, crashed), on the same port, so
-    the database client reconnects by itself; a probe then closes the breaker and updates the status.
-    Restarts that fail back off from half a second to ten."""
-    embedded = runtime.embedded
-    assert embedded is not None
-    delay = 0.5
-    while True:
-        code = await embedded.wait_exit()
-        log.warning("embedded database exited with code %s; starting it again", code)
-        while True:
-            try:
-                embedded.spawn()  # on the loop's thread (see EmbeddedMongo.spawn)
-                await asyncio.to_thread(embedded.wait_ready)
-                break
-            except Exception:
-                log.exception("embedded database did not start; retrying in %.1fs", delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-        embedded.restarts += 1
-        delay = 0.5
-        try:
-            await runtime.services.status.probe()
-        except Exception:
-            log.exception("status probe after the embedded database restarted")
-
-
-async def close_runtime(runtime: Runtime) -> None:
-    for task in [*runtime.tasks, *([runtime.supervisor] if runtime.supervisor else [])]:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-    await runtime.services.feed.stop()
-    await runtime.services.status.stop()
-    await runtime.client.close()
-    if runtime.embedded is not None:
-        await asyncio.to_thread(runtime.embedded.stop)
-
-
-def print_banner(settings: Settings, demo_key: str | None) -> None:
-    base = f"http://{settings.host}:{settings.port}"
-    lines = [f"GraphQL endpoint: {base}/graphql"]
-    if settings.graphiql_enabled:
-        lines.append(f"GraphiQL:         {base}/graphql  (open in a browser)")
-    if demo_key:
-        lines += [
-            f"Demo credential:  {demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
-            f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
-            "    -H 'Content-Type: application/json' \\",
-            """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",
-        ]
-    print("\n".join(lines), flush=True)
-
-
-def cors_middleware(origins: list[str]) -> Middleware:
-    return Middleware(
-        CORSMiddleware,
-        allow_origins=origins,
-        allow_methods=["GET", "POST"],
-        allow_headers=["X-API-KEY", "Authorization", "Content-Type", "X-Request-ID", "X-Idempotency-Key"],
-        expose_headers=[
-            "X-Request-ID",
-            "X-RateLimit-Limit",
-            "X-RateLimit-Remaining",
-            "X-RateLimit-Reset",
-            "Retry-After",
-        ],
-        max_age=600,
-    )
 
 
 def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
@@ -226,49 +28,32 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
         max_query_bytes=settings.max_query_bytes,
     )
     view.schema = build_schema(settings.query_limits, introspection=settings.introspection_enabled)
+    metrics = MetricsEndpoint()
+    opened: list[Runtime] = []
+
+    def record_outcome(outcome: str) -> None:
+        if opened:
+            opened[0].services.status.error_rate.record(outcome)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         runtime = await open_runtime(settings)
+        opened.append(runtime)
         view.services = runtime.services
         view.sockets = SocketRegistry(settings.ws_max_per_key, settings.auth_cache_ttl_seconds)
         view.sockets.start(runtime.services.auth)
+        metrics.attach(runtime.services)
         app.state.runtime = runtime
+        app.state.services = runtime.services
+        app.state.database_healthy = lambda: runtime.database_healthy  # for /health (app.web.health)
         if banner:
             print_banner(settings, runtime.demo_key)
         try:
             yield
         finally:
+            opened.clear()
             await view.sockets.stop()
             await close_runtime(runtime)
-
-    async def health(request: Request) -> Response:
-        services = request.app.state.runtime.services
-        snapshot = services.status.snapshot()
-        runtime = request.app.state.runtime
-        storage = next(c for c in snapshot.services if c.name == "storage")
-        # Unhealthy as soon as database calls fail (the last call failed, or the breaker is open) or the
-        # embedded database is down, not only once the damped probe agrees.
-        database = (
-            storage.status is not ServiceState.MAJOR_OUTAGE
-            and runtime.breaker.healthy
-            and (runtime.embedded is None or runtime.embedded.running)
-        )
-        state = {ServiceState.OPERATIONAL: "healthy", ServiceState.UNDER_MAINTENANCE: "degraded"}.get(
-            snapshot.status, "degraded" if database else "unhealthy"
-        )
-        body = {
-            "status": state,
-            "checks": {"database": database, "messageQueue": services.feed.running, "websocket": True},
-            "timestamp": format_datetime(datetime.now(UTC)),
-        }
-        return json_response(body, 200 if database else 503, None if database else {"Retry-After": "1"})
-
-    async def live(_: Request) -> Response:
-        return json_response({"status": "alive"}, 200)
-
-    async def metrics(_: Request) -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     app = Starlette(
         routes=[
@@ -278,10 +63,10 @@ def create_app(settings: Settings, *, banner: bool = False) -> Starlette:
             Route("/orgs/{org_id}/errors", rest.list_errors, methods=["GET"]),
             Route("/orgs/{org_id}/errors", rest.log_error, methods=["POST"]),
             Route("/service_status", rest.service_status, methods=["GET"]),
-            *([Route("/metrics", metrics)] if settings.metrics_enabled else []),
+            *([Route("/metrics", metrics.endpoint)] if settings.metrics_enabled else []),
         ],
         middleware=[
-            Middleware(RequestIdMiddleware),
+            Middleware(RequestIdMiddleware, record_outcome=record_outcome),
             Middleware(WebSocketShortcut, path="/graphql", endpoint=view),
             # No origin allowed (production without CORS_ORIGINS): no CORS layer on every request.
             *([cors_middleware(settings.allowed_origins)] if settings.allowed_origins else []),

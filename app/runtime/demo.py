@@ -12,10 +12,10 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from app.auth.principal import Principal
-from app.graphql.context import Services
 from app.core.errors import AppError
+from app.core.principal import Principal
 from app.events.model import NewEvent, Severity
+from app.graphql.context import Services
 
 log = logging.getLogger("app.runtime.demo")
 DEMO_ORG = "demo"
@@ -48,7 +48,7 @@ async def ensure_demo(services: Services, data_dir: Path) -> str:
     if path.exists():
         saved = json.loads(path.read_text())
         if await _key_still_works(services, saved["apiKey"]):
-            return saved["apiKey"]
+            return str(saved["apiKey"])
     created_org = False
     if await services.orgs.get(DEMO_ORG) is None:
         await services.orgs.create(DEMO_ORG, "Demo organization")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import sys
 from datetime import UTC, datetime
 
 from pythonjsonlogger.orjson import OrjsonFormatter
 
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+from app.core.request_ids import request_id_var
 
 # Attributes every LogRecord has; anything else was passed through `extra=` and is printed.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName", "color_message"}

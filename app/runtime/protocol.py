@@ -20,8 +20,8 @@ import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.core.errors import AppError, FieldProblem, InvalidRequest, ServiceUnavailable
-from app.graphql.errors import error_body
-from app.web.middleware import new_request_id
+from app.core.request_ids import new_request_id
+from app.core.wire import error_body
 
 log = logging.getLogger("app.runtime.protocol")
 

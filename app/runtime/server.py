@@ -17,11 +17,12 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 
+from app.runtime.app import create_app
+from app.runtime.container import close_runtime, open_runtime, print_banner
 from app.runtime.demo import ensure_demo
 from app.runtime.gc_policy import FreezeSurvivors
 from app.runtime.logging import configure
 from app.runtime.protocol import guarded_protocol
-from app.runtime.app import close_runtime, create_app, open_runtime, print_banner
 from app.runtime.settings import Settings, load_settings
 from app.storage.embedded import EmbeddedMongo
 

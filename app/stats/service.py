@@ -3,94 +3,26 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import Enum
-from typing import Any
+from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
-
-from app.auth.principal import Principal
-from app.core.errors import ErrorCode, FieldProblem, InvalidRequest
-from app.events.inputs import DateTimeIn, OrgId
+from app.core.clock import from_ms, to_ms
+from app.core.errors import FieldProblem, InvalidRequest
+from app.core.principal import Principal
 from app.events.service import EventService
-from app.events.store import EventStore
-from app.core.validation import app_error_from
-
-MAX_BUCKETS = 1000
-
-
-class Interval(str, Enum):
-    MINUTE = "MINUTE"
-    HOUR = "HOUR"
-    DAY = "DAY"
-
-    @property
-    def ms(self) -> int:
-        return {"MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}[self.value]
-
-
-class StatsGroupBy(str, Enum):
-    SEVERITY = "SEVERITY"
-    SOURCE = "SOURCE"
-    CODE = "CODE"
-
-    @property
-    def field(self) -> str:
-        return self.value.lower()
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    start: datetime
-    count: int
-    breakdown: list[tuple[str | None, int]]  # most frequent first
-
-
-@dataclass(frozen=True, slots=True)
-class Series:
-    start: datetime
-    end: datetime
-    interval: Interval
-    group_by: StatsGroupBy | None
-    total: int
-    keys: list[str | None]  # every key seen in the range, most frequent first
-    buckets: list[Bucket]
-
-
-class _StatsArgs(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    org_id: OrgId = Field(alias="orgId")
-    interval: Interval = Interval.HOUR
-    group_by: StatsGroupBy | None = Field(default=None, alias="groupBy")
-    from_: DateTimeIn = Field(alias="from")
-    to: DateTimeIn
-
-    @field_validator("to")
-    @classmethod
-    def _after_from(cls, value: datetime, info: ValidationInfo) -> datetime:
-        start = info.data.get("from_")
-        if start is not None and value <= start:
-            raise ValueError("to must be later than from")
-        return value
+from app.stats.model import MAX_BUCKETS, Bucket, Interval, Series, StatsQuery
 
 
 def _floor(moment: datetime, interval: Interval) -> int:
-    ms = int(moment.timestamp() * 1000)
+    ms = to_ms(moment)
     return ms - ms % interval.ms
 
 
 class StatsService:
-    def __init__(self, store: EventStore, events: EventService) -> None:
-        self._store = store
+    def __init__(self, events: EventService) -> None:
         self._events = events
 
-    async def series(self, principal: Principal, raw: dict[str, Any]) -> Series:
-        try:
-            args = _StatsArgs.model_validate(raw)
-        except ValidationError as exc:
-            raise app_error_from(exc, {}, default=ErrorCode.INVALID_REQUEST) from None
-        start_ms, end_ms = _floor(args.from_, args.interval), int(args.to.timestamp() * 1000)
+    async def series(self, principal: Principal, args: StatsQuery) -> Series:
+        start_ms, end_ms = _floor(args.from_, args.interval), to_ms(args.to)
         n_buckets = -(-(end_ms - start_ms) // args.interval.ms)
         if n_buckets > MAX_BUCKETS:
             raise InvalidRequest(
@@ -102,9 +34,13 @@ class StatsService:
                     )
                 ]
             )
-        await self._events.authorize(principal, args.org_id)
-        rows = await self._store.bucket_counts(
-            args.org_id, start_ms, end_ms, args.interval.ms, args.group_by.field if args.group_by else None
+        rows = await self._events.bucket_counts(
+            principal,
+            args.org_id,
+            start_ms,
+            end_ms,
+            args.interval.ms,
+            args.group_by.field if args.group_by else None,
         )
         per_bucket: dict[int, dict[str | None, int]] = defaultdict(dict)
         totals: dict[str | None, int] = defaultdict(int)
@@ -116,11 +52,11 @@ class StatsService:
             bucket_ms = start_ms + i * args.interval.ms
             counts = per_bucket.get(bucket_ms, {})
             breakdown = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or ""))
-            start = datetime.fromtimestamp(bucket_ms / 1000, UTC)
+            start = from_ms(bucket_ms)
             buckets.append(Bucket(start, sum(counts.values()), breakdown if args.group_by else []))
         keys = sorted(totals, key=lambda k: (-totals[k], k or "")) if args.group_by else []
         return Series(
-            start=datetime.fromtimestamp(start_ms / 1000, UTC),
+            start=from_ms(start_ms),
             end=args.to,
             interval=args.interval,
             group_by=args.group_by,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
+
+from app.core import cursors
 
 COMPONENTS = ("api", "storage", "authentication")
 
@@ -22,7 +24,7 @@ class ServiceState(str, Enum):
 
     @property
     def label(self) -> str:
-        """The seed's human wording: "Operational", "Degraded Performance", ..."""
+        """The original REST API's human wording: "Operational", "Degraded Performance", ..."""
         return self.value.replace("_", " ").title()
 
 
@@ -72,10 +74,24 @@ class Override:
     until: datetime | None
 
 
-def now_ms() -> datetime:
-    now = datetime.now(UTC)
-    return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
 def roll_up(services: tuple[Component, ...]) -> ServiceState:
     return max((c.status for c in services), key=lambda s: s.rank)
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    service: str | None  # None: every component
+    first: int
+    before: int | None  # the position the page starts before (newest first)
+
+
+_POSITION_TAG = "s1"
+
+
+def status_position(seq: int) -> str:
+    """A recorded status's position: `serviceStatusChanged(after:)` and `statusHistory(after:)` take it."""
+    return cursors.encode_position(_POSITION_TAG, seq)
+
+
+def decode_status_position(token: str) -> int:
+    return cursors.decode_position(token, _POSITION_TAG)

@@ -22,22 +22,24 @@ import logging
 import os
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from app.core.clock import utc_now
 from app.core.errors import AppError, FieldProblem, InvalidRequest
-from app.web.metrics import database_probe_seconds, database_up
+from app.core.paging import Page
 from app.core.pubsub import PubSub
 from app.status.error_rate import ErrorRate
 from app.status.model import (
     COMPONENTS,
     Component,
+    HistoryQuery,
     Override,
     ServiceState,
     StatusCause,
     StatusSnapshot,
     Transition,
-    now_ms,
     roll_up,
 )
 from app.status.store import StatusStore
@@ -45,6 +47,7 @@ from app.storage.breaker import CircuitBreaker
 
 log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
+REPLAY_LIMIT = 100  # recorded statuses a resumed serviceStatusChanged replays at most
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
 _Candidate = tuple[ServiceState, str | None, float | None, StatusCause]
 
@@ -72,7 +75,7 @@ class StatusService:
         self._settings = settings
         self._breaker = breaker
         self.error_rate = ErrorRate()
-        started = now_ms()
+        started = utc_now()
         self._computed = {n: Component(n, ServiceState.OPERATIONAL, None, started) for n in COMPONENTS}
         self._pending: dict[str, tuple[ServiceState, int]] = {}
         self._overrides: dict[str, Override] = {}
@@ -80,6 +83,9 @@ class StatusService:
         self._last_seq: int | None = None
         self._unrecorded: list[Transition] = []
         self._tasks: list[asyncio.Task[None]] = []
+        # The last database probe, for the operator's metrics: reachable, and the ping's seconds.
+        self.database_up: bool | None = None
+        self.last_ping_seconds: float | None = None
 
     async def start(self) -> None:
         with contextlib.suppress(AppError):
@@ -121,7 +127,7 @@ class StatusService:
 
     def snapshot(self) -> StatusSnapshot:
         services = tuple(self._effective[n] for n in COMPONENTS)
-        return StatusSnapshot(roll_up(services), services, now_ms(), self._last_seq)
+        return StatusSnapshot(roll_up(services), services, utc_now(), self._last_seq)
 
     async def probe(self) -> None:
         reachable, candidates = await self._observe()
@@ -131,7 +137,7 @@ class StatusService:
             await self._flush_unrecorded()
             # Overrides set through other instances arrive by _follow_overrides; here only expiry.
             for name, override in list(self._overrides.items()):
-                if override.until is not None and override.until <= now_ms():
+                if override.until is not None and override.until <= utc_now():
                     with contextlib.suppress(AppError):
                         await self._store.set_override(name, None)
                     self._overrides.pop(name, None)
@@ -142,7 +148,7 @@ class StatusService:
         try:
             await self._store.ping()
         except AppError:
-            database_up.set(0)
+            self.database_up = False
             return False, {
                 "storage": (ServiceState.MAJOR_OUTAGE, "Database unreachable", None, StatusCause.PROBE),
                 "authentication": (
@@ -154,8 +160,8 @@ class StatusService:
                 "api": self._api_candidate(),
             }
         elapsed = time.perf_counter() - started
-        database_probe_seconds.set(elapsed)
-        database_up.set(1)
+        self.last_ping_seconds = elapsed
+        self.database_up = True
         if self._breaker is not None:
             self._breaker.succeeded()  # the database is back: stop failing fast
         slow = elapsed > self._settings.slow_ping_seconds
@@ -196,7 +202,7 @@ class StatusService:
             self._pending[name] = (state, count)
             return
         self._pending.pop(name, None)
-        self._computed[name] = Component(name, state, description, now_ms(), cause, observed)
+        self._computed[name] = Component(name, state, description, utc_now(), cause, observed)
 
     async def _refresh(self, *, record: bool, cause: StatusCause | None = None) -> StatusSnapshot:
         """Recomputes the effective components; records and publishes what changed."""
@@ -211,7 +217,7 @@ class StatusService:
                 new = self._computed[name]
             old = self._effective[name]
             if new.status != old.status:
-                new = replace(new, updated_at=now_ms())
+                new = replace(new, updated_at=utc_now())
                 self._effective[name] = new
                 changed = True
                 if record:
@@ -263,7 +269,7 @@ class StatusService:
             problems.append(FieldProblem("service", f"Unknown service; one of {', '.join(COMPONENTS)}"))
         if description is not None and len(description) > 512:
             problems.append(FieldProblem("description", "At most 512 characters"))
-        if until is not None and until <= now_ms():
+        if until is not None and until <= utc_now():
             problems.append(FieldProblem("until", "Must be in the future"))
         if problems:
             raise InvalidRequest(details=problems)
@@ -271,13 +277,36 @@ class StatusService:
             await self._store.set_override(service, None)
             self._overrides.pop(service, None)
         else:
-            override = Override(state, description, now_ms(), until)
+            override = Override(state, description, utc_now(), until)
             await self._store.set_override(service, override)
             self._overrides[service] = override
         return await self._refresh(record=True, cause=StatusCause.MANUAL)
 
-    async def history(self, service: str | None, first: int, before_seq: int | None) -> list[Transition]:
-        return await self._store.history(service, first, before_seq)
+    async def history(self, query: HistoryQuery) -> Page[Transition]:
+        """Recorded transitions, newest first, from before `query.before` when given."""
+        rows, more = await self._store.history(query.service, query.first, query.before)
+        return Page(rows, has_next_page=more)
 
     async def transitions_after(self, seq: int, limit: int) -> list[Transition]:
         return await self._store.after(seq, limit)
+
+    async def stream(self, resume: int | None) -> AsyncIterator[tuple[StatusSnapshot, bool]]:
+        """The current status, then every change. With `resume` (a position), the recorded statuses
+        since then instead of the current one (at most REPLAY_LIMIT), then every later change: listening
+        starts before reading, so nothing falls between the two, and nothing is sent twice.
+
+        Each item says whether it is a broadcast: the one snapshot object every subscriber receives
+        (the GraphQL layer then executes a document on it once for all of them)."""
+        with self._pubsub.subscribe(STATUS_TOPIC) as mailbox:
+            last = resume
+            if resume is None:
+                yield self.snapshot(), False
+            else:
+                for transition in await self.transitions_after(resume, REPLAY_LIMIT):
+                    last = transition.seq
+                    yield transition.snapshot, False
+            while True:
+                snapshot: StatusSnapshot = await mailbox.get()
+                if last is not None and snapshot.seq is not None and snapshot.seq <= last:
+                    continue  # already replayed
+                yield snapshot, True

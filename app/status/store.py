@@ -7,12 +7,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pymongo import ASCENDING, DESCENDING, ReturnDocument
-from pymongo.asynchronous.database import AsyncDatabase
+from pymongo import ASCENDING, DESCENDING
 
 from app.status.model import Component, Override, ServiceState, StatusCause, StatusSnapshot, Transition
 from app.storage.breaker import CircuitBreaker
-from app.storage.mongo import as_datetime, ping, translate_errors
+from app.storage.counters import Counters
+from app.storage.mongo import Database, as_datetime, ping, translate_errors
+from app.storage.paging import keyset_page
 
 
 def _snapshot_doc(s: StatusSnapshot) -> dict[str, Any]:
@@ -68,11 +69,11 @@ def _transition(doc: dict[str, Any]) -> Transition:
 
 
 class StatusStore:
-    def __init__(self, db: AsyncDatabase, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._db = db
         self._overrides = db["status_overrides"]
         self._transitions = db["status_transitions"]
-        self._counters = db["counters"]
+        self._counters = Counters(db, breaker)
         self._breaker = breaker
 
     async def ensure_indexes(self) -> None:
@@ -119,13 +120,7 @@ class StatusStore:
     async def record(self, transition: Transition) -> Transition:
         """Stores a transition under the next position (unique across instances) and returns it."""
         async with translate_errors("status_transitions.insert", self._breaker):
-            counter = await self._counters.find_one_and_update(
-                {"_id": "status_transitions"},
-                {"$inc": {"seq": 1}},
-                upsert=True,
-                return_document=ReturnDocument.AFTER,
-            )
-            seq = int(counter["seq"])
+            (seq,) = await self._counters.take("status_transitions")
             await self._transitions.insert_one(
                 {
                     "seq": seq,
@@ -142,19 +137,29 @@ class StatusStore:
             )
         return replace(transition, seq=seq, snapshot=replace(transition.snapshot, seq=seq))
 
-    async def history(self, component: str | None, first: int, before_seq: int | None) -> list[Transition]:
-        match: dict[str, Any] = {}
-        if component is not None:
-            match["component"] = component
-        if before_seq is not None:
-            match["seq"] = {"$lt": before_seq}
-        pipeline = [{"$match": match}, {"$sort": {"seq": DESCENDING}}, {"$limit": first + 1}]
-        async with translate_errors("status_transitions.history", self._breaker):
-            docs = await (await self._transitions.aggregate(pipeline)).to_list()
-        return [_transition(d) for d in docs]
+    async def history(
+        self, component: str | None, first: int, before_seq: int | None
+    ) -> tuple[list[Transition], bool]:
+        """Transitions newest first (of one component when given), before a position when given, and
+        whether more follow."""
+        match: dict[str, Any] = {} if component is None else {"component": component}
+        docs, more = await keyset_page(
+            self._transitions,
+            match,
+            [("seq", DESCENDING)],
+            (before_seq,) if before_seq is not None else None,
+            first,
+            operation="status_transitions.history",
+            breaker=self._breaker,
+        )
+        return [_transition(d) for d in docs], more
 
     async def after(self, seq: int, limit: int) -> list[Transition]:
-        pipeline = [{"$match": {"seq": {"$gt": seq}}}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
+        pipeline: list[dict[str, Any]] = [
+            {"$match": {"seq": {"$gt": seq}}},
+            {"$sort": {"seq": ASCENDING}},
+            {"$limit": limit},
+        ]
         async with translate_errors("status_transitions.after", self._breaker):
             docs = await (await self._transitions.aggregate(pipeline)).to_list()
         return [_transition(d) for d in docs]

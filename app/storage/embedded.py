@@ -40,7 +40,8 @@ _PR_SET_PDEATHSIG = 1
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _executable() -> list[str]:

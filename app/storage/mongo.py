@@ -23,8 +23,12 @@ from app.storage.breaker import CircuitBreaker
 
 log = logging.getLogger("app.storage")
 
+Document = dict[str, Any]
+Client = AsyncMongoClient[Document]
+Database = AsyncDatabase[Document]
 
-def create_client(uri: str, timeout_ms: int, max_pool_size: int = 100) -> AsyncMongoClient:
+
+def create_client(uri: str, timeout_ms: int, max_pool_size: int = 100) -> Client:
     # tz_aware: dates come back as aware UTC datetimes (stored as BSON dates in UTC).
     # timeoutMS bounds every operation, so a slow or absent database fails fast, never hangs.
     # The pool is as large as the admission limit (app.storage.admission): calls wait there, not here.
@@ -98,7 +102,7 @@ def _unavailable(operation: str, exc: PyMongoError, breaker: CircuitBreaker | No
     raise ServiceUnavailable(retry_after=max(1, round(breaker.cooldown)) if breaker else 5) from exc
 
 
-async def ping(db: AsyncDatabase) -> None:
+async def ping(db: Database) -> None:
     async with translate_errors("ping"):
         await db.command("ping")
 

@@ -1,8 +1,29 @@
-"""Prometheus metrics, served at /metrics (kept off the GraphQL schema)."""
+"""Prometheus metrics, served at /metrics (kept off the GraphQL schema).
+
+Request metrics are counted here, by the request middleware. Everything else is read from the services
+at scrape time (`ServicesCollector`): domains keep plain counters and figures and never import
+prometheus_client.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from collections.abc import Iterator
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app.graphql.context import Services
+from app.graphql.execution.fanout import SharedResultsExecutor
 
 requests_total = Counter(
     "error_tracker_requests_total",
@@ -15,17 +36,6 @@ request_seconds = Histogram(
     ["operation_type"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
-subscription_executions = Counter(
-    "error_tracker_subscription_executions_total",
-    "Executions of a subscription document on a published event, each shared by all its subscribers",
-)
-active_subscriptions = Gauge("error_tracker_active_subscriptions", "Open subscriptions", ["topic"])
-events_logged = Counter(
-    "error_tracker_events_logged_total", "Error events stored (replays excluded)", ["severity"]
-)
-database_probe_seconds = Gauge("error_tracker_database_probe_seconds", "Latency of the last database ping")
-database_up = Gauge("error_tracker_database_up", "1 when the last database ping succeeded")
-
 
 _MAX_OPERATION_NAMES = 200
 _seen_operations: set[str] = set()
@@ -41,3 +51,59 @@ def operation_label(name: str | None) -> str:
         return "other"
     _seen_operations.add(name)
     return name
+
+
+class ServicesCollector(Collector):
+    """What the services count, read when Prometheus scrapes."""
+
+    def __init__(self, services: Services) -> None:
+        self._services = services
+
+    def collect(self) -> Iterator[Metric]:
+        services = self._services
+        logged = CounterMetricFamily(
+            "error_tracker_events_logged", "Error events stored (replays excluded)", labels=["severity"]
+        )
+        for severity, count in sorted(services.events.logged.items()):
+            logged.add_metric([severity.value], count)
+        yield logged
+        yield CounterMetricFamily(
+            "error_tracker_subscription_executions",
+            "Executions of a subscription document on a published event, each shared by all its subscribers",
+            value=SharedResultsExecutor.executions,
+        )
+        active = GaugeMetricFamily(
+            "error_tracker_active_subscriptions", "Open subscriptions", labels=["topic"]
+        )
+        for topic, count in sorted(services.pubsub.subscriber_counts().items()):
+            active.add_metric([topic], count)
+        yield active
+        status = services.status
+        if status.database_up is not None:
+            yield GaugeMetricFamily(
+                "error_tracker_database_up",
+                "1 when the last database ping succeeded",
+                value=1 if status.database_up else 0,
+            )
+        if status.last_ping_seconds is not None:
+            yield GaugeMetricFamily(
+                "error_tracker_database_probe_seconds",
+                "Latency of the last database ping",
+                value=status.last_ping_seconds,
+            )
+
+
+class MetricsEndpoint:
+    """GET /metrics: the process-wide request metrics and this app's services' figures."""
+
+    def __init__(self) -> None:
+        self._registry = CollectorRegistry(auto_describe=True)
+
+    def attach(self, services: Services) -> None:
+        """Called by the lifespan once the services exist."""
+        self._registry = CollectorRegistry(auto_describe=True)
+        self._registry.register(ServicesCollector(services))
+
+    async def endpoint(self, request: Request) -> Response:
+        body = generate_latest(REGISTRY) + generate_latest(self._registry)
+        return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -6,17 +6,20 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Callable
 
 import orjson
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from ulid import ULID
 
 from app.core.errors import FieldProblem, InternalError, InvalidRequest
-from app.graphql.errors import error_body
-from app.runtime.logging import request_id_var
+from app.core.request_ids import new_request_id, request_id_var
+from app.core.wire import error_body
 from app.web import metrics
+from app.web.state import request_state, start_request
 
 log = logging.getLogger("app.request")
 _UNCOUNTED_PATHS = frozenset({"/metrics", "/health", "/livez"})  # not API traffic for the error rate
@@ -25,10 +28,6 @@ _CLIENT_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 def json_response(body: object, status: int, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
-
-
-def new_request_id() -> str:
-    return f"req_{ULID()}"
 
 
 def _client_request_id(scope: Scope) -> str | None:
@@ -43,15 +42,17 @@ class RequestIdMiddleware:
     """Keeps a well-formed client X-Request-ID or makes `req_<ULID>`; echoes it on every response;
     logs one line per HTTP request with what the GraphQL layer recorded in the request context."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, record_outcome: Callable[[str], None] | None = None) -> None:
         self.app = app
+        # Told every API request's outcome code (the `api` component's error rate).
+        self.record_outcome = record_outcome
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         request_id = _client_request_id(scope) or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id
+        start_request(scope, request_id)
         token = request_id_var.set(request_id)
         if scope["type"] == "websocket":  # its messages go straight through: no response headers to add
             try:
@@ -76,13 +77,13 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except ClientDisconnect:  # the client went away mid-body: nothing to answer, one log line
-            scope["state"]["outcome"] = "CLIENT_DISCONNECTED"
+            request_state(scope).outcome = "CLIENT_DISCONNECTED"
             status = 499
         except Exception:
             # Anything unexpected: a catalogued INTERNAL_ERROR with the request id (not uvicorn's plain
             # text), the stack trace logged once.
             log.exception("unexpected error", extra={"request_id": request_id})
-            scope["state"]["outcome"] = "INTERNAL_ERROR"
+            request_state(scope).outcome = "INTERNAL_ERROR"
             if not response_started:
                 error = InternalError()
                 with contextlib.suppress(Exception):
@@ -91,13 +92,12 @@ class RequestIdMiddleware:
             self._log(scope, status, time.perf_counter() - started, request_id)
             request_id_var.reset(token)
 
-    @staticmethod
-    def _log(scope: Scope, status: int, elapsed: float, request_id: str) -> None:
-        ctx = scope["state"].get("ctx")
-        outcome = scope["state"].get("outcome") or getattr(ctx, "outcome", None) or "OK"
-        runtime = getattr(scope["app"].state, "runtime", None) if "app" in scope else None
-        if runtime is not None and scope["path"] not in _UNCOUNTED_PATHS:
-            runtime.services.status.error_rate.record(outcome)
+    def _log(self, scope: Scope, status: int, elapsed: float, request_id: str) -> None:
+        state = request_state(scope)
+        ctx = state.ctx
+        outcome = state.outcome or (ctx.outcome if ctx is not None else None) or "OK"
+        if self.record_outcome is not None and scope["path"] not in _UNCOUNTED_PATHS:
+            self.record_outcome(outcome)
         if scope["path"] != "/metrics":
             op_type = getattr(ctx, "operation_type", None) or "none"
             metrics.requests_total.labels(
@@ -116,7 +116,7 @@ class RequestIdMiddleware:
                 "operation": getattr(ctx, "operation_name", None),
                 "operation_type": getattr(ctx, "operation_type", None),
                 "outcome": outcome,
-                "org_id": getattr(ctx, "org_id", None) or scope["state"].get("org_id"),
+                "org_id": getattr(ctx, "org_id", None) or state.org_id,
                 "principal": getattr(getattr(ctx, "principal", None), "label", None),
             },
         )
@@ -183,8 +183,25 @@ class BodySizeLimit:
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        scope.setdefault("state", {})["outcome"] = "INVALID_REQUEST"
+        state = request_state(scope)
+        state.outcome = "INVALID_REQUEST"
         message = f"Request body is larger than {self.max_bytes} bytes"
         error = InvalidRequest(message, details=[FieldProblem("body", message)])
-        request_id = scope["state"].get("request_id") or new_request_id()
-        await json_response(error_body(error, request_id, 413), 413)(scope, receive, send)
+        await json_response(error_body(error, state.request_id, 413), 413)(scope, receive, send)
+
+
+def cors_middleware(origins: list[str]) -> Middleware:
+    return Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["X-API-KEY", "Authorization", "Content-Type", "X-Request-ID", "X-Idempotency-Key"],
+        expose_headers=[
+            "X-Request-ID",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+            "Retry-After",
+        ],
+        max_age=600,
+    )

@@ -1,10 +1,10 @@
 """REST compatibility routes of the original API, as thin adapters over the same services.
 
     GET  /orgs/{org_id}/errors   limit, cursor, sortOrder=asc|desc, severity (comma list), from, to
-    POST /orgs/{org_id}/errors   the seed's body; honours X-Idempotency-Key
-    GET  /service_status         the seed's shape with human labels
+    POST /orgs/{org_id}/errors   the original REST API's body; honours X-Idempotency-Key
+    GET  /service_status         the original REST API's shape, with human labels
 
-Same credentials, same rules, same codes as GraphQL; errors in the envelope of errors.md.
+Same credentials, same rules, same codes as GraphQL; errors in the envelope of docs/errors.md.
 """
 
 from __future__ import annotations
@@ -17,17 +17,17 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from app.auth.principal import Principal
 from app.auth.service import credential_from_headers
-from app.graphql.context import Services
-from app.graphql.errors import rest_error_body
+from app.core.clock import format_datetime
 from app.core.errors import AppError, FieldProblem, InternalError, InvalidRequest, RateLimited
-from app.events.cursor import encode as encode_cursor
-from app.events.inputs import validate_log_error, validate_org_errors
-from app.events.model import ErrorEventRecord
-from app.web.middleware import json_response, new_request_id
+from app.core.principal import Principal
+from app.core.wire import rest_error_body
+from app.events.inputs import validate_org_errors
+from app.events.model import ErrorEventRecord, event_cursor
+from app.graphql.context import Services
 from app.ratelimit.service import Resource
-from app.graphql.scalars import format_datetime
+from app.web.middleware import json_response
+from app.web.state import request_state, services_of
 
 log = logging.getLogger("app.web.rest")
 Handler = Callable[[Request, Services, Principal], Awaitable[Response]]
@@ -73,24 +73,24 @@ def endpoint(handler: Handler, resource: Resource) -> Callable[[Request], Awaita
     """Authenticates, charges the budget, runs the handler, and answers any failure in the REST envelope."""
 
     async def run(request: Request) -> Response:
-        state = request.scope.setdefault("state", {})
-        request_id = state.get("request_id") or new_request_id()
-        services: Services = request.app.state.runtime.services
-        state["org_id"] = request.path_params.get("org_id")
+        state = request_state(request.scope)
+        request_id = state.request_id
+        services = services_of(request)
+        state.org_id = request.path_params.get("org_id")
         budget = None
         try:
             principal = await services.auth.authenticate(credential_from_headers(request.headers))
             budget = services.rate_limiter.charge(principal.key_id, resource)
             response = await handler(request, services, principal)
         except AppError as error:
-            state["outcome"] = error.code.value
+            state.outcome = error.code.value
             headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else {}
             if isinstance(error, RateLimited) and error.budget is not None:
                 headers.update(error.budget.headers())
             return json_response(rest_error_body(error, request_id), error.code.status, headers)
         except Exception:
             log.exception("unexpected error in %s %s", request.method, request.url.path)
-            state["outcome"] = "INTERNAL_ERROR"
+            state.outcome = "INTERNAL_ERROR"
             return json_response(rest_error_body(InternalError(), request_id), 500)
         response.headers.update(budget.headers())
         return response
@@ -127,7 +127,7 @@ async def _list_errors(request: Request, services: Services, principal: Principa
     body: dict[str, Any] = {"errors": [_event_json(e) for e in page.events], "next_cursor": None}
     headers = {}
     if page.has_next_page and page.events:
-        next_cursor = encode_cursor(page.events[-1].id)
+        next_cursor = event_cursor(page.events[-1].id)
         body["next_cursor"] = next_cursor
         headers["Link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
     return json_response(body, 200, headers)
@@ -148,7 +148,7 @@ async def _log_error(request: Request, services: Services, principal: Principal)
     if request.headers.get("x-idempotency-key") is not None:
         raw["idempotencyKey"] = request.headers["x-idempotency-key"]
     try:
-        org_id, new, key = validate_log_error(raw)
+        org_id, new, key = services.events.validate_log_error(raw)
     except AppError as error:
         raise _rename(error, {"orgId": "org_id"}, strip="error.") from None
     logged = await services.events.log(principal, org_id, new, key)

@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 
 from app.auth.service import AuthService
 from app.core.errors import AppError
+from app.web.state import request_state
 
 log = logging.getLogger("app.web.sockets")
 FORBIDDEN = 4403
@@ -42,11 +43,11 @@ class SocketRegistry:
                 del self._by_key[key_id]
             return False
         sockets.add(websocket)
-        websocket.scope.setdefault("state", {})["key_id"] = key_id
+        request_state(websocket.scope).key_id = key_id
         return True
 
     def discard(self, websocket: WebSocket) -> None:
-        key_id = websocket.scope.get("state", {}).get("key_id")
+        key_id = request_state(websocket.scope).key_id
         sockets = self._by_key.get(key_id) if key_id else None
         if sockets is not None:
             sockets.discard(websocket)

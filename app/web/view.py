@@ -24,7 +24,7 @@ from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
-from strawberry.types.unset import UNSET, UnsetType
+from strawberry.types.unset import UnsetType
 
 from app.auth.service import credential_from_headers
 from app.core.errors import (
@@ -36,14 +36,15 @@ from app.core.errors import (
     RateLimited,
     ServiceUnavailable,
 )
+from app.core.wire import error_body, extensions
 from app.graphql.context import RequestContext, Services
-from app.graphql.errors import error_body, extensions
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
 from app.graphql.pricing import read_units
 from app.ratelimit.service import Resource
-from app.web.middleware import json_response, new_request_id
+from app.web.middleware import json_response
 from app.web.sockets import TOO_MANY, SocketRegistry
+from app.web.state import request_state
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 KEEP_ALIVE_SECONDS = 15.0
@@ -139,7 +140,7 @@ class _WebSocketRefusal(Exception):
         self.error = error
 
 
-class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
+class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
     few refusals itself (the per-connection subscription limit); those get a code and a request id.
     A busy or unreachable database closes with 1013 "try again later", too many sockets for one key
@@ -173,7 +174,7 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler):
         await super().send_message(message)
 
 
-class CataloguedLegacyWS(BaseGraphQLWSHandler):
+class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
     """The legacy graphql-ws protocol with the same refusals (a `connection_error` carrying the
     catalogued error, then the close code), and the connection_init deadline it lacks: a socket that
     has not been acknowledged within WS_INIT_TIMEOUT_SECONDS is closed with 4408."""
@@ -230,12 +231,12 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
             raise WebSocketDisconnected from exc
 
 
-class GraphQLView(GraphQL):
+class GraphQLView(GraphQL[RequestContext, None]):
     services: Services | None = None  # set by the app's lifespan before the first request
     sockets: SocketRegistry | None = None  # likewise
     graphql_transport_ws_handler_class = CataloguedTransportWS
     graphql_ws_handler_class = CataloguedLegacyWS
-    websocket_adapter_class = TextWebSocketAdapter  # type: ignore[assignment]
+    websocket_adapter_class = TextWebSocketAdapter
 
     def __init__(
         self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0, max_query_bytes: int = 65_536
@@ -290,30 +291,32 @@ class GraphQLView(GraphQL):
                 self.open_sockets.discard(websocket)
                 if self.sockets is not None:
                     self.sockets.discard(websocket)
-                expiry = scope.get("state", {}).get("expiry_task")
+                expiry = request_state(scope).expiry_task
                 if expiry is not None:
                     expiry.cancel()
             return
         request = Request(scope, receive)
-        request_id = scope.setdefault("state", {}).get("request_id") or new_request_id()
-        graphql_response = prefers_graphql_response(request.headers.get("accept", ""))
-        scope["state"]["graphql_response"] = graphql_response
+        state = request_state(scope)
+        request_id = state.request_id
+        graphql_response = state.graphql_response = prefers_graphql_response(
+            request.headers.get("accept", "")
+        )
         try:
             response = await self.run(request)
-            if graphql_response and scope["state"].get("request_error"):
+            if graphql_response and state.request_error:
                 response.status_code = 400
-            retry_after = scope["state"].get("unavailable")
+            retry_after = state.unavailable
             if retry_after is not None:  # the whole result is SERVICE_UNAVAILABLE: say so in HTTP too
                 response.status_code = 503
                 response.headers["Retry-After"] = str(retry_after)
         except AppError as error:
-            scope["state"]["outcome"] = error.code.value
+            state.outcome = error.code.value
             response = refusal(error, request_id)
             if isinstance(error, RateLimited) and error.budget is not None:
                 response.headers.update(error.budget.headers())
         except HTTPException as exc:
             response = self._transport_refusal(exc, request, request_id)
-        budget = getattr(scope["state"].get("ctx"), "rate_limit", None)
+        budget = state.ctx.rate_limit if state.ctx is not None else None
         if budget is not None:
             response.headers.update(budget.headers())
         if graphql_response and response.media_type != "text/html":
@@ -329,7 +332,7 @@ class GraphQLView(GraphQL):
         elif exc.reason == "Unsupported content type":
             status = 415
         error = InvalidRequest(exc.reason, details=[FieldProblem("body", exc.reason)])
-        request.scope["state"]["outcome"] = error.code.value
+        request_state(request.scope).outcome = error.code.value
         return json_response(error_body(error, request_id, status), status, headers)
 
     async def execute_operation(
@@ -393,29 +396,30 @@ class GraphQLView(GraphQL):
         body = process_result(result)
         unavailable = _unavailable(result)
         if unavailable is not None:
-            request.scope["state"]["unavailable"] = unavailable
+            request_state(request.scope).unavailable = unavailable
         # A request error (the document did not parse or validate, variables did not coerce) has no
         # `data` entry under application/graphql-response+json and answers 400.
+        state = request_state(request.scope)
         if (
-            request.scope["state"].get("graphql_response")
+            state.graphql_response
             and result.data is None
             and result.errors
             and all(not error.path for error in result.errors)
         ):
             body.pop("data", None)
-            request.scope["state"]["request_error"] = True
+            state.request_error = True
         return body
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
         assert self.services is not None, "the lifespan did not start"
-        state = request.scope.setdefault("state", {})
+        state = request_state(request.scope)
         ctx = RequestContext(
-            request_id=state.get("request_id") or new_request_id(),
+            request_id=state.request_id,
             services=self.services,
             request=request,
             response=response,
         )
-        state["ctx"] = ctx
+        state.ctx = ctx
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
         if not self.should_render_graphql_ide(self.request_adapter_class(request)):
@@ -426,7 +430,8 @@ class GraphQLView(GraphQL):
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType:
         params = context.connection_params if isinstance(context.connection_params, dict) else {}
-        headers = params.get("headers") if isinstance(params.get("headers"), dict) else {}
+        given_headers = params.get("headers")
+        headers: dict[Any, Any] = given_headers if isinstance(given_headers, dict) else {}
         credential = (
             params.get("apiKey")
             or credential_from_headers({str(k).lower(): str(v) for k, v in headers.items()})
@@ -448,8 +453,8 @@ class GraphQLView(GraphQL):
         if expires_at is not None:  # a credential that expires while connected ends the connection
             delay = (expires_at - datetime.now(UTC)).total_seconds()
             task = asyncio.create_task(_close_when_expired(context.request, delay))
-            context.request.scope.setdefault("state", {})["expiry_task"] = task
-        return UNSET  # acknowledge without a payload
+            request_state(context.request.scope).expiry_task = task
+        return UnsetType()  # acknowledge without a payload (UnsetType is a singleton: UNSET)
 
 
 async def _close_when_expired(websocket: WebSocket, delay: float) -> None:

@@ -25,7 +25,6 @@ import orjson
 from graphql import ExecutionResult
 
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
-from app.web.metrics import subscription_executions
 
 Message = TypeVar("Message")
 View = TypeVar("View")
@@ -37,6 +36,7 @@ class EncodedData(dict[str, Any]):
     """A result's `data`, shared by many subscribers, with its JSON encoded once."""
 
     __slots__ = ("_fragment",)
+    _fragment: orjson.Fragment
 
     @property
     def fragment(self) -> orjson.Fragment:
@@ -93,6 +93,7 @@ class SharedResultsExecutor(LeafFieldsExecutor):
 
     _memo: tuple[dict[tuple[int, bytes], tuple[Any, ExecutionResult]], tuple[int, bytes]] | None = None
     _memo_key: tuple[int, bytes] | None = None
+    executions = 0  # shared executions so far, in this process (exported as a metric by app.web.metrics)
 
     def build_per_event_executor(self, payload: Any) -> Any:
         memo = getattr(payload, _RESULTS, None)
@@ -106,14 +107,15 @@ class SharedResultsExecutor(LeafFieldsExecutor):
         if hit is not None and hit[0] is self.operation:
             return _Executed(hit[1])
         executor = super().build_per_event_executor(payload)
-        executor._memo = (memo, self._memo_key)
+        if isinstance(executor, SharedResultsExecutor):
+            executor._memo = (memo, self._memo_key)
         return executor
 
     def execute_operation(self, serially: bool | None = None) -> Any:
         result = super().execute_operation(serially)
         if self._memo is None:
             return result
-        subscription_executions.inc()
+        SharedResultsExecutor.executions += 1
         # Only synchronous, error-free results are shared (the published types resolve synchronously).
         if isinstance(result, ExecutionResult) and not result.errors and result.data is not None:
             result = ExecutionResult(EncodedData(result.data))

@@ -48,8 +48,8 @@ def _plan(field: GraphQLField) -> _Leaf:
     )
     plan = _Leaf(
         field,
-        definition.python_name if plain else None,
-        named.coerce_output_value if plain else None,
+        definition.python_name if plain and isinstance(definition, StrawberryField) else None,
+        getattr(named, "coerce_output_value", None) if plain else None,  # scalars' and enums' coercion
         not is_non_null_type(field.type),
     )
     _plans[id(field)] = plan
@@ -97,7 +97,7 @@ class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
             node = details[0].node
             field = self.schema.get_field(parent_type, node.name.value)
             plan = _plan(field) if field is not None and not node.arguments else None
-            if plan is None or plan.attribute is None:
+            if plan is None or plan.attribute is None or plans is None:
                 plans = None  # one field that is not a plain leaf: the object goes the usual way
                 break
             plans.append((name, plan))

@@ -1,0 +1,56 @@
+"""The statistics domain: intervals, groupings and the series errorStats answers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+MAX_BUCKETS = 1000
+
+
+class Interval(str, Enum):
+    MINUTE = "MINUTE"
+    HOUR = "HOUR"
+    DAY = "DAY"
+
+    @property
+    def ms(self) -> int:
+        return {"MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}[self.value]
+
+
+class StatsGroupBy(str, Enum):
+    SEVERITY = "SEVERITY"
+    SOURCE = "SOURCE"
+    CODE = "CODE"
+
+    @property
+    def field(self) -> str:
+        return self.value.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    start: datetime
+    count: int
+    breakdown: list[tuple[str | None, int]]  # most frequent first
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    start: datetime
+    end: datetime
+    interval: Interval
+    group_by: StatsGroupBy | None
+    total: int
+    keys: list[str | None]  # every key seen in the range, most frequent first
+    buckets: list[Bucket]
+
+
+@dataclass(frozen=True, slots=True)
+class StatsQuery:
+    org_id: str
+    interval: Interval
+    group_by: StatsGroupBy | None
+    from_: datetime
+    to: datetime
