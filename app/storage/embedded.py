@@ -198,8 +198,13 @@ class EmbeddedMongo:
 
         def wait() -> None:
             code = process.wait()
+
+            def finish() -> None:
+                if not done.done():
+                    done.set_result(code)
+
             with contextlib.suppress(RuntimeError):  # the loop has closed: nobody is waiting any more
-                loop.call_soon_threadsafe(lambda: done.done() or done.set_result(code))
+                loop.call_soon_threadsafe(finish)
 
         threading.Thread(target=wait, name="nx-27017-wait", daemon=True).start()
         return await done

@@ -48,8 +48,8 @@ class SocketRegistry:
 
     def discard(self, websocket: WebSocket) -> None:
         key_id = request_state(websocket.scope).key_id
-        sockets = self._by_key.get(key_id) if key_id else None
-        if sockets is not None:
+        sockets = self._by_key.get(key_id) if key_id is not None else None
+        if key_id is not None and sockets is not None:
             sockets.discard(websocket)
             if not sockets:
                 del self._by_key[key_id]

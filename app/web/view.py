@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from cross_web import HTTPException
@@ -179,8 +179,6 @@ class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
     catalogued error, then the close code), and the connection_init deadline it lacks: a socket that
     has not been acknowledged within WS_INIT_TIMEOUT_SECONDS is closed with 4408."""
 
-    init_timeout: float = 10.0
-
     async def handle(self) -> None:
         deadline = asyncio.create_task(self._init_deadline())
         try:
@@ -189,7 +187,7 @@ class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
             deadline.cancel()
 
     async def _init_deadline(self) -> None:
-        await asyncio.sleep(self.init_timeout)
+        await asyncio.sleep(getattr(self.view, "ws_init_timeout", 10.0))
         if not self.connection_acknowledged:
             with contextlib.suppress(Exception):
                 await self.websocket.close(code=4408, reason="Connection initialisation timeout")
@@ -197,7 +195,7 @@ class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
     async def handle_start(self, message: Any) -> None:
         refused = _ws_too_long(self, message) if self.connection_acknowledged else None
         if refused is not None:
-            await self.send_message({"type": "error", "id": message.get("id"), "payload": refused})
+            await self.send_message(cast(Any, {"type": "error", "id": message.get("id"), "payload": refused}))
             return
         await super().handle_start(message)
 
@@ -211,7 +209,7 @@ class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
                 "extensions": extensions(refusal.error.code, request_id),
             }
             with contextlib.suppress(Exception):
-                await self.send_message({"type": "connection_error", "payload": payload})
+                await self.send_message(cast(Any, {"type": "connection_error", "payload": payload}))
                 await self.websocket.close(code=refusal.code, reason=refusal.reason)
 
 
@@ -244,9 +242,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self.max_tokens = max_tokens
         self.max_query_bytes = max_query_bytes
         self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
-        self.graphql_ws_handler_class = type(
-            "CataloguedLegacyWS", (CataloguedLegacyWS,), {"init_timeout": init_timeout}
-        )
+        self.ws_init_timeout = init_timeout  # the legacy protocol's deadline (CataloguedLegacyWS)
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -447,8 +443,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             raise ConnectionRejectionError({"code": error.code.value, "message": error.message}) from None
         if self.sockets is not None and not self.sockets.add(context.principal.key_id, context.request):
             limit = self.sockets.max_per_key
-            error = RateLimited(f"More than {limit} WebSockets for this API key", retry_after=1)
-            raise _WebSocketRefusal(TOO_MANY, error)
+            too_many = RateLimited(f"More than {limit} WebSockets for this API key", retry_after=1)
+            raise _WebSocketRefusal(TOO_MANY, too_many)
         expires_at = context.principal.expires_at
         if expires_at is not None:  # a credential that expires while connected ends the connection
             delay = (expires_at - datetime.now(UTC)).total_seconds()

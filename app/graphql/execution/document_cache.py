@@ -96,6 +96,7 @@ class DocumentCache(SchemaExtension):
     def on_validate(self) -> Iterator[None]:
         ctx = self.execution_context
         ctx.validation_rules = tuple(ctx.validation_rules) + self.rules
+        assert ctx.graphql_document is not None  # validation runs only on a parsed document
         ctx.pre_execution_errors = _validate_bounded(
             ctx.schema._schema, ctx.graphql_document, ctx.validation_rules, self.max_repeats
         )
