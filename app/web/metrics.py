@@ -78,6 +78,11 @@ class ServicesCollector(Collector):
         for topic, count in sorted(services.pubsub.subscriber_counts().items()):
             active.add_metric([topic], count)
         yield active
+        yield CounterMetricFamily(
+            "error_tracker_credential_lookups",
+            "Database reads to verify an API key (concurrent misses of one key share one)",
+            value=services.auth.lookups,
+        )
         status = services.status
         if status.database_up is not None:
             yield GaugeMetricFamily(
