@@ -21,6 +21,7 @@ from app.groups.store import GroupStore
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
 from app.ratelimit.service import RateLimiter
+from app.ratelimit.store import BudgetStore
 from app.runtime.demo import ensure_demo
 from app.runtime.settings import Settings
 from app.stats.service import StatsService
@@ -84,8 +85,11 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             EventStore(db, breaker),
             GroupStore(db, breaker),
         )
+        budget_store = BudgetStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
             await key_store.ensure_indexes()
+            if settings.rate_limit_shared:
+                await budget_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
@@ -113,7 +117,10 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
-                settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
+                settings.rate_limit_reads,
+                settings.rate_limit_writes,
+                settings.rate_limit_window_seconds,
+                shared=budget_store if settings.rate_limit_shared else None,
             ),
         )
         demo_key = None

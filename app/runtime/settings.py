@@ -160,6 +160,11 @@ class Settings(BaseSettings):
     rate_limit_writes: int = Field(
         default=1200, ge=1, description="logError calls per credential per window."
     )
+    rate_limit_shared: bool = Field(
+        default=True,
+        description="Share each credential's budget across instances through the database, reserved in "
+        "blocks of a twentieth of the limit (overshoot at most a block per instance per window).",
+    )
     rate_limit_window_seconds: float = Field(default=60, gt=0, le=86400)
     cors_origins: list[str] | None = Field(
         default=None,

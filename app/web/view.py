@@ -94,6 +94,30 @@ def _ws_too_long(handler: Any, message: Any) -> dict[str, Any] | None:
     return {"message": error.message, "extensions": extensions(error.code, request_id, error.details)}
 
 
+async def _ws_refusal(handler: Any, message: Any) -> dict[str, Any] | None:
+    """The catalogued error payload refusing a subscribe/start message: a document too long, or the
+    credential's read budget spent. A socket's first operation is free (a reconnect storm re-subscribes
+    once per socket; sockets per key are capped by WS_MAX_PER_KEY); each further one spends a read unit,
+    as a query does."""
+    if not handler.connection_acknowledged:
+        return None  # the protocol handler closes the socket itself
+    refused = _ws_too_long(handler, message)
+    if refused is not None:
+        return refused
+    context = handler.context
+    principal = getattr(context, "principal", None)
+    handler.operations_started = getattr(handler, "operations_started", 0) + 1
+    if principal is None or handler.operations_started == 1:
+        return None
+    try:
+        await context.services.rate_limiter.spend(principal.key_id, Resource.READ)
+    except RateLimited as error:
+        request_id = getattr(context, "request_id", "-")
+        ext = extensions(error.code, request_id, error.details, error.retry_after)
+        return {"message": error.message, "extensions": ext}
+    return None
+
+
 def _too_deep(value: object, limit: int) -> bool:
     """Whether a decoded JSON value nests deeper than `limit` (iterative: no recursion to exhaust)."""
     stack: list[tuple[object, int]] = [(value, 0)]
@@ -158,7 +182,7 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None])
         self.connection_init_timeout_task = None
 
     async def handle_subscribe(self, message: Any) -> None:
-        refused = _ws_too_long(self, message) if self.connection_acknowledged else None
+        refused = await _ws_refusal(self, message)
         if refused is not None:
             await self.send_message({"type": "error", "id": message.get("id"), "payload": [refused]})
             return
@@ -193,7 +217,7 @@ class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
                 await self.websocket.close(code=4408, reason="Connection initialisation timeout")
 
     async def handle_start(self, message: Any) -> None:
-        refused = _ws_too_long(self, message) if self.connection_acknowledged else None
+        refused = await _ws_refusal(self, message)
         if refused is not None:
             await self.send_message(cast(Any, {"type": "error", "id": message.get("id"), "payload": refused}))
             return
@@ -355,7 +379,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if context.principal is not None:
             for data in request_data if isinstance(request_data, list) else [request_data]:
                 resource, cost = self._price(data)
-                context.rate_limit = context.services.rate_limiter.charge(
+                context.rate_limit = await context.services.rate_limiter.spend(
                     context.principal.key_id, resource, cost
                 )
         return await super().execute_operation(
