@@ -30,7 +30,7 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import hostile, servers, subscriptions  # noqa: E402
+from bench import hostile, servers, storm, subscriptions  # noqa: E402
 from bench.servers import cpu_seconds  # noqa: E402
 
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
@@ -158,6 +158,12 @@ def main() -> None:
         help="skip the subscriptions at scale (bench/subscriptions.py: 1,000 and 5,000 subscribers)",
     )
     parser.add_argument(
+        "--no-storm",
+        dest="storm",
+        action="store_false",
+        help="skip the reconnect storm (bench/storm.py: 5,000 sockets on one key in 5 s, an admin meanwhile)",
+    )
+    parser.add_argument(
         "--no-hostile",
         dest="hostile",
         action="store_false",
@@ -260,6 +266,10 @@ def main() -> None:
         results["subscriptions"] = asyncio.run(subscriptions.run([1000, 5000], 20, 1, 2))
         print()
         print(subscriptions.table(results["subscriptions"]))
+    if args.storm:
+        results["storm"] = [asyncio.run(storm.storm(5000, 5, 4, cache)) for cache in (10, 0)]
+        print()
+        print(storm.table(results["storm"]))
     Path(args.out).write_text(json.dumps(results, indent=2))
 
 
