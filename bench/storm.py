@@ -94,7 +94,11 @@ async def storm(sockets: int, seconds: float, clients: int, auth_cache: float) -
         AUTH_CACHE_TTL_SECONDS=str(auth_cache),
         MAX_CONNECTIONS=str(sockets + 1000),
     )
-    server = servers.start(env)
+    log = (tmp / "server.log").open("w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"], env=env, cwd=ROOT, stdout=log, stderr=log
+    )
+    print(f"server log: {log.name}", file=sys.stderr, flush=True)
     procs: list[subprocess.Popen[str]] = []
     try:
         servers.wait_ready(f"http://127.0.0.1:{port}/livez")

@@ -186,8 +186,15 @@ async def test_an_absent_database_is_503_and_1013_never_a_bad_key(
     away_database: tuple[LiveServer, EmbeddedMongo],
 ) -> None:
     server, database = away_database
-    org = make_org(server)
+    org, verified = make_org(server), make_org(server)
+    server.call(lambda s: s.auth.authenticate(verified.key))  # verified before the outage
     await asyncio.to_thread(database.stop)
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        # A key verified recently keeps working while the database cannot say otherwise.
+        response = await client.post(
+            "/graphql", json={"query": "{ serviceStatus { status } }"}, headers={"X-API-KEY": verified.key}
+        )
+    assert response.status_code == 200 and response.json()["data"]["serviceStatus"]["status"]
     async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
         response = await client.post(
             "/graphql", json={"query": "{ serviceStatus { status } }"}, headers={"X-API-KEY": org.key}

@@ -16,6 +16,7 @@ from app.core.principal import Principal
 from app.orgs.service import OrgService
 
 _CACHE_LIMIT = 10_000
+LOOKUP_ATTEMPTS = 3  # a shared credential lookup that meets a busy database: 0.25 s, then 0.5 s later
 
 
 def credential_from_headers(headers: Mapping[str, str]) -> str | None:
@@ -43,7 +44,9 @@ class AuthService:
     """Storm-proof verification: a verified key is cached for `cache_ttl_seconds`; concurrent misses of
     one key share a single database lookup (single flight); an unknown or revoked key is remembered as
     such for `negative_ttl_seconds`. A slow or absent database is SERVICE_UNAVAILABLE (the caller may
-    retry), never INVALID_API_KEY."""
+    retry), never INVALID_API_KEY: the shared lookup is tried up to LOOKUP_ATTEMPTS times, and while the
+    database cannot answer, a key verified within `stale_seconds` keeps working (the revocation window
+    grows to that during an outage)."""
 
     def __init__(
         self,
@@ -52,7 +55,9 @@ class AuthService:
         cache_ttl_seconds: float,
         negative_ttl_seconds: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
+        stale_seconds: float = 300.0,
     ) -> None:
+        self._stale = max(stale_seconds, cache_ttl_seconds)
         self._store = store
         self._orgs = orgs
         self._ttl = cache_ttl_seconds
@@ -86,7 +91,12 @@ class AuthService:
             refused_at = self._refused.get(digest)
             if refused_at is not None and now - refused_at < self._negative_ttl:
                 raise InvalidApiKey()
-            principal = await self._single_flight(plaintext, digest)
+            try:
+                principal = await self._single_flight(plaintext, digest)
+            except ServiceUnavailable:
+                if cached is None or now - cached[1] >= self._stale:
+                    raise
+                principal = cached[0]  # verified recently; the database cannot say otherwise now
         if principal.expires_at is not None and principal.expires_at <= datetime.now(UTC):
             raise TokenExpired()
         return principal
@@ -98,7 +108,7 @@ class AuthService:
         future: asyncio.Future[Principal] = asyncio.get_running_loop().create_future()
         self._inflight[digest] = future
         try:
-            principal = await self._load(plaintext, digest)
+            principal = await self._load_patiently(plaintext, digest)
         except BaseException as exc:
             if isinstance(exc, InvalidApiKey):
                 self._remember(self._refused, digest, self._clock())
@@ -123,6 +133,17 @@ class AuthService:
         if len(table) >= _CACHE_LIMIT:
             table.clear()
         table[digest] = value
+
+    async def _load_patiently(self, plaintext: str, digest: str) -> Principal:
+        """One lookup answers every waiter of a storm: a busy database gets a few chances first."""
+        for attempt in range(LOOKUP_ATTEMPTS):
+            try:
+                return await self._load(plaintext, digest)
+            except ServiceUnavailable:
+                if attempt == LOOKUP_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.25 * 2**attempt)
+        raise AssertionError("unreachable")
 
     async def _load(self, plaintext: str, digest: str) -> Principal:
         key_id = keys.parse_key_id(plaintext)

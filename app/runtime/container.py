@@ -96,7 +96,11 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
         services = Services(
             auth=AuthService(
-                key_store, orgs, settings.auth_cache_ttl_seconds, settings.auth_negative_cache_seconds
+                key_store,
+                orgs,
+                settings.auth_cache_ttl_seconds,
+                settings.auth_negative_cache_seconds,
+                stale_seconds=settings.auth_stale_seconds,
             ),
             orgs=orgs,
             events=events,

@@ -63,6 +63,12 @@ class Settings(BaseSettings):
         le=60,
         description="How long an unknown or revoked API key is refused without asking the database again.",
     )
+    auth_stale_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="While the database cannot be reached, a key verified within this long keeps working.",
+    )
     db_max_in_flight: int = Field(
         default=64,
         ge=1,
