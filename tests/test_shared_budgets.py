@@ -80,3 +80,16 @@ def test_without_a_database_each_instance_keeps_its_own_budget() -> None:
         limiter.charge("k", Resource.READ)
     with pytest.raises(RateLimited):
         limiter.charge("k", Resource.READ)
+
+
+def test_a_charge_larger_than_a_block_waits_for_enough_units(server: LiveServer) -> None:
+    clock = Clock()
+    key = f"large-{id(clock)}"
+
+    async def run(services: Any) -> int:
+        store = BudgetStore(services.events._store._col.database)
+        limiter = RateLimiter(600, 600, 60, clock=clock, shared=store)  # blocks of 30
+        budget = await limiter.spend(key, Resource.READ, 31)  # an errorStats over a long range
+        return budget.remaining
+
+    assert server.call(run) == 600 - 31

@@ -158,7 +158,8 @@ class RateLimiter:
         budget_id = f"{key_id}:{resource.value}:{int(window.start)}"
         while True:
             units = block if provisional else max(block, window.need)
-            window.need = 0
+            if not provisional:  # the provisional block is already granted: a need is served next
+                window.need = 0
             self.reservations += 1
             try:
                 total = await self.shared.reserve(budget_id, units, window.start + 2 * self.window)
