@@ -63,6 +63,17 @@ async def drive(url: str, key: str, org: str, start: int, count: int, concurrenc
         await asyncio.gather(*(worker() for _ in range(concurrency)))
 
 
+def table(result: dict) -> str:
+    return "\n".join(
+        [
+            "| requests | RSS after the checkpoint | RSS at the end | growth |",
+            "|---|---|---|---|",
+            f"| {result['checkpoint']:,} then {result['requests']:,} | {result['rss_mib_at_checkpoint']} MiB "
+            f"| {result['rss_mib_at_end']} MiB | {result['growth_percent']}% |",
+        ]
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -71,7 +82,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=int, default=20_000)
     parser.add_argument("--concurrency", type=int, default=16)
     args = parser.parse_args()
-    print(run(args.requests, args.checkpoint, args.concurrency))
+    print(table(run(args.requests, args.checkpoint, args.concurrency)))
 
 
 def run(requests: int, checkpoint: int, concurrency: int) -> dict:

@@ -30,7 +30,7 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import hostile, servers, storm, subscriptions  # noqa: E402
+from bench import hostile, memory, servers, storm, subscriptions  # noqa: E402
 from bench.servers import cpu_seconds  # noqa: E402
 
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
@@ -158,6 +158,12 @@ def main() -> None:
         help="skip the subscriptions at scale (bench/subscriptions.py: 1,000 and 5,000 subscribers)",
     )
     parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the memory run (bench/memory.py: RSS after 20,000 and 100,000 mixed requests)",
+    )
+    parser.add_argument(
         "--no-storm",
         dest="storm",
         action="store_false",
@@ -266,6 +272,10 @@ def main() -> None:
         results["subscriptions"] = asyncio.run(subscriptions.run([1000, 5000], 20, 1, 2))
         print()
         print(subscriptions.table(results["subscriptions"]))
+    if args.memory:
+        results["memory"] = memory.run(100_000, 20_000, 16)
+        print()
+        print(memory.table(results["memory"]))
     if args.storm:
         results["storm"] = [asyncio.run(storm.storm(5000, 5, 4, cache)) for cache in (10, 0)]
         print()
