@@ -6,7 +6,10 @@
     orgs list                     list organizations
     keys create --org ORG | --admin [--name N] [--expires-in DAYS | --expires-at ISO]
     keys list [--org ORG]         list keys (prefixes only; secrets are never stored)
+    keys create --project ID --ingest [--name N]   another DSN key for a project
     keys revoke KEY               revoke a key by its prefix (etk_XXXXXXXXXXXX) or whole key
+    projects create --org ORG --name NAME   a project and its first DSN (for Sentry SDKs)
+    projects list [--org ORG]     projects and their DSNs
 
 Management commands accept --json for machine-readable output. Settings come from the environment.
 """
@@ -29,7 +32,30 @@ def _iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
 
 
+def _project_row(project: Any) -> dict[str, Any]:
+    return {
+        "id": project.id,
+        "org": project.org_id,
+        "name": project.name,
+        "createdAt": _iso(project.created_at),
+        "dsn": next((k.dsn for k in project.keys if k.revoked_at is None), None),
+        "keys": [
+            {"publicKey": k.public_key, "dsn": k.dsn, "name": k.name, "revokedAt": _iso(k.revoked_at)}
+            for k in project.keys
+        ],
+    }
+
+
 def _key_row(record: Any) -> dict[str, Any]:
+    if record.project_id is not None:
+        return {
+            "prefix": record.key_id,
+            "scope": f"ingest:{record.project_id}",
+            "name": record.name,
+            "createdAt": _iso(record.created_at),
+            "expiresAt": None,
+            "revokedAt": _iso(record.revoked_at),
+        }
     return {
         "prefix": f"etk_{record.key_id}",
         "scope": "admin" if record.admin else f"org:{record.org_id}",
@@ -74,7 +100,27 @@ async def _run(args: argparse.Namespace) -> tuple[Any, str]:
         return rows, "\n".join(
             f"{r['id']}\t{r['name']}\t{r['createdAt']}" for r in rows
         ) or "(no organizations)"
+    if args.area == "projects" and args.action == "create":
+        project = await _with_services(lambda s: s.projects.create({"orgId": args.org, "name": args.name}))
+        row = _project_row(project)
+        return (
+            row,
+            f"Created project {project.id} ({project.name}) in {project.org_id}. DSN:\n\n  {row['dsn']}",
+        )
+    if args.area == "projects":
+        projects = await _with_services(lambda s: s.projects.list(args.org))
+        rows = [_project_row(p) for p in projects]
+        text = "\n".join(f"{r['id']}\t{r['org']}\t{r['name']}\t{r['dsn'] or '-'}" for r in rows)
+        return rows, text or "(no projects)"
+    if args.action == "create" and args.ingest:
+        if args.project is None:
+            raise SystemExit("keys create --ingest needs --project ID")
+        key = await _with_services(lambda s: s.projects.create_key(args.project, args.name))
+        row = {"publicKey": key.public_key, "dsn": key.dsn, "project": args.project, "name": key.name}
+        return row, f"DSN for project {args.project}:\n\n  {key.dsn}"
     if args.action == "create":
+        if args.project is not None:
+            raise SystemExit("--project goes with --ingest")
         expires_at = _expiry(args)
         created = await _with_services(
             lambda s: s.auth.create_key(
@@ -126,10 +172,12 @@ def _parser() -> argparse.ArgumentParser:
     create_key = keys.add_parser("create", help="create a key (shown once)")
     scope = create_key.add_mutually_exclusive_group(required=True)
     scope.add_argument("--org", help="scope the key to this organization")
+    scope.add_argument("--ingest", action="store_true", help="a DSN key (ingest-only, public) for --project")
     scope.add_argument(
         "--admin", action="store_true", help="an admin key (all organizations, operator mutations)"
     )
     create_key.add_argument("--name", help="a label, e.g. the service that will use it")
+    create_key.add_argument("--project", type=int, help="the project of an --ingest key")
     expiry = create_key.add_mutually_exclusive_group()
     expiry.add_argument("--expires-in", type=float, metavar="DAYS", help="expire after this many days")
     expiry.add_argument("--expires-at", metavar="ISO8601", help="expire at this time")
@@ -138,7 +186,15 @@ def _parser() -> argparse.ArgumentParser:
     revoke = keys.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key", help="the key's prefix (etk_XXXXXXXXXXXX) or the whole key")
 
-    for p in (create_org, orgs.choices["list"], create_key, list_keys, revoke):
+    projects = sub.add_parser("projects", help="manage projects (where Sentry SDKs send events)")
+    project_actions = projects.add_subparsers(dest="action", required=True)
+    create_project = project_actions.add_parser("create", help="create a project and its first DSN")
+    create_project.add_argument("--org", required=True, help="the organization it belongs to")
+    create_project.add_argument("--name", required=True, help="display name, e.g. the service")
+    list_projects = project_actions.add_parser("list", help="list projects and their DSNs")
+    list_projects.add_argument("--org", help="only this organization's projects")
+
+    for p in (create_org, orgs.choices["list"], create_key, list_keys, revoke, create_project, list_projects):
         p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 

@@ -1,6 +1,7 @@
 """Subscriptions at scale, run by hand or by `make bench`:
 
     .venv/bin/python bench/subscriptions.py [--subscribers 1000 5000] [--changes 10] [--instances 1]
+        [--transport ws|sse|multipart]
 
 For each subscriber count it starts a fresh server (`python -m app serve`, one worker) on a file-backed
 nx-27017, opens that many `serviceStatusChanged` subscribers from separate client processes, changes a
@@ -8,6 +9,9 @@ component's status through the HTTP API and measures, per change, the delay unti
 received it. It also reports the server's CPU time per delivered message (utime+stime from /proc) and
 its RSS growth per idle subscriber. With `--instances 2` the subscribers are split over two server
 processes on one database and the change is made through the first (the cross-instance path).
+
+`--transport` picks how the subscribers connect: WebSocket (graphql-transport-ws, the default), graphql-sse
+(distinct connections: one HTTP stream each) or Apollo's multipart subscriptions.
 
 Clocks: clients stamp arrivals with CLOCK_MONOTONIC, which all processes of the machine share.
 """
@@ -72,6 +76,56 @@ def raise_open_file_limit() -> int:
 # --- the client process ---------------------------------------------------------------------------
 
 
+ACCEPT = {"sse": "text/event-stream", "multipart": 'multipart/mixed;subscriptionSpec="1.0", application/json'}
+
+
+def is_result_line(transport: str, line: str) -> bool:
+    # SSE: one `event: next` line per result. Multipart: the part's JSON body on a line of its own
+    # (heartbeat parts are `{}`).
+    return line.startswith("event: next") if transport == "sse" else line.startswith('{"payload"')
+
+
+async def http_client(transport: str, urls: list[str], key: str, count: int) -> None:
+    """As `client`, with subscribers on HTTP streams (graphql-sse or multipart), one connection each."""
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    http = httpx.AsyncClient(timeout=None, limits=limits)
+    arrivals: dict[int, int] = {}
+    last_ns: dict[int, int] = {}
+    opened: list = []
+    headers = {"X-API-KEY": key, "Accept": ACCEPT[transport]}
+
+    async def open_one(url: str) -> None:
+        response = await http.send(
+            http.build_request("POST", url, json={"query": SUB}, headers=headers), stream=True
+        )
+        assert response.status_code == 200, response.status_code
+        lines = response.aiter_lines()
+        async for line in lines:
+            if is_result_line(transport, line):
+                break  # the current status
+        opened.append(lines)
+
+    for start in range(0, count, CONNECT_BATCH):
+        batch = range(start, min(start + CONNECT_BATCH, count))
+        await asyncio.gather(*(open_one(urls[i % len(urls)]) for i in batch))
+
+    async def listen(lines) -> None:
+        seen = 0
+        async for line in lines:
+            if not is_result_line(transport, line):
+                continue
+            now = time.monotonic_ns()
+            seen += 1
+            arrivals[seen] = arrivals.get(seen, 0) + 1
+            last_ns[seen] = max(last_ns.get(seen, 0), now)
+            if arrivals[seen] == count:
+                print(f"got {seen} {last_ns[seen]}", flush=True)
+
+    listeners = [asyncio.create_task(listen(lines)) for lines in opened]
+    print("ready", flush=True)
+    await asyncio.gather(*listeners)
+
+
 async def client(urls: list[str], key: str, count: int) -> None:
     """Opens `count` subscribers over `urls` (round robin), prints `ready`, then for every change
     `got <n> <ns>` once all of them received their n-th update (ns: the last arrival)."""
@@ -119,19 +173,33 @@ async def full_collections(port: int) -> int:
 
 
 async def measure(
-    uri: str, subscribers: int, changes: int, instances: int, clients: int, profile: str | None = None
+    uri: str,
+    subscribers: int,
+    changes: int,
+    instances: int,
+    clients: int,
+    profile: str | None = None,
+    transport: str = "ws",
 ) -> dict:
     ports = [_free_port() for _ in range(instances)]
     # Polling feed: nx-27017 answers a change stream's getMore at once instead of awaiting data, so an
     # idle change stream keeps the server busy (about a tenth of its CPU here); MongoDB blocks instead.
-    env = servers.server_env(uri, f"subs{subscribers}", 0, FEED_MODE="poll", ENVIRONMENT="production")
+    env = servers.server_env(
+        uri,
+        f"subs{subscribers}",
+        0,
+        FEED_MODE="poll",
+        ENVIRONMENT="production",
+        MAX_HTTP_SUBSCRIPTIONS_PER_KEY=str(subscribers),  # one admin key holds every HTTP stream
+    )
     processes = [servers.start({**env, "PORT": str(p)}) for p in ports]
     client_procs: list[asyncio.subprocess.Process] = []
     try:
         for port in ports:
             servers.wait_ready(f"http://127.0.0.1:{port}/livez")
         key = servers.cli_json(env, "keys", "create", "--admin")["apiKey"]
-        urls = [f"ws://127.0.0.1:{p}/graphql" for p in ports]
+        scheme = "ws" if transport == "ws" else "http"
+        urls = [f"{scheme}://127.0.0.1:{p}/graphql" for p in ports]
         await asyncio.sleep(1)
         rss_before = [rss_kib(p.pid) for p in processes]
         shares = [subscribers // clients + (1 if i < subscribers % clients else 0) for i in range(clients)]
@@ -141,6 +209,8 @@ async def measure(
                     sys.executable,
                     __file__,
                     "client",
+                    "--transport",
+                    transport,
                     "--urls",
                     *urls,
                     "--key",
@@ -197,6 +267,7 @@ async def measure(
         gc_after = await full_collections(ports[0])
         ordered = sorted(delays_ms)
         return {
+            "transport": transport,
             "subscribers": subscribers,
             "instances": instances,
             "changes": changes,
@@ -221,7 +292,12 @@ async def measure(
 
 
 async def run(
-    counts: list[int], changes: int, instances: int, clients: int, profile: str | None = None
+    counts: list[int],
+    changes: int,
+    instances: int,
+    clients: int,
+    profile: str | None = None,
+    transport: str = "ws",
 ) -> list[dict]:
     raise_open_file_limit()  # inherited by the servers and the clients
     tmp = Path(tempfile.mkdtemp(prefix="bench-subscriptions-"))
@@ -230,7 +306,7 @@ async def run(
     try:
         results = []
         for count in counts:
-            result = await measure(uri, count, changes, instances, clients, profile)
+            result = await measure(uri, count, changes, instances, clients, profile, transport)
             print(json.dumps(result), file=sys.stderr, flush=True)
             results.append(result)
         return results
@@ -242,11 +318,15 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "client":
         parser = argparse.ArgumentParser()
         parser.add_argument("mode")
+        parser.add_argument("--transport", default="ws")
         parser.add_argument("--urls", nargs="+", required=True)
         parser.add_argument("--key", required=True)
         parser.add_argument("--count", type=int, required=True)
         args = parser.parse_args()
-        asyncio.run(client(args.urls, args.key, args.count))
+        if args.transport == "ws":
+            asyncio.run(client(args.urls, args.key, args.count))
+        else:
+            asyncio.run(http_client(args.transport, args.urls, args.key, args.count))
         return
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -256,8 +336,11 @@ def main() -> None:
     parser.add_argument("--instances", type=int, default=1, choices=[1, 2])
     parser.add_argument("--clients", type=int, default=2, help="client processes")
     parser.add_argument("--profile", help="write py-spy's raw samples of the server to PROFILE-<n>.txt")
+    parser.add_argument("--transport", choices=["ws", "sse", "multipart"], default="ws")
     args = parser.parse_args()
-    results = asyncio.run(run(args.subscribers, args.changes, args.instances, args.clients, args.profile))
+    results = asyncio.run(
+        run(args.subscribers, args.changes, args.instances, args.clients, args.profile, args.transport)
+    )
     print(json.dumps(results, indent=2))
 
 

@@ -69,8 +69,8 @@ class LiveServer:
         return asyncio.run_coroutine_threadsafe(make(self.services), self.loop).result(timeout=30)
 
 
-def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
-    app = create_app(settings)
+def start_server(settings: Settings, **app_options: Any) -> tuple[LiveServer, Callable[[], None]]:
+    app = create_app(settings, **app_options)
     config = config_for(app, "127.0.0.1", settings.port, settings.ws_compression)  # as `python -m app serve`
     server = GracefulServer(config, app)
     loop_box: list[asyncio.AbstractEventLoop] = []
@@ -97,23 +97,27 @@ def start_server(settings: Settings) -> tuple[LiveServer, Callable[[], None]]:
     return LiveServer(f"http://{base}", f"ws://{base}/graphql", app, loop_box[0], settings), stop
 
 
+def settings_for(mongo_uri: str, **overrides: Any) -> Settings:
+    """The test server's settings, in a database of its own; `overrides` change single settings."""
+    values: dict[str, Any] = {
+        "mongodb_uri": mongo_uri,
+        "mongodb_db": f"test_{str(ULID()).lower()}",
+        "port": _free_port(),
+        "demo_data": False,
+        # Revocations apply at once in tests; the cache itself is covered by a unit test.
+        "auth_cache_ttl_seconds": 0,
+        "status_probe_interval_seconds": 60,
+        "ws_init_timeout_seconds": 1,
+        "feed_mode": "poll",  # the change-stream path has a test of its own (an idle nx watcher costs CPU)
+        # Generated timestamps reach back to 1970; the retention tests check the TTL index itself.
+        "retention_days": 24000,
+    }
+    return Settings(**{**values, **overrides}, _env_file=None)
+
+
 @pytest.fixture(scope="session")
 def server(mongo_uri: str) -> Iterator[LiveServer]:
-    settings = Settings(
-        mongodb_uri=mongo_uri,
-        mongodb_db=f"test_{str(ULID()).lower()}",
-        port=_free_port(),
-        demo_data=False,
-        # Revocations apply at once in tests; the cache itself is covered by a unit test.
-        auth_cache_ttl_seconds=0,
-        status_probe_interval_seconds=60,
-        ws_init_timeout_seconds=1,
-        feed_mode="poll",  # the change-stream path has a test of its own (an idle nx watcher costs CPU)
-        # Generated timestamps reach back to 1970; the retention tests check the TTL index itself.
-        retention_days=24000,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    live, stop = start_server(settings)
+    live, stop = start_server(settings_for(mongo_uri))
     try:
         yield live
     finally:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import httpx
+import pytest
 from graphql import parse, validate
 from ulid import ULID
 from websockets.asyncio.client import connect
@@ -112,20 +114,21 @@ async def test_a_doubling_fragment_chain_is_refused_by_its_cost(gql: GraphQLClie
     assert data["serviceStatus"]["status"]
 
 
-def test_each_fragment_is_measured_once() -> None:
-    """The measure of a fragment is reused at each spread: count the rule's visits of the last one."""
-    schema = build_schema()._schema
-    rule = limit_rule(Limits())
-    visits = 0
-    original = rule._fragment  # type: ignore[attr-defined]
+def test_each_fragment_is_measured_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The measure of a fragment is reused at each spread: count the visits of the last one."""
+    from app.graphql import limits
 
-    def counting(self: object, name: str, *args: object) -> object:
+    schema = build_schema()._schema
+    visits = 0
+    original = limits._fragment
+
+    def counting(name: str, *args: Any) -> Any:
         nonlocal visits
         visits += name == "F12"
-        return original(self, name, *args)
+        return original(name, *args)
 
-    rule._fragment = counting  # type: ignore[attr-defined]
-    errors = validate(schema, parse(fragment_chain(12)), [rule])
+    monkeypatch.setattr(limits, "_fragment", counting)
+    errors = validate(schema, parse(fragment_chain(12)), [limit_rule(Limits())])
     assert [e.original_error.details[0].field for e in errors] == ["cost"]  # type: ignore[union-attr]
     assert visits == 2  # spread twice by F11, measured once, then taken from the memo
 

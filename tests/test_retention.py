@@ -9,10 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from ulid import ULID
 
-from app.runtime.settings import Settings
-from tests.conftest import LiveServer, _free_port, make_org, start_server
+from tests.conftest import LiveServer, make_org, settings_for, start_server
 from tests.documents import LOG_ERROR
 
 RETENTION_DAYS = 30
@@ -20,18 +18,7 @@ RETENTION_DAYS = 30
 
 @pytest.fixture(scope="module")
 def short_retention(mongo_uri: str) -> Iterator[LiveServer]:
-    settings = Settings(
-        mongodb_uri=mongo_uri,
-        mongodb_db=f"retention_{str(ULID()).lower()}",
-        port=_free_port(),
-        demo_data=False,
-        auth_cache_ttl_seconds=0,
-        status_probe_interval_seconds=60,
-        feed_mode="poll",
-        retention_days=RETENTION_DAYS,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    live, stop = start_server(settings)
+    live, stop = start_server(settings_for(mongo_uri, retention_days=RETENTION_DAYS))
     try:
         yield live
     finally:

@@ -47,3 +47,17 @@ def parse_key_id(plaintext: str) -> str | None:
 
 def matches(plaintext: str, stored_hash: str) -> bool:
     return hmac.compare_digest(hash_key(plaintext), stored_hash)
+
+
+# Ingest keys are a DSN's public key: public by design (a browser page or a mobile app ships them), so
+# they carry no secret and only ever submit events. 32 hex characters, as Sentry's: every SDK's DSN
+# parser accepts them (the JavaScript SDKs' allows only word characters).
+_PUBLIC_KEY_RE = re.compile(r"^[0-9a-f]{32}$")
+
+
+def generate_public_key() -> str:
+    return secrets.token_hex(16)
+
+
+def is_public_key(value: str) -> bool:
+    return bool(_PUBLIC_KEY_RE.match(value))

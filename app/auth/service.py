@@ -192,8 +192,47 @@ class AuthService:
         await self._store.insert(record)
         return CreatedKey(record=record, plaintext=new.plaintext)
 
-    async def list_keys(self, org_id: str | None = None) -> list[KeyRecord]:
-        return await self._store.list(org_id)
+    async def list_keys(self, org_id: str | None = None, project_id: int | None = None) -> list[KeyRecord]:
+        return await self._store.list(org_id, project_id)
+
+    async def create_ingest_key(self, org_id: str, project_id: int, name: str | None = None) -> KeyRecord:
+        """A DSN public key for one project (the caller checked that the project exists)."""
+        public_key = keys.generate_public_key()
+        record = KeyRecord(
+            key_id=public_key,
+            hash=keys.hash_key(public_key),
+            org_id=org_id,
+            admin=False,
+            name=name,
+            created_at=datetime.now(UTC),
+            expires_at=None,
+            revoked_at=None,
+            project_id=project_id,
+        )
+        await self._store.insert(record)
+        return record
+
+    async def authenticate_ingest(self, public_key: str) -> Principal:
+        """The ingest principal of a DSN public key; INVALID_API_KEY when unknown, revoked or not one."""
+        now = time.monotonic()
+        cached = self._cache.get(public_key)
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
+        record = await self._store.get(public_key) if keys.is_public_key(public_key) else None
+        if record is None or record.revoked_at is not None or not record.ingest:
+            raise InvalidApiKey("Unknown or revoked DSN key")
+        principal = Principal(
+            key_id=record.key_id,
+            org_id=record.org_id,
+            admin=False,
+            expires_at=None,
+            project_id=record.project_id,
+            ingest=True,
+        )
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[public_key] = (principal, now)
+        return principal
 
     async def revoke(self, key_id_or_prefix: str) -> None:
         key_id = key_id_or_prefix.removeprefix(keys.PREFIX).split("_", 1)[0]

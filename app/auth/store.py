@@ -20,6 +20,11 @@ class KeyRecord:
     created_at: datetime
     expires_at: datetime | None
     revoked_at: datetime | None
+    project_id: int | None = None  # set on ingest keys (a DSN's public key), which have no secret
+
+    @property
+    def ingest(self) -> bool:
+        return self.project_id is not None
 
 
 def _from_doc(doc: dict[str, Any]) -> KeyRecord:
@@ -32,6 +37,7 @@ def _from_doc(doc: dict[str, Any]) -> KeyRecord:
         created_at=doc["created_at"],
         expires_at=doc.get("expires_at"),
         revoked_at=as_datetime(doc.get("revoked_at")),
+        project_id=doc.get("project_id"),
     )
 
 
@@ -44,6 +50,8 @@ class KeyStore:
         # Lookups are by `_id` (the key id); listing a tenant's keys filters on org_id.
         async with translate_errors("api_keys.indexes", self._breaker):
             await self._col.create_index([("org_id", 1)], name="org_id")
+            # An organization's DSNs: its projects' ingest keys.
+            await self._col.create_index([("project_id", 1)], name="project_id", sparse=True)
 
     async def insert(self, record: KeyRecord) -> None:
         async with translate_errors("api_keys.insert", self._breaker):
@@ -57,6 +65,7 @@ class KeyStore:
                     "created_at": record.created_at,
                     "expires_at": record.expires_at,
                     "revoked_at": record.revoked_at,
+                    **({"project_id": record.project_id} if record.project_id is not None else {}),
                 }
             )
 
@@ -70,8 +79,10 @@ class KeyStore:
             docs = await self._col.find({"_id": {"$in": key_ids}}).to_list()
         return [_from_doc(doc) for doc in docs]
 
-    async def list(self, org_id: str | None = None) -> list[KeyRecord]:
-        query = {"org_id": org_id} if org_id else {}
+    async def list(self, org_id: str | None = None, project_id: int | None = None) -> list[KeyRecord]:
+        query: dict[str, object] = {"org_id": org_id} if org_id else {}
+        if project_id is not None:
+            query["project_id"] = project_id
         async with translate_errors("api_keys.list", self._breaker):
             docs = await self._col.find(query).sort("created_at", 1).to_list()
         return [_from_doc(doc) for doc in docs]

@@ -10,6 +10,9 @@
      +-- Forbidden                FORBIDDEN              403  credential lacks the scope
      +-- NotFound                 NOT_FOUND              404  missing, or outside the credential's scope
      +-- Conflict                 CONFLICT               409  idempotency key reused with another payload
+     +-- PayloadTooLarge          PAYLOAD_TOO_LARGE      413  a body or envelope item over its size limit
+     +-- PersistedQueryNotFound   PERSISTED_QUERY_NOT_FOUND   404  hash unknown: resend with the document
+     +-- PersistedQueryNotInList  PERSISTED_QUERY_NOT_IN_LIST 403  not a trusted document (TRUSTED_DOCUMENTS)
      +-- RateLimited              RATE_LIMITED           429  request budget spent (carries retry_after)
      +-- ServiceUnavailable       SERVICE_UNAVAILABLE    503  database unreachable (carries retry_after)
      +-- InternalError            INTERNAL_ERROR         500  anything unexpected (never shown verbatim)
@@ -44,7 +47,10 @@ class ErrorCode(str, Enum):
     NOT_FOUND = "NOT_FOUND"
     CONFLICT = "CONFLICT"
     VALIDATION_ERROR = "VALIDATION_ERROR"
+    PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
     RATE_LIMITED = "RATE_LIMITED"
+    PERSISTED_QUERY_NOT_FOUND = "PERSISTED_QUERY_NOT_FOUND"
+    PERSISTED_QUERY_NOT_IN_LIST = "PERSISTED_QUERY_NOT_IN_LIST"
     INTERNAL_ERROR = "INTERNAL_ERROR"
     SERVICE_UNAVAILABLE = "SERVICE_UNAVAILABLE"
 
@@ -65,7 +71,10 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.CONFLICT: 409,
     ErrorCode.VALIDATION_ERROR: 422,
+    ErrorCode.PAYLOAD_TOO_LARGE: 413,
     ErrorCode.RATE_LIMITED: 429,
+    ErrorCode.PERSISTED_QUERY_NOT_FOUND: 404,
+    ErrorCode.PERSISTED_QUERY_NOT_IN_LIST: 403,
     ErrorCode.INTERNAL_ERROR: 500,
     ErrorCode.SERVICE_UNAVAILABLE: 503,
 }
@@ -77,6 +86,7 @@ CODES_WITH_DETAILS = frozenset(
         ErrorCode.INVALID_DATE_FORMAT,
         ErrorCode.VALIDATION_ERROR,
         ErrorCode.QUERY_TOO_COMPLEX,
+        ErrorCode.PAYLOAD_TOO_LARGE,
     }
 )
 
@@ -149,6 +159,23 @@ class NotFound(AppError):
 class Conflict(AppError):
     code = ErrorCode.CONFLICT
     default_message = "Idempotency key was already used with a different payload"
+
+
+class PayloadTooLarge(AppError):
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+    default_message = "Request body is too large"
+
+
+class PersistedQueryNotFound(AppError):
+    """Apollo clients recognise this message and code, and resend the request with its document."""
+
+    code = ErrorCode.PERSISTED_QUERY_NOT_FOUND
+    default_message = "PersistedQueryNotFound"
+
+
+class PersistedQueryNotInList(AppError):
+    code = ErrorCode.PERSISTED_QUERY_NOT_IN_LIST
+    default_message = "Only trusted documents run on this server"
 
 
 class RateLimited(AppError):

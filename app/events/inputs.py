@@ -54,6 +54,23 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+MAX_TAGS = 50
+_TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,32}$")
+_LABEL_RE = re.compile(r"^[^\r\n]*\S[^\r\n]*$")  # one line, not blank
+TagKey = Annotated[str, matching(_TAG_KEY_RE, "Tag key must be 1 to 32 of A-Z a-z 0-9 _ . : -")]
+TagValue = Annotated[str, Field(max_length=200), matching(_LABEL_RE, "Tag value must be one line, not blank")]
+Environment = Annotated[
+    str, Field(max_length=64), matching(_LABEL_RE, "Environment must be one line, not blank")
+]
+Release = Annotated[str, Field(max_length=200), matching(_LABEL_RE, "Release must be one line, not blank")]
+
+
+class TagModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    key: TagKey
+    value: TagValue
+
+
 def _json_depth(value: Any) -> int:
     if isinstance(value, dict):
         return 1 + max((_json_depth(v) for v in value.values()), default=0)
@@ -70,6 +87,9 @@ class LogErrorInputModel(_Input):
     source: Token | None = None
     fingerprint: Token | None = None
     context: Any = None
+    environment: Environment | None = None
+    release: Release | None = None
+    tags: list[TagModel] | None = Field(default=None, max_length=MAX_TAGS)
 
     @field_validator("message")
     @classmethod
@@ -131,6 +151,10 @@ class FilterModel(_Input):
     source: str | None = Field(default=None, min_length=1, max_length=128)
     fingerprint: str | None = Field(default=None, min_length=1, max_length=128)
     search: str | None = Field(default=None, min_length=1, max_length=256)
+    environment: str | None = Field(default=None, min_length=1, max_length=64)
+    release: str | None = Field(default=None, min_length=1, max_length=200)
+    tag: TagModel | None = None
+    handled: bool | None = None
 
     @model_validator(mode="after")
     def _ordered_range(self) -> FilterModel:
@@ -153,6 +177,10 @@ class FilterModel(_Input):
             source=self.source,
             fingerprint=self.fingerprint,
             search=self.search,
+            environment=self.environment,
+            release=self.release,
+            tag=(self.tag.key, self.tag.value) if self.tag else None,
+            handled=self.handled,
         )
 
 
@@ -198,6 +226,9 @@ def validate_log_error(raw: dict[str, Any], *, retention_days: float = 0) -> tup
         source=e.source,
         context=e.context,
         fingerprint=e.fingerprint,
+        environment=e.environment,
+        release=e.release,
+        tags={t.key: t.value for t in e.tags} if e.tags else None,
     )
     return args.org_id, event, args.idempotency_key
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -57,6 +57,92 @@ class Severity(str, Enum):
 _RANK = {Severity.LOW: 1, Severity.MEDIUM: 2, Severity.HIGH: 3, Severity.CRITICAL: 4}
 
 
+# A Sentry `level` and the severity it maps to; the level itself is kept on the event.
+LEVEL_SEVERITY = {
+    "fatal": Severity.CRITICAL,
+    "error": Severity.HIGH,
+    "warning": Severity.MEDIUM,
+    "info": Severity.LOW,
+    "debug": Severity.LOW,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class StackFrame:
+    filename: str | None = None
+    abs_path: str | None = None
+    function: str | None = None
+    module: str | None = None
+    lineno: int | None = None
+    colno: int | None = None
+    in_app: bool | None = None
+    context_line: str | None = None
+    pre_context: list[str] = field(default_factory=list)
+    post_context: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    """One exception of a chain (the outermost last, as Sentry orders them)."""
+
+    type: str | None = None
+    value: str | None = None
+    module: str | None = None
+    mechanism: str | None = None  # e.g. "excepthook", "threading", "onunhandledrejection"
+    handled: bool | None = None
+    frames: list[StackFrame] = field(default_factory=list)  # oldest call first, the crash last
+
+
+@dataclass(frozen=True, slots=True)
+class EventUser:
+    id: str | None = None
+    username: str | None = None
+    email: str | None = None
+    ip_address: str | None = None  # anonymised unless ANONYMIZE_IP is off
+
+
+@dataclass(frozen=True, slots=True)
+class EventRequest:
+    url: str | None = None
+    method: str | None = None
+    query_string: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # never Cookie nor Authorization
+
+
+@dataclass(frozen=True, slots=True)
+class Breadcrumb:
+    timestamp: datetime | None = None
+    type: str | None = None
+    category: str | None = None
+    message: str | None = None
+    level: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SdkInfo:
+    name: str
+    version: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetails:
+    """What an SDK (or a reporter) tells about an error beyond its message: shown, never filtered on."""
+
+    exceptions: list[ExceptionInfo] = field(default_factory=list)
+    user: EventUser | None = None
+    request: EventRequest | None = None
+    breadcrumbs: list[Breadcrumb] = field(default_factory=list)
+    contexts: dict[str, Any] | None = None
+    sdk: SdkInfo | None = None
+
+    @property
+    def handled(self) -> bool | None:
+        """False when any exception of the chain was not handled (it crashed the program or thread)."""
+        flags = [e.handled for e in self.exceptions if e.handled is not None]
+        return None if not flags else all(flags)
+
+
 @dataclass(frozen=True, slots=True)
 class ErrorEventRecord:
     id: str
@@ -70,6 +156,17 @@ class ErrorEventRecord:
     context: dict[str, Any] | None
     fingerprint: str
     seq: int | None = None  # insertion order across all instances: the live feed's position
+    environment: str | None = None
+    release: str | None = None
+    level: str | None = None  # the reporter's own level word (Sentry: fatal, error, warning, info, debug)
+    platform: str | None = None
+    tags: dict[str, str] | None = None
+    details: EventDetails | None = None
+    project_id: int | None = None  # the project an SDK sent it to
+
+    @property
+    def handled(self) -> bool | None:
+        return self.details.handled if self.details else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +180,13 @@ class NewEvent:
     source: str | None
     context: dict[str, Any] | None
     fingerprint: str | None = None  # the reporter's own grouping key, if sent
+    environment: str | None = None
+    release: str | None = None
+    level: str | None = None
+    platform: str | None = None
+    tags: dict[str, str] | None = None
+    details: EventDetails | None = None
+    project_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +198,10 @@ class EventFilter:
     source: str | None = None
     fingerprint: str | None = None
     search: str | None = None
+    environment: str | None = None
+    release: str | None = None
+    tag: tuple[str, str] | None = None  # (key, value)
+    handled: bool | None = None  # False: events with an unhandled exception
 
 
 @dataclass(frozen=True, slots=True)

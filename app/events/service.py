@@ -42,7 +42,7 @@ class LoggedEvent:
 
 def payload_hash(event: NewEvent) -> str:
     """What a retry must repeat exactly to be a replay rather than a conflict."""
-    payload = {
+    payload: dict[str, object] = {
         "message": event.message,
         "severity": event.severity.value,
         "timestamp": event.timestamp.isoformat() if event.timestamp else None,
@@ -51,6 +51,17 @@ def payload_hash(event: NewEvent) -> str:
         "context": event.context,
         "fingerprint": event.fingerprint,
     }
+    # Fields added later join the hash only when set: keys stored before them still replay.
+    extra: dict[str, object] = {
+        "environment": event.environment,
+        "release": event.release,
+        "level": event.level,
+        "platform": event.platform,
+        "tags": event.tags,
+        "details": event.details,
+        "project_id": event.project_id,
+    }
+    payload.update({k: v for k, v in extra.items() if v is not None})
     return hashlib.sha256(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
@@ -91,9 +102,19 @@ class EventService:
         await self._orgs.authorize(principal, org_id)
 
     async def log(
-        self, principal: Principal, org_id: str, new: NewEvent, idempotency_key: str | None
+        self,
+        principal: Principal,
+        org_id: str,
+        new: NewEvent,
+        idempotency_key: str | None,
+        *,
+        replay_any_payload: bool = False,
     ) -> LoggedEvent:
-        await self.authorize(principal, org_id)
+        """Stores and counts an event once per idempotency key. A retry with the same key replays the
+        first result; with another payload it is a CONFLICT, unless `replay_any_payload` (SDK event ids:
+        an SDK's resend is the same event even when, say, its clock-derived fields moved)."""
+        principal.check_write(org_id)  # ingest keys write into their project's organization, read nothing
+        await self._orgs.require(org_id)
         received_at = utc_now()
         timestamp = new.timestamp or received_at
         event = ErrorEventRecord(
@@ -106,8 +127,16 @@ class EventService:
             code=new.code,
             source=new.source,
             context=new.context,
-            fingerprint=new.fingerprint or fingerprint(new.message, new.code, new.source),
+            fingerprint=new.fingerprint
+            or fingerprint(new.message, new.code, new.source, new.details.exceptions if new.details else ()),
             seq=await self._store.next_seq(),
+            environment=new.environment,
+            release=new.release,
+            level=new.level,
+            platform=new.platform,
+            tags=new.tags,
+            details=new.details,
+            project_id=new.project_id,
         )
         if idempotency_key is None:
             await self._store.insert(event)
@@ -117,7 +146,7 @@ class EventService:
             try:
                 await self._store.insert(event, idem_key, digest)
             except DuplicateIdempotencyKey:
-                return await self._replay(idem_key, digest)
+                return await self._replay(idem_key, None if replay_any_payload else digest)
         # Counted after the event is stored, so a replayed retry never counts twice. A crash between
         # the writes leaves the event marked uncounted (no multi-document transaction on every
         # deployment): a retry or the repair (`repair_counts`) counts it once its lease has expired.
@@ -131,11 +160,11 @@ class EventService:
         await self._store.mark_counted(event.id, new_group)
         return new_group
 
-    async def _replay(self, idem_key: str, digest: str) -> LoggedEvent:
+    async def _replay(self, idem_key: str, digest: str | None) -> LoggedEvent:
         found = await self._store.find_by_idempotency_key(idem_key)
         if found is None:  # the first write was removed (retention) between insert and read
             raise Conflict("Idempotency key is being reused; retry with a new key")
-        if found.idem_hash != digest:
+        if digest is not None and found.idem_hash != digest:
             raise Conflict()
         started_group = found.started_group
         if found.counting_ms is not None and await self._claim(found.event.id):

@@ -12,6 +12,12 @@ Document shape:
     received_at  BSON date: when the server stored it
     context      the reporter's JSON object, stored as JSON text: `$`-prefixed or dotted keys, huge
                  integers and key order all come back exactly as sent, and nothing queries inside it
+    environment?, release?, level?, platform?, project_id?   as sent (SDK events and logError alike)
+    tag_pairs?   ["key=value", ...]: the tag filter's multikey index
+    tags?        {key: value} with "." in keys stored as TAG_DOT: errorStats groups by one tag's value
+    handled?     false when an exception of the event was not handled (the filter `handled`)
+    details?     exception chain with frames, user, request, breadcrumbs, contexts, sdk: JSON text,
+                 shown and never queried (headers and contexts carry arbitrary keys)
     counting_ms? present while the event is not yet counted into its group: the epoch ms at which a
                  process took it on (its insert, or a repair's claim). Removed once counted, so the sparse
                  index holds only the uncounted; one older than COUNT_LEASE_MS was left by a crash.
@@ -37,7 +43,21 @@ from ulid import ULID
 
 from app.core.clock import from_ms, to_ms
 from app.core.errors import ServiceUnavailable
-from app.events.model import ErrorEventRecord, EventFilter, EventPage, EventQuery, Severity, SortOrder
+from app.events.model import (
+    Breadcrumb,
+    ErrorEventRecord,
+    EventDetails,
+    EventFilter,
+    EventPage,
+    EventQuery,
+    EventRequest,
+    EventUser,
+    ExceptionInfo,
+    SdkInfo,
+    Severity,
+    SortOrder,
+    StackFrame,
+)
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.counters import Counters
@@ -45,7 +65,16 @@ from app.storage.mongo import Database, translate_errors, write_failure
 from app.storage.paging import keyset_page
 
 ID_PREFIX = "error-"
-TIMELINE_FILTERS = ("fingerprint", "source", "code")  # equality filters with an index of their own
+TIMELINE_FILTERS = (  # equality filters with an index of their own
+    "fingerprint",
+    "source",
+    "code",
+    "environment",
+    "release",
+    "tag_pairs",
+)
+# A dotted key would be a path in MongoDB: tag keys are stored (in `tags` only) with this in place of ".".
+TAG_DOT = "\u2024"
 
 
 # "The $changeStream stage is only supported on replica sets" and kin: nothing to retry.
@@ -96,6 +125,16 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
             doc[name] = getattr(event, name)
     if event.context is not None:
         doc["context"] = orjson.dumps(event.context).decode()
+    for name in ("environment", "release", "level", "platform", "project_id"):
+        if getattr(event, name) is not None:
+            doc[name] = getattr(event, name)
+    if event.tags:
+        doc["tag_pairs"] = [f"{k}={v}" for k, v in event.tags.items()]
+        doc["tags"] = {tag_field(k): v for k, v in event.tags.items()}
+    if event.details is not None:
+        doc["details"] = orjson.dumps(event.details).decode()
+        if event.details.handled is not None:
+            doc["handled"] = event.details.handled
     if idem_key is not None:
         doc["idem_key"] = idem_key
         doc["idem_hash"] = idem_hash
@@ -116,6 +155,40 @@ def _from_doc(doc: dict[str, Any]) -> ErrorEventRecord:
         context=orjson.loads(context) if context is not None else None,
         fingerprint=doc["fingerprint"],
         seq=doc.get("seq"),
+        environment=doc.get("environment"),
+        release=doc.get("release"),
+        level=doc.get("level"),
+        platform=doc.get("platform"),
+        tags=dict(p.split("=", 1) for p in doc["tag_pairs"]) if doc.get("tag_pairs") else None,
+        details=details_from_json(orjson.loads(doc["details"])) if doc.get("details") else None,
+        project_id=doc.get("project_id"),
+    )
+
+
+def tag_field(key: str) -> str:
+    return key.replace(".", TAG_DOT)
+
+
+def _frame(raw: dict[str, Any]) -> StackFrame:
+    return StackFrame(**raw)
+
+
+def details_from_json(raw: dict[str, Any]) -> EventDetails:
+    """The stored JSON of EventDetails (orjson writes dataclasses field by field) back into records."""
+    crumbs = [
+        Breadcrumb(**{**b, "timestamp": datetime.fromisoformat(b["timestamp"]) if b["timestamp"] else None})
+        for b in raw.get("breadcrumbs") or []
+    ]
+    return EventDetails(
+        exceptions=[
+            ExceptionInfo(**{**e, "frames": [_frame(f) for f in e.get("frames") or []]})
+            for e in raw.get("exceptions") or []
+        ],
+        user=EventUser(**raw["user"]) if raw.get("user") else None,
+        request=EventRequest(**raw["request"]) if raw.get("request") else None,
+        breadcrumbs=crumbs,
+        contexts=raw.get("contexts"),
+        sdk=SdkInfo(**raw["sdk"]) if raw.get("sdk") else None,
     )
 
 
@@ -130,9 +203,15 @@ def _match(org_id: str, flt: EventFilter) -> dict[str, Any]:
         match["event_id"] = id_range
     if flt.severities is not None:
         match["severity"] = {"$in": sorted(s.value for s in flt.severities)}
-    for name in ("code", "source", "fingerprint"):
+    for name in ("code", "source", "fingerprint", "environment", "release"):
         if getattr(flt, name) is not None:
             match[name] = getattr(flt, name)
+    if flt.tag is not None:
+        # `$all` of one element means the same as equality on an array field in MongoDB; nx-27017's
+        # aggregate finds nothing with the plain equality form on arrays.
+        match["tag_pairs"] = {"$all": [f"{flt.tag[0]}={flt.tag[1]}"]}
+    if flt.handled is not None:
+        match["handled"] = flt.handled
     if flt.search is not None:
         # Escaped: the client's text is matched literally, never interpreted as a pattern.
         match["message"] = {"$regex": re.escape(flt.search), "$options": "i"}
@@ -302,6 +381,8 @@ class EventStore:
         which MongoDB computes the same way."""
         bucket = {"$subtract": ["$ts_ms", {"$mod": ["$ts_ms", interval_ms]}]}
         key: Any = bucket
+        if field is not None and field.startswith("tags."):
+            field = "tags." + tag_field(field.removeprefix("tags."))
         if field is not None:
             key = {"$concat": [{"$toString": bucket}, "|", {"$ifNull": [f"${field}", ""]}]}
         start = from_ms(start_ms)

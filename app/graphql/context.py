@@ -14,7 +14,10 @@ if TYPE_CHECKING:
     from app.events.feed import EventFeed
     from app.events.service import EventService
     from app.groups.service import GroupService
+    from app.ingest.service import IngestService
     from app.orgs.service import OrgService
+    from app.persisted.service import PersistedDocumentService
+    from app.projects.service import ProjectService
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService
@@ -25,6 +28,8 @@ class Services:
     """Built once by the app's lifespan; shared by every request."""
 
     auth: AuthService
+    projects: ProjectService
+    ingest: IngestService
     orgs: OrgService
     events: EventService
     groups: GroupService
@@ -33,6 +38,7 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    persisted: PersistedDocumentService
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from strawberry.types.unset import UNSET
 from app.core.validation import decode_argument
 from app.events.inputs import validate_org_errors
 from app.events.model import ErrorEventRecord, EventQuery, decode_feed_position, event_cursor, feed_position
+from app.events.model import StackFrame as FrameRecord
 from app.events.service import REPLAY_LIMIT
 from app.graphql.args import as_raw, given
 from app.graphql.context import RequestContext
@@ -20,6 +21,100 @@ from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import JSON, DateTime
 
 Info = strawberry.Info[RequestContext, None]
+
+
+@strawberry.type(description="A tag: an indexed key and value (filter with ErrorFilter.tag).")
+class Tag:
+    key: str
+    value: str
+
+
+@strawberry.input(description="A tag to filter by, or to attach to a logged error.")
+class TagInput:
+    key: str = strawberry.field(description="1 to 32 of A-Z a-z 0-9 _ . : -")
+    value: str = strawberry.field(description="1 to 200 characters, one line.")
+
+
+@strawberry.type(description="One frame of a stack trace.")
+class StackFrame:
+    filename: str | None
+    abs_path: str | None
+    function: str | None
+    module: str | None
+    lineno: int | None
+    colno: int | None
+    in_app: bool | None = strawberry.field(description="Whether the frame is the application's own code.")
+    context_line: str | None = strawberry.field(description="The source line, when the SDK sent it.")
+    pre_context: list[str]
+    post_context: list[str]
+
+
+@strawberry.type(description="One exception of a chain (Sentry order: the innermost cause first).")
+class ExceptionValue:
+    type: str | None
+    value: str | None
+    module: str | None
+    mechanism: str | None = strawberry.field(description='How it was captured, e.g. "excepthook".')
+    handled: bool | None = strawberry.field(
+        description="False when the program (or thread) did not catch it."
+    )
+    frames: list[StackFrame] = strawberry.field(description="Oldest call first; the crash is the last frame.")
+
+
+@strawberry.type
+class EventUser:
+    id: str | None
+    username: str | None
+    email: str | None
+    ip_address: str | None = strawberry.field(description="Anonymised unless ANONYMIZE_IP=false.")
+
+
+@strawberry.type
+class HttpHeader:
+    name: str
+    value: str
+
+
+@strawberry.type(description="The HTTP request being served; Cookie and Authorization are never kept.")
+class EventRequest:
+    url: str | None
+    method: str | None
+    query_string: str | None
+    headers: list[HttpHeader]
+
+
+@strawberry.type(description="Something that happened before the error (the last 100 are kept).")
+class Breadcrumb:
+    timestamp: DateTime | None
+    type: str | None
+    category: str | None
+    message: str | None
+    level: str | None
+    data: JSON | None
+
+
+@strawberry.type(description="The SDK that sent the event.")
+class SdkInfo:
+    name: str
+    version: str | None
+
+
+def _frames(frames: list[FrameRecord]) -> list[StackFrame]:
+    return [
+        StackFrame(
+            filename=f.filename,
+            abs_path=f.abs_path,
+            function=f.function,
+            module=f.module,
+            lineno=f.lineno,
+            colno=f.colno,
+            in_app=f.in_app,
+            context_line=f.context_line,
+            pre_context=f.pre_context,
+            post_context=f.post_context,
+        )
+        for f in frames
+    ]
 
 
 @strawberry.type(description="One reported error.")
@@ -52,6 +147,74 @@ class ErrorEvent:
         description="Where this event is in the live feed: pass it as errorLogged(after:) to resume a "
         "subscription without gap or duplicate."
     )
+    environment: str | None = strawberry.field(description='e.g. "production", as the reporter sent it.')
+    release: str | None = strawberry.field(description="The application version that raised it.")
+    level: str | None = strawberry.field(
+        description="The SDK's level (fatal, error, warning, info, debug); `severity` is derived from it."
+    )
+    platform: str | None = strawberry.field(description='e.g. "python", "node", "javascript".')
+    project_id: int | None = strawberry.field(description="The project an SDK sent it to.")
+    handled: bool | None = strawberry.field(
+        description="False when an exception of the event was not caught by the program; null without one."
+    )
+    _record: strawberry.Private[ErrorEventRecord]
+
+    @strawberry.field(description="Indexed key/value pairs, sorted by key.")
+    def tags(self) -> list[Tag]:
+        return [Tag(key=k, value=v) for k, v in sorted((self._record.tags or {}).items())]
+
+    @strawberry.field(description="The exception chain with stack traces (SDK events).")
+    def exceptions(self) -> list[ExceptionValue]:
+        details = self._record.details
+        return [
+            ExceptionValue(
+                type=e.type,
+                value=e.value,
+                module=e.module,
+                mechanism=e.mechanism,
+                handled=e.handled,
+                frames=_frames(e.frames),
+            )
+            for e in (details.exceptions if details else [])
+        ]
+
+    @strawberry.field
+    def user(self) -> EventUser | None:
+        u = self._record.details.user if self._record.details else None
+        return EventUser(id=u.id, username=u.username, email=u.email, ip_address=u.ip_address) if u else None
+
+    @strawberry.field
+    def request(self) -> EventRequest | None:
+        r = self._record.details.request if self._record.details else None
+        if r is None:
+            return None
+        headers = [HttpHeader(name=k, value=v) for k, v in r.headers.items()]
+        return EventRequest(url=r.url, method=r.method, query_string=r.query_string, headers=headers)
+
+    @strawberry.field(description="Oldest first.")
+    def breadcrumbs(self) -> list[Breadcrumb]:
+        details = self._record.details
+        return [
+            Breadcrumb(
+                timestamp=DateTime(b.timestamp) if b.timestamp else None,
+                type=b.type,
+                category=b.category,
+                message=b.message,
+                level=b.level,
+                data=JSON(b.data) if b.data is not None else None,
+            )
+            for b in (details.breadcrumbs if details else [])
+        ]
+
+    @strawberry.field(description="os, runtime, browser, device and app contexts, as the SDK sent them.")
+    def contexts(self) -> JSON | None:
+        contexts = self._record.details.contexts if self._record.details else None
+        return JSON(contexts) if contexts is not None else None
+
+    @strawberry.field
+    def sdk(self) -> SdkInfo | None:
+        sdk = self._record.details.sdk if self._record.details else None
+        return SdkInfo(name=sdk.name, version=sdk.version) if sdk else None
 
     @classmethod
     def from_record(cls, r: ErrorEventRecord) -> ErrorEvent:
@@ -67,6 +230,13 @@ class ErrorEvent:
             source=r.source,
             context=JSON(r.context) if r.context is not None else None,
             fingerprint=r.fingerprint,
+            environment=r.environment,
+            release=r.release,
+            level=r.level,
+            platform=r.platform,
+            project_id=r.project_id,
+            handled=r.handled,
+            _record=r,
         )
 
 
@@ -113,9 +283,20 @@ class ErrorFilter:
     search: str | None = strawberry.field(
         default=UNSET, description="Case-insensitive substring match on message (literal text)."
     )
+    environment: str | None = UNSET
+    release: str | None = UNSET
+    tag: TagInput | None = strawberry.field(default=UNSET, description="Events with this tag key and value.")
+    handled: bool | None = strawberry.field(
+        default=UNSET,
+        description="false: events with an exception the program did not catch; true: all caught.",
+    )
 
 
 _FILTER_NAMES = {
+    "environment": "environment",
+    "release": "release",
+    "tag": "tag",
+    "handled": "handled",
     "severities": "severities",
     "min_severity": "minSeverity",
     "from_": "from",
@@ -145,10 +326,25 @@ class LogErrorInput:
         description="Your own grouping key (1 to 128 of A-Z a-z 0-9 . _ : / @ -), instead of the "
         "computed one: events with the same fingerprint are the same problem.",
     )
+    environment: str | None = strawberry.field(default=UNSET, description="1 to 64 characters, one line.")
+    release: str | None = strawberry.field(default=UNSET, description="1 to 200 characters, one line.")
+    tags: list[TagInput] | None = strawberry.field(default=UNSET, description="At most 50 indexed tags.")
 
 
 _INPUT_NAMES = {
-    n: n for n in ("message", "severity", "timestamp", "code", "source", "context", "fingerprint")
+    n: n
+    for n in (
+        "message",
+        "severity",
+        "timestamp",
+        "code",
+        "source",
+        "context",
+        "fingerprint",
+        "environment",
+        "release",
+        "tags",
+    )
 }
 
 

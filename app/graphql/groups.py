@@ -32,6 +32,8 @@ class ErrorGroup:
     last_seen: DateTime
     max_severity: Severity = strawberry.field(description="The highest severity seen.")
     latest_event_id: strawberry.ID = strawberry.field(description="The most recent event's id.")
+    environments: list[str] = strawberry.field(description="Every environment its events were seen in.")
+    releases: list[str] = strawberry.field(description="Every release its events were seen in.")
 
     @classmethod
     def from_record(cls, g: ErrorGroupRecord) -> ErrorGroup:
@@ -45,6 +47,8 @@ class ErrorGroup:
             last_seen=DateTime(g.last_seen),
             max_severity=g.max_severity,
             latest_event_id=strawberry.ID(g.latest_event_id),
+            environments=g.environments,
+            releases=g.releases,
         )
 
 

@@ -24,6 +24,7 @@ selection set (fragments included), the fields under each response key, and refu
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -42,6 +43,7 @@ from graphql import (
     StringValueNode,
     ValidationRule,
     VariableNode,
+    get_operation_ast,
 )
 
 from app.core.errors import FieldProblem, QueryTooComplex
@@ -128,93 +130,109 @@ def _field_weight(field: FieldNode, operation: OperationDefinitionNode) -> int:
     return 1
 
 
+def measure(
+    operation: OperationDefinitionNode, get_fragment: Callable[[str], FragmentDefinitionNode | None]
+) -> tuple[int, int, int]:
+    """(estimated cost, depth, aliases) of one operation, as the limits count them; each fragment is
+    measured once (memo) and reused at every spread."""
+    found = _selection(operation.selection_set, operation, False, {}, set(), get_fragment)
+    return found.cost, found.depth, found.aliases
+
+
+def operation_cost(document: DocumentNode, operation_name: str | None) -> int | None:
+    """The estimated cost of the operation a request runs (None when it names none of the document's)."""
+    try:
+        operation = get_operation_ast(document, operation_name)
+    except GraphQLError:
+        return None
+    if operation is None:
+        return None
+    fragments = {d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)}
+    return measure(operation, fragments.get)[0]
+
+
+def _selection(
+    selection_set: SelectionSetNode | None,
+    operation: OperationDefinitionNode,
+    introspection: bool,
+    memo: dict[str, _Measure],
+    in_progress: set[str],
+    get_fragment: Callable[[str], FragmentDefinitionNode | None],
+) -> _Measure:
+    """The measure of `selection_set` relative to where it is used (depth 1 for its fields)."""
+    if selection_set is None:
+        return _Measure()
+    depth = aliases = cost = 0
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            name = selection.name.value
+            aliases += selection.alias is not None
+            if name == "__typename":
+                continue
+            inside = introspection or name.startswith("__")
+            inner = _selection(selection.selection_set, operation, inside, memo, in_progress, get_fragment)
+            if not inside:  # introspection types nest deeply (ofType): no depth for them
+                depth = max(depth, 1 + inner.depth)
+            aliases += inner.aliases
+            page = _page_size(selection, operation) or 1
+            cost += _field_weight(selection, operation) + inner.cost * page
+        elif isinstance(selection, InlineFragmentNode):
+            inner = _selection(
+                selection.selection_set, operation, introspection, memo, in_progress, get_fragment
+            )
+            depth, aliases, cost = max(depth, inner.depth), aliases + inner.aliases, cost + inner.cost
+        elif isinstance(selection, FragmentSpreadNode):
+            inner = _fragment(selection.name.value, operation, introspection, memo, in_progress, get_fragment)
+            depth, aliases, cost = max(depth, inner.depth), aliases + inner.aliases, cost + inner.cost
+        cost = min(cost, _HUGE)
+        aliases = min(aliases, _HUGE)
+    return _Measure(depth, aliases, cost)
+
+
+def _fragment(
+    name: str,
+    operation: OperationDefinitionNode,
+    introspection: bool,
+    memo: dict[str, _Measure],
+    in_progress: set[str],
+    get_fragment: Callable[[str], FragmentDefinitionNode | None],
+) -> _Measure:
+    key = f"{introspection}:{name}"
+    if key in memo:
+        return memo[key]
+    fragment = get_fragment(name)
+    if fragment is None or name in in_progress:  # unknown fragments and cycles: other rules' errors
+        return _Measure()
+    in_progress.add(name)
+    try:
+        found = _selection(fragment.selection_set, operation, introspection, memo, in_progress, get_fragment)
+    finally:
+        in_progress.discard(name)
+    memo[key] = found
+    return found
+
+
 def limit_rule(limits: Limits) -> type[ValidationRule]:
     class QueryLimitsRule(ValidationRule):
         def enter_operation_definition(self, node: OperationDefinitionNode, *_: Any) -> None:
-            memo: dict[str, _Measure] = {}
-            measure = self._selection(node.selection_set, node, False, memo, set())
+            cost, depth, aliases = measure(node, self.context.get_fragment)
             problems = []
-            if measure.depth > limits.max_depth:
+            if depth > limits.max_depth:
                 problems.append(
-                    FieldProblem("depth", f"Depth {measure.depth} exceeds the limit of {limits.max_depth}")
+                    FieldProblem("depth", f"Depth {depth} exceeds the limit of {limits.max_depth}")
                 )
-            if measure.aliases > limits.max_aliases:
+            if aliases > limits.max_aliases:
                 problems.append(
-                    FieldProblem(
-                        "aliases", f"{measure.aliases} aliases exceed the limit of {limits.max_aliases}"
-                    )
+                    FieldProblem("aliases", f"{aliases} aliases exceed the limit of {limits.max_aliases}")
                 )
-            if measure.cost > limits.max_cost:
-                cost = str(measure.cost) if measure.cost < _HUGE else "beyond reckoning"
+            if cost > limits.max_cost:
+                shown = str(cost) if cost < _HUGE else "beyond reckoning"
                 problems.append(
-                    FieldProblem("cost", f"Estimated cost {cost} exceeds the limit of {limits.max_cost}")
+                    FieldProblem("cost", f"Estimated cost {shown} exceeds the limit of {limits.max_cost}")
                 )
             if problems:
                 error = QueryTooComplex(details=problems)
                 self.report_error(GraphQLError(error.message, node, original_error=error))
-
-        def _selection(
-            self,
-            selection_set: SelectionSetNode | None,
-            operation: OperationDefinitionNode,
-            introspection: bool,
-            memo: dict[str, _Measure],
-            in_progress: set[str],
-        ) -> _Measure:
-            """The measure of `selection_set` relative to where it is used (depth 1 for its fields)."""
-            if selection_set is None:
-                return _Measure()
-            depth = aliases = cost = 0
-            for selection in selection_set.selections:
-                if isinstance(selection, FieldNode):
-                    name = selection.name.value
-                    aliases += selection.alias is not None
-                    if name == "__typename":
-                        continue
-                    inside = introspection or name.startswith("__")
-                    inner = self._selection(selection.selection_set, operation, inside, memo, in_progress)
-                    if not inside:  # introspection types nest deeply (ofType): no depth for them
-                        depth = max(depth, 1 + inner.depth)
-                    aliases += inner.aliases
-                    page = _page_size(selection, operation) or 1
-                    cost += _field_weight(selection, operation) + inner.cost * page
-                elif isinstance(selection, (InlineFragmentNode, FragmentSpreadNode)):
-                    if isinstance(selection, InlineFragmentNode):
-                        inner = self._selection(
-                            selection.selection_set, operation, introspection, memo, in_progress
-                        )
-                    else:
-                        inner = self._fragment(
-                            selection.name.value, operation, introspection, memo, in_progress
-                        )
-                    depth = max(depth, inner.depth)
-                    aliases += inner.aliases
-                    cost += inner.cost
-                cost = min(cost, _HUGE)
-                aliases = min(aliases, _HUGE)
-            return _Measure(depth, aliases, cost)
-
-        def _fragment(
-            self,
-            name: str,
-            operation: OperationDefinitionNode,
-            introspection: bool,
-            memo: dict[str, _Measure],
-            in_progress: set[str],
-        ) -> _Measure:
-            key = f"{introspection}:{name}"
-            if key in memo:
-                return memo[key]
-            fragment = self.context.get_fragment(name)
-            if fragment is None or name in in_progress:  # unknown fragments and cycles: other rules' errors
-                return _Measure()
-            in_progress.add(name)
-            try:
-                measure = self._selection(fragment.selection_set, operation, introspection, memo, in_progress)
-            finally:
-                in_progress.discard(name)
-            memo[key] = measure
-            return measure
 
     return QueryLimitsRule
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import strawberry
 from graphql import GraphQLError, NoSchemaIntrospectionCustomRule
@@ -16,12 +16,19 @@ from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.groups import GroupQueries
 from app.graphql.limits import Limits, limit_rule
+from app.graphql.projects import ProjectQueries
 from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
+from app.graphql.tracing import operation_tracing
 
-Query = merge_types("Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries))
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+Query = merge_types(
+    "Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries, ProjectQueries)
+)
 Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
 Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
 
@@ -35,7 +42,13 @@ class AppSchema(strawberry.Schema):
         log_unexpected(errors, getattr(context, "request_id", "-"))
 
 
-def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> AppSchema:  # noqa: B008
+def build_schema(
+    limits: Limits = Limits(),  # noqa: B008
+    *,
+    introspection: bool = True,
+    tracer: Tracer | None = None,
+) -> AppSchema:
+    """`tracer`: a span per operation (app.graphql.tracing); None, the default, adds nothing."""
     rules = (limit_rule(limits),) + (() if introspection else (NoSchemaIntrospectionCustomRule,))
     return AppSchema(
         query=Query,
@@ -44,6 +57,8 @@ def build_schema(limits: Limits = Limits(), *, introspection: bool = True) -> Ap
         config=StrawberryConfig(scalar_map=SCALAR_MAP),
         execution_context_class=SharedResultsExecutor,  # a subscription event executes once per document
         extensions=[
+            # First, so it is left last: its span holds the formatted errors' codes.
+            *([operation_tracing(tracer)] if tracer is not None else []),
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
             lambda: DocumentCache(limits.max_tokens, rules, limits.max_repeats),

@@ -82,10 +82,13 @@ class StatsQueries:
         to: DateTime,
         interval: IntervalEnum = IntervalEnum.HOUR,
         group_by: StatsGroupByEnum | None = UNSET,
+        tag_key: Annotated[
+            str | None, strawberry.argument(description="The tag whose values groupBy: TAG counts.")
+        ] = UNSET,
     ) -> ErrorStats:
         ctx = info.context
         ctx.org_id = org_id
-        raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by)
+        raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by, tagKey=tag_key)
         raw["from"] = from_
         series = await ctx.services.stats.series(ctx.require_principal(), validate_stats(raw))
         return ErrorStats.from_series(series)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum
 
@@ -32,6 +32,8 @@ class ErrorGroupRecord:
     last_seen: datetime
     max_severity: Severity
     latest_event_id: str
+    environments: list[str] = field(default_factory=list)  # every environment its events came from
+    releases: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

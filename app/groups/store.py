@@ -2,8 +2,9 @@
 
 Document shape: `_id` "<org>\\x1f<fingerprint>", org_id, fingerprint, message, source, code (from the
 first event), occurrences, first_seen_ms / last_seen_ms (epoch milliseconds), severity_rank (highest
-seen), latest_event_id. Times are integers so that `$min`/`$max` and keyset comparisons behave the same
-on MongoDB and on nx-27017, which stores a date written by an update to an existing document as text.
+seen), latest_event_id, environments? and releases? (every value its events carried, `$addToSet`).
+Times are integers so that `$min`/`$max` and keyset comparisons behave the same on MongoDB and on
+nx-27017, which stores a date written by an update to an existing document as text.
 """
 
 from __future__ import annotations
@@ -40,7 +41,12 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
     """Counts `events` (one group's, oldest arrival first) into their group, creating it if new."""
     first = events[0]
     stamps = [to_ms(e.timestamp) for e in events]
-    return {
+    seen: dict[str, Any] = {}
+    for name, attribute in (("environments", "environment"), ("releases", "release")):
+        values = sorted({getattr(e, attribute) for e in events if getattr(e, attribute) is not None})
+        if values:
+            seen[name] = {"$each": values}
+    update: dict[str, Any] = {
         "$setOnInsert": {
             "org_id": first.org_id,
             "fingerprint": first.fingerprint,
@@ -56,6 +62,9 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
             "latest_event_id": max(e.id for e in events),
         },
     }
+    if seen:
+        update["$addToSet"] = seen
+    return update
 
 
 def _from_doc(doc: dict[str, Any]) -> ErrorGroupRecord:
@@ -70,6 +79,8 @@ def _from_doc(doc: dict[str, Any]) -> ErrorGroupRecord:
         last_seen=from_ms(int(doc["last_seen_ms"])),
         max_severity=_BY_RANK[int(doc["severity_rank"])],
         latest_event_id=doc["latest_event_id"],
+        environments=sorted(doc.get("environments") or []),
+        releases=sorted(doc.get("releases") or []),
     )
 
 

@@ -18,8 +18,14 @@ from app.events.store import EventStore
 from app.graphql.context import Services
 from app.groups.service import GroupService
 from app.groups.store import GroupStore
+from app.ingest.service import IngestLimits, IngestService
 from app.orgs.service import OrgService
 from app.orgs.store import OrgStore
+from app.persisted.inputs import load_manifest
+from app.persisted.service import PersistedDocumentService
+from app.persisted.store import PersistedDocumentStore
+from app.projects.service import ProjectService
+from app.projects.store import ProjectStore
 from app.ratelimit.service import RateLimiter
 from app.ratelimit.store import BudgetStore
 from app.runtime.demo import ensure_demo
@@ -86,7 +92,9 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             GroupStore(db, breaker),
         )
         budget_store = BudgetStore(db, breaker)
+        project_store = ProjectStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
+            await project_store.ensure_indexes()
             await key_store.ensure_indexes()
             if settings.rate_limit_shared:
                 await budget_store.ensure_indexes()
@@ -94,14 +102,29 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
-        services = Services(
-            auth=AuthService(
-                key_store,
-                orgs,
-                settings.auth_cache_ttl_seconds,
-                settings.auth_negative_cache_seconds,
-                stale_seconds=settings.auth_stale_seconds,
+        auth = AuthService(
+            key_store,
+            orgs,
+            settings.auth_cache_ttl_seconds,
+            settings.auth_negative_cache_seconds,
+            stale_seconds=settings.auth_stale_seconds,
+        )
+        projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
+        ingest = IngestService(
+            auth,
+            projects,
+            events,
+            RateLimiter(1, settings.ingest_rate_limit, settings.rate_limit_window_seconds),
+            IngestLimits(
+                max_body_bytes=settings.ingest_max_envelope_bytes,
+                max_event_bytes=settings.ingest_max_event_bytes,
+                anonymize_ip=settings.anonymize_ip,
             ),
+        )
+        services = Services(
+            auth=auth,
+            projects=projects,
+            ingest=ingest,
             orgs=orgs,
             events=events,
             groups=GroupService(group_store, orgs),
@@ -125,6 +148,10 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                 settings.rate_limit_writes,
                 settings.rate_limit_window_seconds,
                 shared=budget_store if settings.rate_limit_shared else None,
+            ),
+            persisted=PersistedDocumentService(
+                PersistedDocumentStore(db, breaker),
+                load_manifest(settings.trusted_documents) if settings.trusted_documents else None,
             ),
         )
         demo_key = None
@@ -194,7 +221,7 @@ def print_banner(settings: Settings, demo_key: str | None) -> None:
     if demo_key:
         lines += [
             f"Demo credential:  {demo_key}  (organization 'demo')",
-            f'  In GraphiQL, Headers tab: {{"X-API-KEY": "{demo_key}"}}',
+            f'  GraphiQL opens with it in the Headers tab: {{"X-API-KEY": "{demo_key}"}}',
             f"  curl -s {base}/graphql -H 'X-API-KEY: {demo_key}' \\",
             "    -H 'Content-Type: application/json' \\",
             """    -d '{"query": "{ orgErrors(orgId: \\"demo\\") { totalCount nodes { id message } } }"}'""",

@@ -47,6 +47,8 @@ class GracefulServer(uvicorn.Server):
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         view = getattr(self.starlette_app.state, "graphql_view", None)
+        if view is not None:
+            await view.end_streams()  # subscriptions over HTTP: their protocol's `complete`
         if view is not None and view.open_sockets:
             closing = [
                 ws.close(code=GOING_AWAY, reason="Server shutting down") for ws in list(view.open_sockets)

@@ -191,6 +191,49 @@ class Settings(BaseSettings):
         description="How often events a crash left uncounted are looked for and counted (also at start).",
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$",
+        description="The URL SDKs reach this server at, used in DSNs (e.g. https://errors.example.com). "
+        "Default: http://HOST:PORT.",
+    )
+    ingest_rate_limit: int = Field(
+        default=600,
+        ge=1,
+        description="SDK events per DSN key per RATE_LIMIT_WINDOW_SECONDS; beyond it 429 with Retry-After.",
+    )
+    ingest_max_envelope_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Largest SDK envelope, after decompression (the compressed body is bounded too).",
+    )
+    ingest_max_event_bytes: int = Field(
+        default=1024 * 1024, ge=16 * 1024, description="Largest event item of an envelope (or store body)."
+    )
+    anonymize_ip: bool = Field(
+        default=True,
+        description="Zero the host part of user IP addresses SDKs send (last octet of IPv4, last 80 bits "
+        "of IPv6) before storing them.",
+    )
+    max_http_subscriptions_per_key: int = Field(
+        default=50,
+        ge=1,
+        le=100_000,
+        description="Subscriptions over HTTP (graphql-sse, multipart) one credential may hold open at once; "
+        "beyond, RATE_LIMITED.",
+    )
+    trusted_documents: Path | None = Field(
+        default=None,
+        description="A persisted-query manifest (Apollo's JSON manifest or Relay's {id: document} map). "
+        "Set: only its documents run (by id or exact text); anything else is PERSISTED_QUERY_NOT_IN_LIST.",
+    )
+    persisted_query_max_age_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=86400,
+        description="Cache-Control max-age of a successful GET that names its document by hash (so a CDN "
+        "can cache it, varying on the credential headers); 0 sends no-cache.",
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -199,6 +242,18 @@ class Settings(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("trusted_documents")
+    @classmethod
+    def _readable_manifest(cls, value: Path | None) -> Path | None:
+        if value is not None:
+            from app.persisted.inputs import ManifestError, load_manifest
+
+            try:
+                load_manifest(value)
+            except ManifestError as exc:
+                raise ValueError(str(exc)) from None
+        return value
 
     @model_validator(mode="after")
     def _production_needs_mongodb(self) -> Settings:
@@ -218,6 +273,15 @@ class Settings(BaseSettings):
             self.max_query_cost,
             self.max_query_field_repeats,
         )
+
+    @property
+    def dsn_base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        if ":" in host:  # an IPv6 address in a URL
+            host = f"[{host}]"
+        return f"http://{host}:{self.port}"
 
     @property
     def is_production(self) -> bool:

@@ -23,10 +23,9 @@ class StatsGroupBy(str, Enum):
     SEVERITY = "SEVERITY"
     SOURCE = "SOURCE"
     CODE = "CODE"
-
-    @property
-    def field(self) -> str:
-        return self.value.lower()
+    ENVIRONMENT = "ENVIRONMENT"
+    RELEASE = "RELEASE"
+    TAG = "TAG"  # the values of the tag named by tagKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +53,13 @@ class StatsQuery:
     group_by: StatsGroupBy | None
     from_: datetime
     to: datetime
+    tag_key: str | None = None  # with group_by TAG
+
+    @property
+    def field(self) -> str | None:
+        """The event field counted per value (`tags.<key>` for a tag: the store maps the key)."""
+        if self.group_by is None:
+            return None
+        if self.group_by is StatsGroupBy.TAG:
+            return f"tags.{self.tag_key}"
+        return str(self.group_by.value).lower()

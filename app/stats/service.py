@@ -40,7 +40,7 @@ class StatsService:
             start_ms,
             end_ms,
             args.interval.ms,
-            args.group_by.field if args.group_by else None,
+            args.field,
         )
         per_bucket: dict[int, dict[str | None, int]] = defaultdict(dict)
         totals: dict[str | None, int] = defaultdict(int)

@@ -83,6 +83,14 @@ class ServicesCollector(Collector):
             "Database reads to verify an API key (concurrent misses of one key share one)",
             value=services.auth.lookups,
         )
+        sdk = CounterMetricFamily(
+            "error_tracker_sdk_events",
+            "SDK submissions: accepted, deduplicated (a resent event id), rate_limited or dropped, by reason",
+            labels=["outcome", "reason", "project"],
+        )
+        for labels, n in sorted(services.ingest.counters.counts.items()):
+            sdk.add_metric(list(labels), n)
+        yield sdk
         status = services.status
         if status.database_up is not None:
             yield GaugeMetricFamily(

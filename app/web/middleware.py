@@ -195,7 +195,14 @@ def cors_middleware(origins: list[str]) -> Middleware:
         CORSMiddleware,
         allow_origins=origins,
         allow_methods=["GET", "POST"],
-        allow_headers=["X-API-KEY", "Authorization", "Content-Type", "X-Request-ID", "X-Idempotency-Key"],
+        allow_headers=[
+            "X-API-KEY",
+            "Authorization",
+            "Content-Type",
+            "X-Request-ID",
+            "X-Idempotency-Key",
+            "X-GraphQL-Cost",
+        ],
         expose_headers=[
             "X-Request-ID",
             "X-RateLimit-Limit",

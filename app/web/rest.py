@@ -66,6 +66,11 @@ def _event_json(e: ErrorEventRecord) -> dict[str, Any]:
         "source": e.source,
         "context": e.context,
         "fingerprint": e.fingerprint,
+        "environment": e.environment,
+        "release": e.release,
+        "level": e.level,
+        "tags": e.tags or {},
+        "project_id": e.project_id,
     }
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -13,7 +14,7 @@ import orjson
 from cross_web import HTTPException
 from graphql import GraphQLError, OperationType, get_operation_ast
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -21,12 +22,19 @@ from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
 from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema.exceptions import InvalidOperationTypeError
+from strawberry.subscriptions import (
+    GRAPHQL_SSE_PROTOCOL,
+    GRAPHQL_TRANSPORT_WS_PROTOCOL,
+    GRAPHQL_WS_PROTOCOL,
+    MULTIPART_SUBSCRIPTION_PROTOCOL,
+)
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 
 from app.auth.service import credential_from_headers
+from app.core.clock import format_datetime
 from app.core.errors import (
     AppError,
     ErrorCode,
@@ -40,18 +48,27 @@ from app.core.wire import error_body, extensions
 from app.graphql.context import RequestContext, Services
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
+from app.graphql.limits import Limits, operation_cost
+from app.persisted.inputs import persisted_request
 from app.graphql.pricing import read_units
 from app.ratelimit.service import Resource
+from app.web.graphiql import render_page
 from app.web.middleware import json_response
 from app.web.sockets import TOO_MANY, SocketRegistry
-from app.web.state import request_state
+from app.web.state import RequestState, request_state
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
+COST_HEADER = "x-graphql-cost"  # `X-GraphQL-Cost: include` adds extensions.cost to the response
 KEEP_ALIVE_SECONDS = 15.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
 # Request bodies nest at most this deep: a batch of operations with variables holding an event context
 # (itself at most 5 deep) stays far below.
 MAX_JSON_DEPTH = 32
+# What ends each kind of stream cleanly (sent at shutdown, like a WebSocket's 1001).
+_STREAM_END = {
+    "text/event-stream": "event: complete\r\ndata: \r\n\r\n",
+    "multipart/mixed": "\r\n--graphql--\r\n",
+}
 
 
 def prefers_graphql_response(accept: str) -> bool:
@@ -135,7 +152,9 @@ def _too_deep(value: object, limit: int) -> bool:
 def _unavailable(result: ExecutionResult) -> int | None:
     """The retry delay when every error is SERVICE_UNAVAILABLE and no field has data (errors are in
     their wire shape by now, see app.graphql.errors), else None."""
-    if not result.errors or any(value is not None for value in (result.data or {}).values()):
+    if not result.errors or (result.data is not None and not isinstance(result.data, dict)):
+        return None  # (a shared subscription event's data is already encoded: it has data)
+    if any(value is not None for value in (result.data or {}).values()):
         return None
     delays = []
     for error in result.errors:
@@ -256,17 +275,36 @@ class TextWebSocketAdapter(ASGIWebSocketAdapter):
 class GraphQLView(GraphQL[RequestContext, None]):
     services: Services | None = None  # set by the app's lifespan before the first request
     sockets: SocketRegistry | None = None  # likewise
+    # GraphiQL opens with these (development: the demo credential and organization), set by the lifespan.
+    graphiql_key: str | None = None
+    graphiql_org: str | None = None
     graphql_transport_ws_handler_class = CataloguedTransportWS
     graphql_ws_handler_class = CataloguedLegacyWS
     websocket_adapter_class = TextWebSocketAdapter
 
     def __init__(
-        self, *, graphiql: bool, max_tokens: int, init_timeout: float = 10.0, max_query_bytes: int = 65_536
+        self,
+        *,
+        graphiql: bool,
+        max_tokens: int,
+        init_timeout: float = 10.0,
+        persisted_max_age: int = 10,
+        max_cost: int = Limits.max_cost,
+        max_http_streams_per_key: int = MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        max_query_bytes: int = 65_536,
     ) -> None:
-        self.max_tokens = max_tokens
         self.max_query_bytes = max_query_bytes
-        self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
         self.ws_init_timeout = init_timeout  # the legacy protocol's deadline (CataloguedLegacyWS)
+        # Subscriptions over plain HTTP (graphql-sse, multipart) are one stream per request, so a cap like
+        # the WebSocket's per connection applies per credential instead.
+        self.max_http_streams_per_key = max_http_streams_per_key
+        self.max_tokens = max_tokens
+        self.max_cost = max_cost
+        self.persisted_max_age = persisted_max_age
+        self.open_sockets: set[WebSocket] = set()  # closed with 1001 at shutdown (app.runtime.server)
+        self.open_streams: set[asyncio.Task[Any]] = set()  # HTTP subscriptions, ended at shutdown
+        self.streams_per_key: dict[str, int] = {}
+        self.shutting_down = False
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -274,7 +312,17 @@ class GraphQLView(GraphQL[RequestContext, None]):
             keep_alive_interval=KEEP_ALIVE_SECONDS,
             connection_init_wait_timeout=timedelta(seconds=init_timeout),
             max_subscriptions_per_connection=MAX_SUBSCRIPTIONS_PER_CONNECTION,
+            subscription_protocols=(
+                GRAPHQL_TRANSPORT_WS_PROTOCOL,
+                GRAPHQL_WS_PROTOCOL,
+                GRAPHQL_SSE_PROTOCOL,
+                MULTIPART_SUBSCRIPTION_PROTOCOL,
+            ),
         )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        page = render_page(request.url.path, self.graphiql_key, self.graphiql_org)
+        return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -339,9 +387,29 @@ class GraphQLView(GraphQL[RequestContext, None]):
         budget = state.ctx.rate_limit if state.ctx is not None else None
         if budget is not None:
             response.headers.update(budget.headers())
-        if graphql_response and response.media_type != "text/html":
+        if state.persisted_get:
+            self._cache_headers(response, state)
+        if (
+            graphql_response
+            and response.media_type != "text/html"
+            and not isinstance(response, StreamingResponse)
+        ):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
+
+    def _cache_headers(self, response: Response, state: RequestState) -> None:
+        """A GET naming its document by hash is cacheable (the point of sending only the hash), per
+        credential: a CDN keys the copy on the credential headers. Failures are never cached."""
+        if response.status_code == 200 and not state.had_errors and self.persisted_max_age > 0:
+            response.headers["Cache-Control"] = f"public, max-age={self.persisted_max_age}"
+            vary = response.headers.get("vary")
+            response.headers["Vary"] = ", ".join([*([vary] if vary else []), "X-API-KEY", "Authorization"])
+        else:
+            response.headers["Cache-Control"] = "no-store" if response.status_code != 200 else "no-cache"
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        # A GET carrying only a persisted query's hash (no `query`) is an operation, not the IDE.
+        return super().should_render_graphql_ide(request) and "extensions" not in request.query_params
 
     @staticmethod
     def _transport_refusal(exc: HTTPException, request: Request, request_id: str) -> Response:
@@ -364,24 +432,29 @@ class GraphQLView(GraphQL[RequestContext, None]):
         root_value: Any,
         sub_response: Any,
     ) -> Any:
-        """Charges the credential's budget before anything executes (429 when it is spent)."""
-        for data in request_data if isinstance(request_data, list) else [request_data]:
+        """Resolves persisted documents, then charges the credential's budget before anything executes
+        (429 when it is spent)."""
+        await self._resolve_persisted(request, request_data)
+        batch = request_data if isinstance(request_data, list) else [request_data]
+        for data in batch:
             too_long = document_too_long(data.query, self.max_query_bytes)
             if too_long is not None:
                 raise too_long
             if data.protocol == "http" and self._operation_type(data) is OperationType.SUBSCRIPTION:
                 raise InvalidRequest(
-                    "Subscriptions are served over WebSocket: connect to this URL with ws:// (or wss://) "
-                    "and the graphql-transport-ws protocol (or the legacy graphql-ws), then send this "
-                    "document in a `subscribe` message",
-                    details=[FieldProblem("query", "A subscription cannot be sent as a plain HTTP request")],
+                    "A subscription needs a stream: send it with `Accept: text/event-stream` (graphql-sse) "
+                    "or `multipart/mixed`, or over a WebSocket to this URL (graphql-transport-ws, or the "
+                    "legacy graphql-ws) in a `subscribe` message",
+                    details=[FieldProblem("query", "A subscription cannot be answered as one JSON response")],
                 )
         if context.principal is not None:
-            for data in request_data if isinstance(request_data, list) else [request_data]:
+            for data in batch:
                 resource, cost = self._price(data)
                 context.rate_limit = await context.services.rate_limiter.spend(
                     context.principal.key_id, resource, cost
                 )
+        if request.headers.get(COST_HEADER, "").lower() == "include":
+            request_state(request.scope).costs = [self._cost(data) for data in batch]
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
@@ -395,6 +468,41 @@ class GraphQLView(GraphQL[RequestContext, None]):
         except GraphQLError:
             return None
         return operation.operation if operation is not None else None
+
+    async def _resolve_persisted(
+        self, request: Request, request_data: GraphQLRequestData | list[GraphQLRequestData]
+    ) -> None:
+        """Persisted documents (app.persisted): the hash in `extensions.persistedQuery` becomes its
+        document, or is verified against the document sent with it, before anything is priced or run."""
+        assert self.services is not None
+        persisted = self.services.persisted
+        for data in request_data if isinstance(request_data, list) else [request_data]:
+            ask = persisted_request(data.extensions, data.query)
+            if ask is None and not persisted.trusted_only:
+                continue
+            if ask is not None and request.method == "GET":
+                request_state(request.scope).persisted_get = True
+            data.query = await persisted.resolve(ask, data.query)
+
+    def _cost(self, data: GraphQLRequestData) -> int | None:
+        document = cached_parse(data.query, self.max_tokens) if data.query else None
+        return operation_cost(document, data.operation_name) if document is not None else None
+
+    def _cost_extension(self, request: Request, cost: int | None) -> dict[str, Any]:
+        """Like Shopify's `extensions.cost`: what the query is estimated to cost (the QUERY_TOO_COMPLEX
+        limit counts the same way) and the request budget this credential has left."""
+        ctx = request_state(request.scope).ctx
+        budget = ctx.rate_limit if ctx is not None else None
+        throttle = None
+        if budget is not None:
+            throttle = {
+                "resource": budget.resource.value,
+                "charged": budget.cost,
+                "maximumAvailable": budget.limit,
+                "currentlyAvailable": budget.remaining,
+                "resetAt": format_datetime(datetime.fromtimestamp(budget.reset_at, UTC)),
+            }
+        return {"requestedQueryCost": cost, "maximumQueryCost": self.max_cost, "throttleStatus": throttle}
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
         """Mutations spend the write budget, one unit per root field (each logError); the rest one read,
@@ -412,14 +520,73 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return Resource.WRITE, max(1, len(operation.selection_set.selections))
         return Resource.READ, read_units(document, operation, data.variables or {})
 
+    async def create_streaming_response(
+        self,
+        request: Request | WebSocket,
+        stream: Callable[[], AsyncIterator[str]],
+        sub_response: Response,
+        headers: Mapping[str, str],
+    ) -> Response:
+        """A subscription over HTTP (SSE or multipart): at most max_http_streams_per_key at once per
+        credential (RATE_LIMITED beyond), ended with the protocol's `complete` when the server stops."""
+        ctx = request_state(request.scope).ctx
+        key_id = ctx.principal.key_id if ctx is not None and ctx.principal is not None else "-"
+        if self.streams_per_key.get(key_id, 0) >= self.max_http_streams_per_key:
+            raise RateLimited(
+                f"At most {self.max_http_streams_per_key} subscriptions over HTTP at once per credential",
+                retry_after=1,
+            )
+        self.streams_per_key[key_id] = self.streams_per_key.get(key_id, 0) + 1
+        media_type = headers.get("Content-Type", "").split(";", 1)[0]
+        end = _STREAM_END.get(media_type, "")
+
+        async def guarded() -> AsyncIterator[str]:
+            task = asyncio.current_task()
+            assert task is not None
+            self.open_streams.add(task)
+            try:
+                async for chunk in stream():
+                    yield chunk
+            except asyncio.CancelledError:
+                if not self.shutting_down:
+                    raise
+                yield end  # the server is stopping: end the stream as the protocol says
+            finally:
+                self.open_streams.discard(task)
+                left = self.streams_per_key.pop(key_id, 1) - 1
+                if left > 0:
+                    self.streams_per_key[key_id] = left
+
+        response_headers = {**sub_response.headers, **headers}
+        response_headers.pop("content-length", None)
+        return StreamingResponse(
+            guarded(), status_code=sub_response.status_code or 200, headers=response_headers
+        )
+
+    async def end_streams(self) -> None:
+        """At shutdown: every HTTP subscription gets its protocol's end and its response completes."""
+        self.shutting_down = True
+        for task in list(self.open_streams):
+            task.cancel()
+
     async def process_result(self, request: Request, result: ExecutionResult) -> GraphQLHTTPResponse:
         body = process_result(result)
+        state = request_state(request.scope)
+        if result.errors:
+            state.had_errors = True
+        costs = state.costs
+        if costs:  # asked for with `X-GraphQL-Cost: include`; one per operation of a batch, in order
+            extension = self._cost_extension(request, costs.pop(0))
+            body["extensions"] = {**(body.get("extensions") or {}), "cost": extension}
+        if isinstance(result.data, EncodedData):
+            # A subscription event shared with other subscribers (app.graphql.execution.fanout): its data is
+            # already encoded once for all of them; orjson splices the fragment into this body.
+            body["data"] = result.data.fragment  # type: ignore[typeddict-item]
         unavailable = _unavailable(result)
         if unavailable is not None:
-            request_state(request.scope).unavailable = unavailable
+            state.unavailable = unavailable
         # A request error (the document did not parse or validate, variables did not coerce) has no
         # `data` entry under application/graphql-response+json and answers 400.
-        state = request_state(request.scope)
         if (
             state.graphql_response
             and result.data is None

@@ -1,0 +1,1 @@
+"""Sentry SDK ingestion: envelopes and store bodies in, error events out (no web framework here)."""
