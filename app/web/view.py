@@ -49,8 +49,8 @@ from app.graphql.context import RequestContext, Services
 from app.graphql.execution.document_cache import cached_parse
 from app.graphql.execution.fanout import EncodedData
 from app.graphql.limits import Limits, operation_cost
-from app.persisted.inputs import persisted_request
 from app.graphql.pricing import read_units
+from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
 from app.web.middleware import json_response
