@@ -10,6 +10,11 @@
     keys revoke KEY               revoke a key by its prefix (etk_XXXXXXXXXXXX) or whole key
     projects create --org ORG --name NAME   a project and its first DSN (for Sentry SDKs)
     projects list [--org ORG]     projects and their DSNs
+    components list               the status page's components (custom ones with their push URLs)
+    components create NAME [--description D] [--group G] [--order N] [--hide-uptime]
+                      [--heartbeat-interval S [--heartbeat-grace S]]
+    components update NAME [--description D] [--group G] [--order N] [--show-uptime | --hide-uptime]
+    components delete NAME
 
 Management commands accept --json for machine-readable output. Settings come from the environment.
 """
@@ -76,6 +81,62 @@ async def _with_services(fn: Callable[[Any], Awaitable[Any]]) -> Any:
         await close_runtime(runtime)
 
 
+def _component_row(c: Any) -> dict[str, Any]:
+    hb = c.heartbeat
+    return {
+        "name": c.name,
+        "description": c.description,
+        "group": c.group,
+        "order": c.order,
+        "showUptime": c.show_uptime,
+        "createdAt": _iso(c.created_at),
+        "heartbeat": {
+            "pushPath": f"/api/push/{hb.token}",
+            "intervalSeconds": hb.interval,
+            "graceSeconds": hb.grace,
+            "lastBeatAt": _iso(hb.last_beat),
+            "down": hb.down,
+        }
+        if hb
+        else None,
+    }
+
+
+def _component_text(row: dict[str, Any]) -> str:
+    hb = row["heartbeat"]
+    monitor = f"push {hb['pushPath']} every {hb['intervalSeconds']:g}s" if hb else "manual"
+    return f"{row['name']}\tgroup={row['group'] or '-'}\torder={row['order']}\t{monitor}"
+
+
+async def _components(args: argparse.Namespace) -> tuple[Any, str]:
+    if args.action == "list":
+        records = await _with_services(lambda s: s.status_page.components())
+        rows = [_component_row(c) for c in records]
+        return rows, "\n".join(_component_text(r) for r in rows) or "(no custom components)"
+    if args.action == "delete":
+        await _with_services(lambda s: s.status_page.delete_component(args.name))
+        return {"deleted": args.name}, f"Deleted component {args.name}"
+    raw: dict[str, Any] = {}
+    for option, field in (("description", "description"), ("group", "group"), ("order", "order")):
+        if getattr(args, option) is not None:
+            raw[field] = getattr(args, option)
+    if args.show_uptime is not None:
+        raw["showUptime"] = args.show_uptime
+    if args.action == "create":
+        raw["name"] = args.name
+        if args.heartbeat_interval is not None:
+            raw["heartbeatInterval"] = args.heartbeat_interval
+        if args.heartbeat_grace is not None:
+            raw["heartbeatGrace"] = args.heartbeat_grace
+        made = await _with_services(lambda s: s.status_page.create_component(raw))
+        row = _component_row(made)
+        return row, f"Created component {made.name}" + (
+            f"; push URL path: {row['heartbeat']['pushPath']}" if made.heartbeat else ""
+        )
+    updated = await _with_services(lambda s: s.status_page.update_component(args.name, raw))
+    return _component_row(updated), f"Updated component {updated.name}"
+
+
 def _expiry(args: argparse.Namespace) -> datetime | None:
     if args.expires_in is not None:
         return datetime.now(UTC) + timedelta(days=args.expires_in)
@@ -87,6 +148,8 @@ def _expiry(args: argparse.Namespace) -> datetime | None:
 
 async def _run(args: argparse.Namespace) -> tuple[Any, str]:
     """(machine-readable result, human-readable text)."""
+    if args.area == "components":
+        return await _components(args)
     if args.area == "orgs" and args.action == "create":
         org = await _with_services(lambda s: s.orgs.create(args.slug, args.name))
         return {
@@ -194,7 +257,29 @@ def _parser() -> argparse.ArgumentParser:
     list_projects = project_actions.add_parser("list", help="list projects and their DSNs")
     list_projects.add_argument("--org", help="only this organization's projects")
 
-    for p in (create_org, orgs.choices["list"], create_key, list_keys, revoke, create_project, list_projects):
+    comps = sub.add_parser("components", help="manage the status page's components").add_subparsers(
+        dest="action", required=True
+    )
+    comps.add_parser("list", help="list custom components")
+    create_comp = comps.add_parser("create", help="define a component")
+    update_comp = comps.add_parser("update", help="change a component")
+    delete_comp = comps.add_parser("delete", help="remove a component")
+    for p in (create_comp, update_comp, delete_comp):
+        p.add_argument("name", help="the component's name")
+    for p in (create_comp, update_comp):
+        p.add_argument("--description")
+        p.add_argument("--group", help="show it in this group")
+        p.add_argument("--order", type=int, help="display order (lower first)")
+        shown = p.add_mutually_exclusive_group()
+        shown.add_argument("--show-uptime", dest="show_uptime", action="store_const", const=True)
+        shown.add_argument("--hide-uptime", dest="show_uptime", action="store_const", const=False)
+    create_comp.add_argument("--heartbeat-interval", type=float, metavar="SECONDS", help="a push monitor")
+    create_comp.add_argument("--heartbeat-grace", type=float, metavar="SECONDS", help="how late it may be")
+
+    for p in (
+        create_org, orgs.choices["list"], create_key, list_keys, revoke, create_project, list_projects,
+        comps.choices["list"], create_comp, update_comp, delete_comp,
+    ):  # fmt: skip
         p.add_argument("--json", action="store_true", help="machine-readable output")
     return parser
 

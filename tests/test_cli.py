@@ -64,3 +64,27 @@ def test_cli_reports_bad_input_clearly(server: LiveServer) -> None:
         check=False,
     )
     assert bad_setting.returncode == 2 and "PORT" in bad_setting.stderr
+
+
+async def test_operator_manages_status_components(
+    server: LiveServer, gql: GraphQLClient, admin_key: str
+) -> None:
+    name = f"cron-{os.getpid()}-{id(server) % 10_000}"
+    made = cli(
+        server, "components", "create", name, "--group", "Jobs", "--heartbeat-interval", "300", "--json"
+    )
+    assert made.returncode == 0, made.stderr
+    row = json.loads(made.stdout)
+    assert row["heartbeat"]["pushPath"].startswith("/api/push/") and row["group"] == "Jobs"
+    # The serving instance shows it within a tick, and its push URL works.
+    push = await gql.http.get(row["heartbeat"]["pushPath"], params={"status": "up"})
+    assert push.status_code == 200
+    listed = json.loads(cli(server, "components", "list", "--json").stdout)
+    assert name in [r["name"] for r in listed]
+    updated = cli(server, "components", "update", name, "--order", "5", "--hide-uptime", "--json")
+    assert json.loads(updated.stdout)["showUptime"] is False
+    duplicate = cli(server, "components", "create", name)
+    assert duplicate.returncode == 1 and "exists already" in duplicate.stderr
+    assert cli(server, "components", "delete", name).returncode == 0
+    missing = cli(server, "components", "delete", name)
+    assert missing.returncode == 1 and "No custom component" in missing.stderr

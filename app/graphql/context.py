@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from app.ratelimit.service import Budget, RateLimiter
     from app.stats.service import StatsService
     from app.status.service import StatusService
+    from app.statuspage.service import StatusPageService
 
 
 @dataclass(slots=True)
@@ -38,6 +39,7 @@ class Services:
     pubsub: PubSub
     feed: EventFeed
     rate_limiter: RateLimiter
+    status_page: StatusPageService
     persisted: PersistedDocumentService
 
 

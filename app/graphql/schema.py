@@ -21,16 +21,26 @@ from app.graphql.rate_limit import RateLimitQueries
 from app.graphql.scalars import SCALAR_MAP
 from app.graphql.stats import StatsQueries
 from app.graphql.status import StatusMutations, StatusQueries, StatusSubscriptions
+from app.graphql.statuspage import StatusPageMutations, StatusPageQueries, StatusPageSubscriptions
 from app.graphql.tracing import operation_tracing
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
 Query = merge_types(
-    "Query", (EventQueries, GroupQueries, StatsQueries, StatusQueries, RateLimitQueries, ProjectQueries)
+    "Query",
+    (
+        EventQueries,
+        GroupQueries,
+        StatsQueries,
+        StatusQueries,
+        RateLimitQueries,
+        ProjectQueries,
+        StatusPageQueries,
+    ),
 )
-Mutation = merge_types("Mutation", (EventMutations, StatusMutations))
-Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions))
+Mutation = merge_types("Mutation", (EventMutations, StatusMutations, StatusPageMutations))
+Subscription = merge_types("Subscription", (EventSubscriptions, StatusSubscriptions, StatusPageSubscriptions))
 
 
 class AppSchema(strawberry.Schema):

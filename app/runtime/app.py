@@ -18,6 +18,7 @@ from app.runtime.demo import DEMO_ORG
 from app.runtime.settings import Settings
 from app.runtime.tracing import DatabaseTracing, tracer_provider, tracing_requested
 from app.web import rest
+from app.web import statuspage as status_web
 from app.web.graphiql import ASSETS_DIR, ASSETS_PATH
 from app.web.health import health, live
 from app.web.ingest import IngestRoutes
@@ -97,6 +98,14 @@ def create_app(
                 [Mount(ASSETS_PATH, StaticFiles(directory=ASSETS_DIR), name="graphiql-assets")]
                 if settings.graphiql_enabled
                 else []
+            ),
+            *status_web.routes(
+                status_web.PageConfig(
+                    enabled=settings.public_status_page,
+                    name=settings.status_page_name,
+                    url=settings.status_page_url or f"http://{settings.host}:{settings.port}/status",
+                    cache_seconds=settings.status_page_cache_seconds,
+                )
             ),
         ],
         middleware=[

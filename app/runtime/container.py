@@ -33,6 +33,8 @@ from app.runtime.settings import Settings
 from app.stats.service import StatsService
 from app.status.service import StatusService, StatusSettings
 from app.status.store import StatusStore
+from app.statuspage.service import PageSettings, StatusPageService
+from app.statuspage.store import StatusPageStore
 from app.storage.admission import Admission
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
@@ -102,6 +104,18 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             await group_store.ensure_indexes()
         feed = EventFeed(event_store, pubsub, settings.feed_poll_seconds, stream=settings.feed_streams)
         events = EventService(event_store, group_store, orgs, feed, settings.retention_days)
+        status = StatusService(
+            StatusStore(db, breaker),
+            pubsub,
+            StatusSettings(
+                probe_interval=settings.status_probe_interval_seconds,
+                damping_probes=settings.status_damping_probes,
+                slow_ping_seconds=settings.status_slow_ping_seconds,
+                error_rate_threshold=settings.status_error_rate_threshold,
+                override_poll_seconds=settings.feed_poll_seconds,
+            ),
+            breaker,
+        )
         auth = AuthService(
             key_store,
             orgs,
@@ -129,18 +143,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             events=events,
             groups=GroupService(group_store, orgs),
             stats=StatsService(events),
-            status=StatusService(
-                StatusStore(db, breaker),
-                pubsub,
-                StatusSettings(
-                    probe_interval=settings.status_probe_interval_seconds,
-                    damping_probes=settings.status_damping_probes,
-                    slow_ping_seconds=settings.status_slow_ping_seconds,
-                    error_rate_threshold=settings.status_error_rate_threshold,
-                    override_poll_seconds=settings.feed_poll_seconds,
-                ),
-                breaker,
-            ),
+            status=status,
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
@@ -148,6 +151,16 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
                 settings.rate_limit_writes,
                 settings.rate_limit_window_seconds,
                 shared=budget_store if settings.rate_limit_shared else None,
+            ),
+            status_page=StatusPageService(
+                StatusPageStore(db, breaker),
+                status,
+                pubsub,
+                PageSettings(
+                    tick_seconds=settings.status_tick_seconds,
+                    damping=settings.status_damping_probes,
+                    push_budget=settings.status_push_budget,
+                ),
             ),
             persisted=PersistedDocumentService(
                 PersistedDocumentStore(db, breaker),
@@ -158,6 +171,7 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         if serving:
             await feed.start()
             await services.status.start()
+            await services.status_page.start()
             if settings.demo_data_enabled:
                 demo_key = await ensure_demo(services, settings.data_dir)
     except BaseException:
@@ -207,6 +221,7 @@ async def close_runtime(runtime: Runtime) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await runtime.services.feed.stop()
+    await runtime.services.status_page.stop()
     await runtime.services.status.stop()
     await runtime.client.close()
     if runtime.embedded is not None:

@@ -92,6 +92,32 @@ class Settings(BaseSettings):
     status_error_rate_threshold: float = Field(
         default=0.05, ge=0, le=1, description="Share of failed requests over a minute that degrades `api`."
     )
+    status_tick_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=3600,
+        description="How often maintenance windows and heartbeat deadlines are checked, and how soon other "
+        "instances' incident and component changes are shown.",
+    )
+    status_push_budget: int = Field(
+        default=60, ge=1, le=100_000, description="Heartbeat pushes accepted per push token per minute."
+    )
+    public_status_page: bool = Field(
+        default=False,
+        description="Serve the public, credential-free status page: /status, /api/v2/*.json, /history.atom, "
+        "/badge/<component>.svg.",
+    )
+    status_page_name: str = Field(default="Status", max_length=100, description="Title of the public page.")
+    status_page_url: str | None = Field(
+        default=None, description="Public address of the status page (the `page.url` of summary.json)."
+    )
+    status_page_cache_seconds: float = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        description="How long a public page's body is reused and how long clients may cache it "
+        "(Cache-Control max-age); ETag and If-None-Match answer 304 either way.",
+    )
     ws_init_timeout_seconds: float = Field(
         default=10,
         gt=0,

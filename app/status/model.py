@@ -32,6 +32,9 @@ class StatusCause(str, Enum):
     PROBE = "PROBE"  # a database or credential-store probe
     ERROR_RATE = "ERROR_RATE"  # this server's recent share of failed requests
     MANUAL = "MANUAL"  # an operator's setServiceStatus (or its expiry)
+    HEARTBEAT = "HEARTBEAT"  # a push monitor's beat, or its missed deadline
+    INCIDENT = "INCIDENT"  # an open incident sets the component's state (handed back on resolve)
+    MAINTENANCE = "MAINTENANCE"  # a scheduled maintenance in progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +79,19 @@ class Override:
 
 def roll_up(services: tuple[Component, ...]) -> ServiceState:
     return max((c.status for c in services), key=lambda s: s.rank)
+
+
+def worst(states: list[ServiceState]) -> ServiceState:
+    return max(states, key=lambda s: s.rank)
+
+
+@dataclass(frozen=True, slots=True)
+class Layer:
+    """A state set on a component from outside its probe: incidents, maintenances (app.statuspage)."""
+
+    state: ServiceState
+    description: str | None
+    cause: StatusCause
 
 
 @dataclass(frozen=True, slots=True)

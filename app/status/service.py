@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -35,6 +35,7 @@ from app.status.model import (
     COMPONENTS,
     Component,
     HistoryQuery,
+    Layer,
     Override,
     ServiceState,
     StatusCause,
@@ -49,6 +50,7 @@ log = logging.getLogger("app.status")
 STATUS_TOPIC = "service-status"
 REPLAY_LIMIT = 100  # recorded statuses a resumed serviceStatusChanged replays at most
 INSTANCE = f"{socket.gethostname()}:{os.getpid()}"
+_LAYER_CAUSES = (StatusCause.INCIDENT, StatusCause.MAINTENANCE)
 _Candidate = tuple[ServiceState, str | None, float | None, StatusCause]
 
 
@@ -75,8 +77,12 @@ class StatusService:
         self._settings = settings
         self._breaker = breaker
         self.error_rate = ErrorRate()
-        started = utc_now()
+        # Time of every stamp this service writes; the tests put it under their control.
+        self.clock: Callable[[], datetime] = utc_now
+        started = self.clock()
+        self._names: list[str] = list(COMPONENTS)  # the probed components, then the custom ones
         self._computed = {n: Component(n, ServiceState.OPERATIONAL, None, started) for n in COMPONENTS}
+        self._layers: dict[str, Layer] = {}
         self._pending: dict[str, tuple[ServiceState, int]] = {}
         self._overrides: dict[str, Override] = {}
         self._effective = dict(self._computed)
@@ -126,8 +132,40 @@ class StatusService:
                 log.exception("status probe failed")
 
     def snapshot(self) -> StatusSnapshot:
-        services = tuple(self._effective[n] for n in COMPONENTS)
-        return StatusSnapshot(roll_up(services), services, utc_now(), self._last_seq)
+        services = tuple(self._effective[n] for n in self._names)
+        return StatusSnapshot(roll_up(services), services, self.clock(), self._last_seq)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._names)
+
+    async def reconcile(
+        self,
+        custom: dict[str, Component],
+        layers: dict[str, Layer],
+        *,
+        record: frozenset[str],
+    ) -> StatusSnapshot:
+        """The custom components (their own computed states, e.g. heartbeats) and the layers set by
+        incidents and maintenances; publishes what changed, and records the changes of the components
+        named in `record` (those this instance changed; the others' changes were recorded elsewhere)."""
+        removed = [n for n in self._names if n not in COMPONENTS and n not in custom]
+        for name in removed:
+            self._computed.pop(name, None)
+            self._effective.pop(name, None)
+        added = [n for n in custom if n not in self._names]
+        self._names = list(COMPONENTS) + list(custom)
+        for name, component in custom.items():
+            previous = self._computed.get(name)
+            if previous is None or previous.status != component.status:
+                self._computed[name] = component
+            else:
+                self._computed[name] = replace(
+                    component, updated_at=previous.updated_at, description=component.description
+                )
+            self._effective.setdefault(name, self._computed[name])
+        self._layers = dict(layers)
+        return await self._refresh(record=record, changed=bool(removed or added))
 
     async def probe(self) -> None:
         reachable, candidates = await self._observe()
@@ -137,7 +175,7 @@ class StatusService:
             await self._flush_unrecorded()
             # Overrides set through other instances arrive by _follow_overrides; here only expiry.
             for name, override in list(self._overrides.items()):
-                if override.until is not None and override.until <= utc_now():
+                if override.until is not None and override.until <= self.clock():
                     with contextlib.suppress(AppError):
                         await self._store.set_override(name, None)
                     self._overrides.pop(name, None)
@@ -202,27 +240,37 @@ class StatusService:
             self._pending[name] = (state, count)
             return
         self._pending.pop(name, None)
-        self._computed[name] = Component(name, state, description, utc_now(), cause, observed)
+        self._computed[name] = Component(name, state, description, self.clock(), cause, observed)
 
-    async def _refresh(self, *, record: bool, cause: StatusCause | None = None) -> StatusSnapshot:
+    async def _refresh(
+        self, *, record: bool | frozenset[str], cause: StatusCause | None = None, changed: bool = False
+    ) -> StatusSnapshot:
         """Recomputes the effective components; records and publishes what changed."""
-        changed = False
-        for name in COMPONENTS:
+        for name in self._names:
             override = self._overrides.get(name)
+            layer = self._layers.get(name)
             if override is not None:
                 new = Component(
                     name, override.state, override.description, override.updated_at, StatusCause.MANUAL
                 )
+            elif layer is not None:
+                new = Component(name, layer.state, layer.description, self.clock(), layer.cause)
             else:
                 new = self._computed[name]
             old = self._effective[name]
             if new.status != old.status:
-                new = replace(new, updated_at=utc_now())
+                new = replace(new, updated_at=self.clock())
                 self._effective[name] = new
                 changed = True
-                if record:
-                    await self._record(old, new, cause or new.cause)
-            elif new.cause is StatusCause.MANUAL and new.description != old.description:
+                if record is True or (isinstance(record, frozenset) and name in record):
+                    # An incident or maintenance handing a component back is what caused the change.
+                    handed_back = layer is None and override is None and old.cause in _LAYER_CAUSES
+                    await self._record(old, new, cause or (old.cause if handed_back else new.cause))
+            elif (
+                new.cause is not StatusCause.PROBE
+                and new.cause is not StatusCause.ERROR_RATE
+                and (new.description != old.description or new.cause != old.cause)
+            ):
                 self._effective[name] = replace(new, updated_at=old.updated_at)
                 changed = True  # an operator's new wording is news; a probe's new latency figure is not
             else:
@@ -265,11 +313,11 @@ class StatusService:
     ) -> StatusSnapshot:
         """Operator override; OPERATIONAL clears it and hands the component back to the probes."""
         problems = []
-        if service not in COMPONENTS:
-            problems.append(FieldProblem("service", f"Unknown service; one of {', '.join(COMPONENTS)}"))
+        if service not in self._names:
+            problems.append(FieldProblem("service", f"Unknown service; one of {', '.join(self._names)}"))
         if description is not None and len(description) > 512:
             problems.append(FieldProblem("description", "At most 512 characters"))
-        if until is not None and until <= utc_now():
+        if until is not None and until <= self.clock():
             problems.append(FieldProblem("until", "Must be in the future"))
         if problems:
             raise InvalidRequest(details=problems)
@@ -277,7 +325,7 @@ class StatusService:
             await self._store.set_override(service, None)
             self._overrides.pop(service, None)
         else:
-            override = Override(state, description, utc_now(), until)
+            override = Override(state, description, self.clock(), until)
             await self._store.set_override(service, override)
             self._overrides[service] = override
         return await self._refresh(record=True, cause=StatusCause.MANUAL)
@@ -310,3 +358,8 @@ class StatusService:
                 if last is not None and snapshot.seq is not None and snapshot.seq <= last:
                     continue  # already replayed
                 yield snapshot, True
+
+    async def timeline(
+        self, component: str, start: datetime, end: datetime
+    ) -> tuple[ServiceState | None, list[tuple[datetime, ServiceState]]]:
+        return await self._store.timeline(component, start, end)

@@ -83,6 +83,8 @@ class StatusStore:
                 [("component", ASCENDING), ("seq", DESCENDING)], name="history"
             )
             await self._transitions.create_index([("seq", ASCENDING)], name="feed")
+            # Uptime: one component's transitions over a time range.
+            await self._transitions.create_index([("component", ASCENDING), ("at", ASCENDING)], name="uptime")
 
     async def ping(self) -> None:
         """The storage probe: deliberately not behind the breaker, so it can see the database return."""
@@ -163,3 +165,21 @@ class StatusStore:
         async with translate_errors("status_transitions.after", self._breaker):
             docs = await (await self._transitions.aggregate(pipeline)).to_list()
         return [_transition(d) for d in docs]
+
+    async def timeline(
+        self, component: str, start: datetime, end: datetime
+    ) -> tuple[ServiceState | None, list[tuple[datetime, ServiceState]]]:
+        """The component's state just before `start` (None: no transition yet) and its changes in
+        [start, end), in position order. Dates are matched through `find`, not an aggregate `$match`
+        (the embedded database's aggregate ignores date comparisons)."""
+        async with translate_errors("status_transitions.timeline", self._breaker):
+            before = await self._transitions.find_one(
+                {"component": component, "at": {"$lt": start}}, sort=[("seq", DESCENDING)]
+            )
+            docs = await self._transitions.find(
+                {"component": component, "at": {"$gte": start, "$lt": end}},
+                projection={"at": 1, "to": 1, "seq": 1},
+                sort=[("seq", ASCENDING)],
+            ).to_list()
+        initial = ServiceState(before["to"]) if before else None
+        return initial, [(as_datetime(d["at"]) or start, ServiceState(d["to"])) for d in docs]

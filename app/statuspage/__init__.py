@@ -1,0 +1,1 @@
+"""The status page: custom components and groups, heartbeats, incidents, maintenances, uptime."""
