@@ -33,7 +33,7 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import servers, subscriptions  # noqa: E402
+from bench import hostile, memory, servers, storm, subscriptions  # noqa: E402
 from bench.servers import cpu_seconds  # noqa: E402
 
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
@@ -163,6 +163,24 @@ def main() -> None:
         help="skip the subscriptions at scale (bench/subscriptions.py: 1,000 and 5,000 subscribers)",
     )
     parser.add_argument(
+        "--no-memory",
+        dest="memory",
+        action="store_false",
+        help="skip the memory run (bench/memory.py: RSS after 20,000 and 100,000 mixed requests)",
+    )
+    parser.add_argument(
+        "--no-storm",
+        dest="storm",
+        action="store_false",
+        help="skip the reconnect storm (bench/storm.py: 5,000 sockets on one key in 5 s, an admin meanwhile)",
+    )
+    parser.add_argument(
+        "--no-hostile",
+        dest="hostile",
+        action="store_false",
+        help="skip the hostile documents (bench/hostile.py: server CPU of each refused probe)",
+    )
+    parser.add_argument(
         "--no-workers-compare",
         dest="workers_compare",
         action="store_false",
@@ -275,6 +293,10 @@ def main() -> None:
                 f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['cpu_ms']:.2f} | {vs_peer} | {r['cpu_vs_raw']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
             )
+        if args.hostile:
+            print()
+            results["hostile"] = hostile.run(f"http://127.0.0.1:{port}", key, "bench", server.pid, 20)
+            print(hostile.table(results["hostile"]))
         if args.workers_compare:
             print()
             table, results["workers"] = compare_workers(env, key, args)
@@ -286,6 +308,14 @@ def main() -> None:
         results["subscriptions"] = asyncio.run(subscriptions.run([1000, 5000], 20, 1, 2))
         print()
         print(subscriptions.table(results["subscriptions"]))
+    if args.memory:
+        results["memory"] = memory.run(100_000, 20_000, 16)
+        print()
+        print(memory.table(results["memory"]))
+    if args.storm:
+        results["storm"] = [asyncio.run(storm.storm(5000, 5, 4, cache)) for cache in (10, 0)]
+        print()
+        print(storm.table(results["storm"]))
     Path(args.out).write_text(json.dumps(results, indent=2))
 
 

@@ -66,11 +66,16 @@ async def test_outage_and_recovery(outage_server: tuple[LiveServer, EmbeddedMong
             "error": {"message": "during the outage", "severity": "LOW"},
             "key": "k-1",
         }
-        for _ in range(4):
+        for attempt in range(4):
             response = await post(client, org.key, LOG_ERROR, retried)
             error = response.json()["errors"][0]
             assert error["extensions"]["code"] == "SERVICE_UNAVAILABLE", error
             assert error["extensions"]["status"] == 503 and error["extensions"]["retryAfter"] >= 1
+            # The whole result is that error: HTTP says so too, with when to retry.
+            assert response.status_code == 503
+            assert int(response.headers["Retry-After"]) == error["extensions"]["retryAfter"]
+            if attempt == 0:  # unhealthy from the first failed call, before any probe has run
+                assert (await client.get("/health")).status_code == 503
         server.call(lambda s: s.status.probe())
         # serviceStatus still answers (from memory; the key is in the verification cache) and says why.
         status = await post(client, org.key, STATUS, {})

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from app.ratelimit.service import RateLimiter
 from tests.conftest import GraphQLClient, LiveServer, Org, make_org
@@ -111,3 +114,23 @@ async def test_rest_routes_share_the_budgets(http: httpx.AsyncClient, org: Org, 
     refused = await http.get(f"/orgs/{org.id}/errors", headers=headers)
     assert refused.status_code == 429 and refused.headers["retry-after"] == "60"
     assert refused.json()["error"]["code"] == "RATE_LIMITED"
+
+
+async def test_websocket_operations_spend_the_read_budget(
+    server: LiveServer, org: Org, clock: FakeClock
+) -> None:
+    async with connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": org.key}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription { serviceStatusChanged { status } }"
+        for op in ("1", "2", "3", "4", "5"):  # the first is free, the next three spend the budget
+            await ws.send(json.dumps({"id": op, "type": "subscribe", "payload": {"query": query}}))
+        seen: dict[str, str] = {}
+        while len(seen) < 5:
+            message = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            if message.get("id") and message["id"] not in seen:
+                seen[message["id"]] = message["type"]
+                if message["type"] == "error":
+                    ext = message["payload"][0]["extensions"]
+                    assert ext["code"] == "RATE_LIMITED" and ext["retryAfter"] >= 1
+        assert seen == {"1": "next", "2": "next", "3": "next", "4": "next", "5": "error"}

@@ -74,6 +74,11 @@ class KeyStore:
             doc = await self._col.find_one({"_id": key_id})
         return _from_doc(doc) if doc else None
 
+    async def get_many(self, key_ids: list[str]) -> list[KeyRecord]:
+        async with translate_errors("api_keys.get_many", self._breaker):
+            docs = await self._col.find({"_id": {"$in": key_ids}}).to_list()
+        return [_from_doc(doc) for doc in docs]
+
     async def list(self, org_id: str | None = None, project_id: int | None = None) -> list[KeyRecord]:
         query: dict[str, object] = {"org_id": org_id} if org_id else {}
         if project_id is not None:

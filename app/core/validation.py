@@ -31,8 +31,12 @@ T = TypeVar("T")
 # `first` of every list: 1..MAX_PAGE, with the catalogued wording.
 PageSize = Annotated[int, AfterValidator(check_page_size)]
 
-# Error type raised by `parse_datetime`; recognised below whatever field it sits on.
+# Error types raised by `parse_datetime`; recognised below whatever field they sit on. A well-formed date
+# outside the range event ids, timestamps and buckets can express is a VALIDATION_ERROR.
 DATE_ERROR_TYPE = "invalid_date_format"
+DATE_RANGE_ERROR_TYPE = "date_out_of_range"
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 _PRIORITY = (ErrorCode.INVALID_REQUEST, ErrorCode.INVALID_DATE_FORMAT, ErrorCode.VALIDATION_ERROR)
 _EXCEPTIONS: dict[ErrorCode, type[AppError]] = {
@@ -62,7 +66,15 @@ def parse_datetime(value: Any) -> datetime:
         raise PydanticCustomError(DATE_ERROR_TYPE, "Invalid date format: expected an ISO 8601 string")
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    parsed = parsed.astimezone(UTC)
+    try:
+        parsed = parsed.astimezone(UTC)
+    except OverflowError:  # 9999-12-31T23:59:59-05:00 is past the last representable instant
+        parsed = datetime.max.replace(tzinfo=UTC)
+    if not EARLIEST <= parsed < LATEST:
+        raise PydanticCustomError(
+            DATE_RANGE_ERROR_TYPE,
+            "Date out of range: must be from 1970-01-01T00:00:00Z up to (not including) 9999-01-01T00:00:00Z",
+        )
     return truncate_ms(parsed)
 
 
@@ -99,6 +111,8 @@ def app_error_from(
         field = ".".join(([prefix] if prefix else []) + loc) or prefix or "input"
         if problem["type"] == DATE_ERROR_TYPE:
             codes.add(ErrorCode.INVALID_DATE_FORMAT)
+        elif problem["type"] == DATE_RANGE_ERROR_TYPE:
+            codes.add(ErrorCode.VALIDATION_ERROR)
         else:
             codes.add(field_codes.get(loc[0] if loc else "", default))
         details.append(FieldProblem(field=field, message=_clean(problem["msg"])))

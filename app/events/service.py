@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import logging
+import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -11,7 +14,7 @@ from typing import Any, Protocol
 import orjson
 
 from app.core.clock import utc_now
-from app.core.errors import Conflict
+from app.core.errors import AppError, Conflict
 from app.core.principal import Principal
 from app.events.feed import EventFeed
 from app.events.fingerprint import fingerprint
@@ -19,6 +22,15 @@ from app.events.inputs import validate_log_error
 from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent, Severity
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
 from app.orgs.service import OrgService
+
+# How long a process may take between storing an event and counting it (two database calls, each
+# bounded by MONGODB_TIMEOUT_MS) before the event counts as left behind by a crash.
+COUNT_LEASE_MS = 30_000
+log = logging.getLogger("app.events")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,23 +158,61 @@ class EventService:
                 await self._store.insert(event, idem_key, digest)
             except DuplicateIdempotencyKey:
                 return await self._replay(idem_key, None if replay_any_payload else digest)
-        # Counted after the event is stored, so a replayed retry never counts twice. A failure between
-        # the two writes leaves the event uncounted (no multi-document transaction on every deployment).
-        new_group = await self._groups.record(event)
-        if new_group:
-            await self._store.mark_started_group(event.id)
+        # Counted after the event is stored, so a replayed retry never counts twice. A crash between
+        # the writes leaves the event marked uncounted (no multi-document transaction on every
+        # deployment): a retry or the repair (`repair_counts`) counts it once its lease has expired.
+        new_group = await self._count(event)
         self.logged[event.severity] += 1
         self._feed.publish_local(event)
         return LoggedEvent(event=event, replayed=False, new_group=new_group)
+
+    async def _count(self, event: ErrorEventRecord) -> bool:
+        new_group = await self._groups.record(event)
+        await self._store.mark_counted(event.id, new_group)
+        return new_group
 
     async def _replay(self, idem_key: str, digest: str | None) -> LoggedEvent:
         found = await self._store.find_by_idempotency_key(idem_key)
         if found is None:  # the first write was removed (retention) between insert and read
             raise Conflict("Idempotency key is being reused; retry with a new key")
-        event, stored_digest, started_group = found
-        if digest is not None and stored_digest != digest:
+        if digest is not None and found.idem_hash != digest:
             raise Conflict()
-        return LoggedEvent(event=event, replayed=True, new_group=started_group)
+        started_group = found.started_group
+        if found.counting_ms is not None and await self._claim(found.event.id):
+            # The first attempt stored the event and died before counting it: count it now.
+            started_group = await self._count(found.event)
+        return LoggedEvent(event=found.event, replayed=True, new_group=started_group)
+
+    async def _claim(self, event_id: str) -> bool:
+        now = now_ms()
+        return await self._store.claim_uncounted(event_id, now - COUNT_LEASE_MS, now)
+
+    async def repair_counts(self, limit: int = 500) -> int:
+        """Counts the events a crash left uncounted (older than the lease, so that no live process is
+        still counting them); each is claimed first, so instances repairing together count it once.
+        The number counted."""
+        repaired = 0
+        while True:
+            stale = await self._store.stale_uncounted(now_ms() - COUNT_LEASE_MS, limit)
+            for event in stale:
+                if await self._claim(event.id):
+                    await self._count(event)
+                    repaired += 1
+            if len(stale) < limit:
+                return repaired
+
+    async def repair_forever(self, interval: float) -> None:
+        """At start-up, then every `interval` seconds (a crash of another instance is found too)."""
+        while True:
+            try:
+                repaired = await self.repair_counts()
+                if repaired:
+                    log.warning("counted %s events a crash had left uncounted", repaired)
+            except AppError:
+                pass  # the database is away: next time
+            except Exception:
+                log.exception("count repair failed")
+            await asyncio.sleep(interval)
 
     async def page(self, principal: Principal, query: EventQuery) -> EventPage:
         await self.authorize(principal, query.org_id)

@@ -18,6 +18,9 @@ Document shape:
     handled?     false when an exception of the event was not handled (the filter `handled`)
     details?     exception chain with frames, user, request, breadcrumbs, contexts, sdk: JSON text,
                  shown and never queried (headers and contexts carry arbitrary keys)
+    counting_ms? present while the event is not yet counted into its group: the epoch ms at which a
+                 process took it on (its insert, or a repair's claim). Removed once counted, so the sparse
+                 index holds only the uncounted; one older than COUNT_LEASE_MS was left by a crash.
     idem_key?    "<org>\\x1f<idempotency key>", unique where present (sparse)
     idem_hash?   hash of the first payload sent with that key
 
@@ -29,11 +32,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import orjson
-from pymongo import ASCENDING, DESCENDING
+from pymongo import ASCENDING, DESCENDING, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
@@ -85,6 +89,14 @@ class DuplicateIdempotencyKey(Exception):
     """The idempotency key is already taken; the caller decides between replay and conflict."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    event: ErrorEventRecord
+    idem_hash: str
+    started_group: bool
+    counting_ms: int | None  # None once counted
+
+
 def new_event_id(timestamp: datetime) -> str:
     return ID_PREFIX + str(ULID.from_datetime(timestamp))
 
@@ -106,6 +118,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         "received_at": event.received_at,
         "fingerprint": event.fingerprint,
         "seq": event.seq,
+        "counting_ms": int(event.received_at.timestamp() * 1000),  # uncounted until mark_counted
     }
     for name in ("code", "source"):
         if getattr(event, name) is not None:
@@ -218,6 +231,7 @@ class EventStore:
         self._counters = Counters(db, breaker)
         self._positions: Batcher[None, int] = Batcher(self._take_positions)
         self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_batch)
+        self._marks: Batcher[tuple[str, bool], None] = Batcher(self._mark_batch)
 
     async def ensure_indexes(self, retention_days: float) -> None:
         """Idempotent; each index is named after the query it serves."""
@@ -247,6 +261,8 @@ class EventStore:
             await self._col.create_index(
                 [("idem_key", ASCENDING)], unique=True, sparse=True, name="idempotency"
             )
+            # Exact counts after a crash: the (few) events not yet counted into their group.
+            await self._col.create_index([("counting_ms", ASCENDING)], sparse=True, name="uncounted")
 
     async def _ensure_retention(self, seconds: int) -> None:
         """Retention: the database removes events whose timestamp is older than `seconds` (TTL index;
@@ -287,15 +303,47 @@ class EventStore:
                     results[failure["index"]] = _insert_failure(docs[failure["index"]], failure)
         return results
 
-    async def find_by_idempotency_key(self, idem_key: str) -> tuple[ErrorEventRecord, str, bool] | None:
-        """(event, payload hash, whether it started its group) of the first request with this key."""
+    async def find_by_idempotency_key(self, idem_key: str) -> StoredEvent | None:
+        """The first request's event with this key, its payload hash and counting state."""
         async with translate_errors("error_events.find_idem", self._breaker):
             doc = await self._col.find_one({"idem_key": idem_key})
-        return (_from_doc(doc), doc["idem_hash"], bool(doc.get("started_group"))) if doc else None
+        if doc is None:
+            return None
+        return StoredEvent(
+            _from_doc(doc), doc["idem_hash"], bool(doc.get("started_group")), doc.get("counting_ms")
+        )
 
-    async def mark_started_group(self, event_id: str) -> None:
-        async with translate_errors("error_events.mark_group", self._breaker):
-            await self._col.update_one({"event_id": event_id}, {"$set": {"started_group": True}})
+    async def mark_counted(self, event_id: str, started_group: bool) -> None:
+        """The event is counted into its group (and started it, when `started_group`); concurrent
+        callers share one round trip."""
+        await self._marks.submit((event_id, started_group))
+
+    async def _mark_batch(self, marks: list[tuple[str, bool]]) -> list[BaseException | None]:
+        ops = [
+            UpdateOne(
+                {"event_id": event_id},
+                {"$unset": {"counting_ms": ""}, **({"$set": {"started_group": True}} if started else {})},
+            )
+            for event_id, started in marks
+        ]
+        async with translate_errors("error_events.mark_counted", self._breaker):
+            await self._col.bulk_write(ops, ordered=False)
+        return [None] * len(marks)
+
+    async def claim_uncounted(self, event_id: str, stale_before_ms: int, now_ms: int) -> bool:
+        """Take on counting an event whose counter went away (its lease is older than
+        `stale_before_ms`); False when it is counted, or another process took it first."""
+        async with translate_errors("error_events.claim", self._breaker):
+            result = await self._col.update_one(
+                {"event_id": event_id, "counting_ms": {"$lt": stale_before_ms}},
+                {"$set": {"counting_ms": now_ms}},
+            )
+        return result.modified_count == 1
+
+    async def stale_uncounted(self, stale_before_ms: int, limit: int) -> list[ErrorEventRecord]:
+        async with translate_errors("error_events.uncounted", self._breaker):
+            docs = await self._col.find({"counting_ms": {"$lt": stale_before_ms}}).limit(limit).to_list()
+        return [_from_doc(doc) for doc in docs]
 
     async def get(self, org_id: str, event_id: str) -> ErrorEventRecord | None:
         # By the unique id alone (one index, one key), then the organization: another's event is None.

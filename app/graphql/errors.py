@@ -35,8 +35,9 @@ def classify(error: GraphQLError) -> AppError | tuple[ErrorCode, str, list[Field
             problem = FieldProblem("tokens", error.message.removeprefix("Syntax Error: "))
             return ErrorCode.QUERY_TOO_COMPLEX, "Query is too complex", [problem]
         return ErrorCode.GRAPHQL_PARSE_FAILED, error.message, []
-    # Document and variable errors carry no path; graphql-core may chain its own GraphQLError.
-    if error.path is None and (original is None or isinstance(original, GraphQLError)):
+    # Document and variable errors carry no path; graphql-core may chain its own GraphQLError, or the
+    # ValueError of a literal a scalar cannot read (an Int of 5,000 digits).
+    if error.path is None and (original is None or isinstance(original, (GraphQLError, ValueError))):
         if any(isinstance(node, VariableDefinitionNode) for node in error.nodes or ()):
             match = _VARIABLE_RE.match(error.message)
             field = (match.group(2) or match.group(1)) if match else "variables"
@@ -93,18 +94,23 @@ def format_errors(errors: list[GraphQLError], request_id: str) -> tuple[list[Err
 
 
 def log_unexpected(errors: list[GraphQLError], request_id: str) -> None:
+    """A stack trace for what the client sees as INTERNAL_ERROR; nothing for the client's own mistakes
+    (the request's one log line carries their outcome)."""
     for error in errors:
         original = error.original_error
-        if original is not None and not isinstance(original, (AppError, GraphQLError)):
+        found = classify(error)
+        if not isinstance(found, AppError) or found.code is not ErrorCode.INTERNAL_ERROR:
+            continue
+        if isinstance(original, AppError):
+            cause = original.__cause__ or original
+            log.error("internal error", exc_info=cause, extra={"request_id": request_id})
+        else:
             log.error(
                 "unexpected error in %s",
                 ".".join(map(str, error.path or [])) or "operation",
-                exc_info=original,
+                exc_info=original or error,
                 extra={"request_id": request_id},
             )
-        elif isinstance(original, AppError) and original.code is ErrorCode.INTERNAL_ERROR:
-            cause = original.__cause__ or original
-            log.error("internal error", exc_info=cause, extra={"request_id": request_id})
 
 
 def worst(codes: list[ErrorCode]) -> ErrorCode:

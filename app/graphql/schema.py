@@ -82,7 +82,7 @@ def build_schema(
             *([operation_tracing(tracer)] if tracer is not None else []),
             ErrorFormatter,
             # Parsing and validation dominate an untuned Strawberry request; clients repeat documents.
-            lambda: DocumentCache(limits.max_tokens, rules),
+            lambda: DocumentCache(limits.max_tokens, rules, limits.max_repeats),
         ],
     )
 

@@ -30,6 +30,7 @@ from app.web.middleware import (
     WebSocketShortcut,
     cors_middleware,
 )
+from app.web.sockets import SocketRegistry
 from app.web.view import GraphQLView
 
 
@@ -44,6 +45,7 @@ def create_app(
         graphiql=settings.graphiql_enabled,
         max_tokens=settings.max_query_tokens,
         init_timeout=settings.ws_init_timeout_seconds,
+        max_query_bytes=settings.max_query_bytes,
         persisted_max_age=settings.persisted_query_max_age_seconds,
         max_cost=settings.max_query_cost,
         max_http_streams_per_key=settings.max_http_subscriptions_per_key,
@@ -69,17 +71,21 @@ def create_app(
         runtime = await open_runtime(settings)
         opened.append(runtime)
         view.services = runtime.services
+        view.sockets = SocketRegistry(settings.ws_max_per_key, settings.auth_cache_ttl_seconds)
+        view.sockets.start(runtime.services.auth)
         if runtime.demo_key is not None:
             view.graphiql_key, view.graphiql_org = runtime.demo_key, DEMO_ORG
         metrics.attach(runtime.services)
         app.state.runtime = runtime
         app.state.services = runtime.services
+        app.state.database_healthy = lambda: runtime.database_healthy  # for /health (app.web.health)
         if banner:
             print_banner(settings, runtime.demo_key)
         try:
             yield
         finally:
             opened.clear()
+            await view.sockets.stop()
             await close_runtime(runtime)
             if database_tracing is not None:
                 database_tracing.stop()
@@ -124,4 +130,5 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.graphql_view = view
+    app.state.settings = settings
     return app

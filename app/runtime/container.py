@@ -4,8 +4,9 @@ opened and closed as one by the app's lifespan and by the management commands.""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from app.alerts.service import AlertService, AlertSettings
@@ -28,6 +29,7 @@ from app.persisted.store import PersistedDocumentStore
 from app.projects.service import ProjectService
 from app.projects.store import ProjectStore
 from app.ratelimit.service import RateLimiter
+from app.ratelimit.store import BudgetStore
 from app.runtime.demo import ensure_demo
 from app.runtime.settings import Settings
 from app.stats.service import StatsService
@@ -35,6 +37,7 @@ from app.status.service import StatusService, StatusSettings
 from app.status.store import StatusStore
 from app.statuspage.service import PageSettings, StatusPageService
 from app.statuspage.store import StatusPageStore
+from app.storage.admission import Admission
 from app.storage.breaker import CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import create_client
@@ -50,6 +53,15 @@ class Runtime:
     client: Any  # the AsyncMongoClient (only app.storage and the stores speak pymongo)
     embedded: EmbeddedMongo | None
     demo_key: str | None
+    breaker: CircuitBreaker
+    supervisor: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)  # cancelled by close_runtime
+
+    @property
+    def database_healthy(self) -> bool:
+        """False from the first failed database call (until one succeeds), or while the embedded
+        database is down: what /health answers, before the damped probe agrees."""
+        return self.breaker.healthy and (self.embedded is None or self.embedded.running)
 
 
 async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
@@ -63,13 +75,20 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         data_dir = settings.data_dir.resolve()
         data_dir.mkdir(parents=True, exist_ok=True)
         embedded = EmbeddedMongo(data_dir / "nx-27017.db", run_dir=data_dir if serving else None)
-        uri = await asyncio.to_thread(embedded.start)
+        embedded.spawn()  # on the loop's thread: the child's parent-death signal follows this thread
+        uri = await asyncio.to_thread(embedded.wait_ready)
         log.info("no MONGODB_URI: started the embedded database", extra={"data_dir": str(settings.data_dir)})
-    client = create_client(uri, settings.mongodb_timeout_ms)
+    client = create_client(uri, settings.mongodb_timeout_ms, settings.db_max_in_flight)
     try:
         db = client[settings.mongodb_db]
         pubsub = PubSub()
-        breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_cooldown_seconds)
+        breaker = CircuitBreaker(
+            settings.breaker_threshold,
+            settings.breaker_cooldown_seconds,
+            admission=Admission(
+                settings.db_max_in_flight, settings.db_queue_wait_seconds, settings.db_max_waiting
+            ),
+        )
         orgs = OrgService(OrgStore(db, breaker))
         key_store, event_store, group_store = (
             KeyStore(db, breaker),
@@ -78,10 +97,13 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         )
         activity_store, alias_store = ActivityStore(db, breaker), AliasStore(db, breaker)
         rule_store, delivery_store = RuleStore(db, breaker), DeliveryStore(db, breaker)
+        budget_store = BudgetStore(db, breaker)
         project_store = ProjectStore(db, breaker)
         if serving:  # a management command must not, say, change retention with its own settings
             await project_store.ensure_indexes()
             await key_store.ensure_indexes()
+            if settings.rate_limit_shared:
+                await budget_store.ensure_indexes()
             await event_store.ensure_indexes(settings.retention_days)
             await group_store.ensure_indexes()
             await activity_store.ensure_indexes()
@@ -116,7 +138,13 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             ),
             breaker,
         )
-        auth = AuthService(key_store, orgs, settings.auth_cache_ttl_seconds)
+        auth = AuthService(
+            key_store,
+            orgs,
+            settings.auth_cache_ttl_seconds,
+            settings.auth_negative_cache_seconds,
+            stale_seconds=settings.auth_stale_seconds,
+        )
         projects = ProjectService(project_store, orgs, auth, settings.dsn_base_url)
         ingest = IngestService(
             auth,
@@ -141,7 +169,10 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
             pubsub=pubsub,
             feed=feed,
             rate_limiter=RateLimiter(
-                settings.rate_limit_reads, settings.rate_limit_writes, settings.rate_limit_window_seconds
+                settings.rate_limit_reads,
+                settings.rate_limit_writes,
+                settings.rate_limit_window_seconds,
+                shared=budget_store if settings.rate_limit_shared else None,
             ),
             alerts=AlertService(
                 rule_store,
@@ -191,10 +222,47 @@ async def open_runtime(settings: Settings, *, serving: bool = True) -> Runtime:
         if embedded:
             embedded.stop()
         raise
-    return Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key)
+    runtime = Runtime(services=services, client=client, embedded=embedded, demo_key=demo_key, breaker=breaker)
+    if serving:
+        repair = events.repair_forever(settings.count_repair_seconds)
+        runtime.tasks.append(asyncio.create_task(repair, name="count-repair"))
+    if embedded is not None and serving:
+        runtime.supervisor = asyncio.create_task(_supervise_embedded(runtime), name="embedded-supervisor")
+    return runtime
+
+
+async def _supervise_embedded(runtime: Runtime) -> None:
+    """The embedded database is started again whenever it dies (killed, crashed), on the same port, so
+    the database client reconnects by itself; a probe then closes the breaker and updates the status.
+    Restarts that fail back off from half a second to ten."""
+    embedded = runtime.embedded
+    assert embedded is not None
+    delay = 0.5
+    while True:
+        code = await embedded.wait_exit()
+        log.warning("embedded database exited with code %s; starting it again", code)
+        while True:
+            try:
+                embedded.spawn()  # on the loop's thread (see EmbeddedMongo.spawn)
+                await asyncio.to_thread(embedded.wait_ready)
+                break
+            except Exception:
+                log.exception("embedded database did not start; retrying in %.1fs", delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+        embedded.restarts += 1
+        delay = 0.5
+        try:
+            await runtime.services.status.probe()
+        except Exception:
+            log.exception("status probe after the embedded database restarted")
 
 
 async def close_runtime(runtime: Runtime) -> None:
+    for task in [*runtime.tasks, *([runtime.supervisor] if runtime.supervisor else [])]:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
     await runtime.services.feed.stop()
     await runtime.services.status_page.stop()
     await runtime.services.status.stop()

@@ -29,16 +29,38 @@ class _JsonLines(OrjsonFormatter):
         return datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+# Control characters (and Unicode line breaks) in a readable line would let a client forge lines: a `%0A`
+# in a URL path or an organization id is decoded before it is logged. They are written as \xNN / \uNNNN.
+_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), 0x7F]} | {
+    c: f"\\u{c:04x}" for c in (0x85, 0x2028, 0x2029)
+}
+
+
+def escape(text: str) -> str:
+    return text.translate(_ESCAPES)
+
+
 class _ReadableFormatter(logging.Formatter):
-    """`time level logger message key=value ...` with the extras a JSON line would carry."""
+    """`time level logger message key=value ...` with the extras a JSON line would carry; one line per
+    record (control characters escaped), then the stack trace, if any, as it is."""
 
     def format(self, record: logging.LogRecord) -> str:
-        base = super().format(record)
+        record.message = escape(record.getMessage())
+        if self.usesTime():
+            record.asctime = self.formatTime(record, self.datefmt)
+        line = self.formatMessage(record)
         extras = " ".join(
-            f"{k}={v}" for k, v in vars(record).items() if k not in _STANDARD and v not in (None, "-")
+            f"{k}={escape(str(v))}"
+            for k, v in vars(record).items()
+            if k not in _STANDARD and v not in (None, "-")
         )
-        head, _, tail = base.partition("\n")
-        line = f"{head} {extras}" if extras else head
+        if extras:
+            line = f"{line} {extras}"
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        tail = "\n".join(
+            t for t in (record.exc_text, record.stack_info and self.formatStack(record.stack_info)) if t
+        )
         return f"{line}\n{tail}" if tail else line
 
 

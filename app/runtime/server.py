@@ -22,6 +22,7 @@ from app.runtime.container import close_runtime, open_runtime, print_banner
 from app.runtime.demo import ensure_demo
 from app.runtime.gc_policy import FreezeSurvivors
 from app.runtime.logging import configure
+from app.runtime.protocol import guarded_protocol
 from app.runtime.settings import Settings, load_settings
 from app.storage.embedded import EmbeddedMongo
 
@@ -59,12 +60,23 @@ class GracefulServer(uvicorn.Server):
             self.gc_policy.uninstall()
 
 
-def uvicorn_options(ws_compression: bool = False) -> dict[str, Any]:
+def uvicorn_options(ws_compression: bool = False, settings: Settings | None = None) -> dict[str, Any]:
+    defaults = {name: field.default for name, field in Settings.model_fields.items()}
+    header_timeout, body_timeout, max_connections, max_body = (
+        getattr(settings, name) if settings is not None else defaults[name]
+        for name in (
+            "http_header_timeout_seconds",
+            "http_body_timeout_seconds",
+            "max_connections",
+            "max_body_bytes",
+        )
+    )
     return {
         # asyncio's loop rather than uvloop: uvloop is unfair under overload (p99 in seconds at 64
-        # connections on a saturated worker); httptools is where the HTTP CPU is saved.
+        # connections on a saturated worker); httptools is where the HTTP CPU is saved, here with
+        # header and body deadlines and a connection cap (app.runtime.protocol).
         "loop": "asyncio",
-        "http": "httptools",
+        "http": guarded_protocol(header_timeout, body_timeout, max_connections),
         "log_config": None,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
@@ -75,11 +87,14 @@ def uvicorn_options(ws_compression: bool = False) -> dict[str, Any]:
         # permessage-deflate keeps compression state per socket (about 40-50 KiB each, measured): off by
         # default, since status and event messages are a few hundred bytes.
         "ws_per_message_deflate": ws_compression,
+        # A WebSocket message is at most as large as an HTTP body (uvicorn's default is 16 MiB).
+        "ws_max_size": max_body,
     }
 
 
 def config_for(app: Starlette, host: str, port: int, ws_compression: bool = False) -> uvicorn.Config:
-    return uvicorn.Config(app, host=host, port=port, **uvicorn_options(ws_compression))
+    settings = getattr(app.state, "settings", None)  # set by create_app
+    return uvicorn.Config(app, host=host, port=port, **uvicorn_options(ws_compression, settings))
 
 
 def serve(settings: Settings, *, reuse_port: bool = False) -> int:
@@ -119,14 +134,14 @@ def serve_workers(settings: Settings) -> int:
         worker_settings = load_settings()
         demo_key = asyncio.run(_demo(worker_settings, settings)) if settings.demo_data_enabled else None
         print_banner(settings, demo_key)
-        _supervise(settings.workers)
+        _supervise(settings.workers, embedded)
     finally:
         if embedded is not None:
             embedded.stop()
     return 0
 
 
-def _supervise(count: int) -> None:
+def _supervise(count: int, embedded: EmbeddedMongo | None = None) -> None:
     command = [sys.executable, "-m", "app", "serve", "--reuse-port"]
     workers = [subprocess.Popen(command) for _ in range(count)]
     stopping = threading.Event()
@@ -134,6 +149,12 @@ def _supervise(count: int) -> None:
         signal.signal(sig, lambda *_: stopping.set())
     try:
         while not stopping.wait(0.5):
+            if embedded is not None and not embedded.running:  # killed or crashed: same port, same data
+                log.warning("embedded database exited; starting it again")
+                try:
+                    embedded.start()  # on this (main) thread, which lives as long as the workers
+                except RuntimeError:
+                    log.exception("embedded database did not start; retrying")
             for i, worker in enumerate(workers):
                 if worker.poll() is not None:
                     log.warning("worker %s exited with %s; starting another", worker.pid, worker.returncode)

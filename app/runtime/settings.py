@@ -57,6 +57,33 @@ class Settings(BaseSettings):
         description="How long a verified API key is trusted without asking the database: "
         "the longest a revocation or a new expiry takes to apply.",
     )
+    auth_negative_cache_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        description="How long an unknown or revoked API key is refused without asking the database again.",
+    )
+    auth_stale_seconds: float = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description="While the database cannot be reached, a key verified within this long keeps working.",
+    )
+    db_max_in_flight: int = Field(
+        default=64,
+        ge=1,
+        le=1000,
+        description="Database calls in flight per process (also the driver's pool size); more wait.",
+    )
+    db_queue_wait_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=60,
+        description="How long a database call waits for a slot before SERVICE_UNAVAILABLE (503).",
+    )
+    db_max_waiting: int = Field(
+        default=2000, ge=0, description="Database calls waiting for a slot; beyond, refused at once."
+    )
     status_probe_interval_seconds: float = Field(default=5.0, gt=0, le=3600)
     status_damping_probes: int = Field(
         default=2, ge=1, le=100, description="Probes in a row that must agree before a probed state changes."
@@ -136,6 +163,11 @@ class Settings(BaseSettings):
         le=300,
         description="A WebSocket without connection_init by then is closed with 4408.",
     )
+    ws_max_per_key: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open WebSockets per API key in one process; one more is closed with 4429.",
+    )
     ws_compression: bool = Field(
         default=False, description="Offer permessage-deflate on WebSockets (costs memory per subscriber)."
     )
@@ -163,17 +195,46 @@ class Settings(BaseSettings):
     )
     breaker_cooldown_seconds: float = Field(default=5.0, gt=0, le=600, description="How long it stays open.")
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    http_header_timeout_seconds: float = Field(
+        default=10, gt=0, le=600, description="A request's headers must arrive within this (else 408)."
+    )
+    http_body_timeout_seconds: float = Field(
+        default=30, gt=0, le=3600, description="A request's body must arrive within this after its headers."
+    )
+    max_connections: int = Field(
+        default=10_000,
+        ge=1,
+        description="Open connections (HTTP and WebSocket) per process; one more is answered 503.",
+    )
     max_query_depth: int = Field(default=Limits.max_depth, ge=2, le=100)
     max_query_aliases: int = Field(default=Limits.max_aliases, ge=0, le=1000)
     max_query_tokens: int = Field(default=Limits.max_tokens, ge=100, le=100_000)
+    max_query_bytes: int = Field(
+        default=65_536,
+        ge=1024,
+        le=10_000_000,
+        description="Longest document (characters, comments included) parsed; longer is QUERY_TOO_COMPLEX.",
+    )
+    max_query_field_repeats: int = Field(
+        default=Limits.max_repeats,
+        ge=2,
+        le=1000,
+        description="Fields under one response key in one selection set (validation compares each pair).",
+    )
     max_query_cost: int = Field(
         default=Limits.max_cost,
         ge=10,
-        description="Estimated cost: a field is 1; `first: N` multiplies what it selects.",
+        description="Estimated cost: a field is 1; `first: N` multiplies what it selects; errorStats is "
+        "one per bucket.",
     )
     rate_limit_reads: int = Field(default=600, ge=1, description="Read units per credential per window.")
     rate_limit_writes: int = Field(
         default=1200, ge=1, description="logError calls per credential per window."
+    )
+    rate_limit_shared: bool = Field(
+        default=True,
+        description="Share each credential's budget across instances through the database, reserved in "
+        "blocks of a twentieth of the limit (overshoot at most a block per instance per window).",
     )
     rate_limit_window_seconds: float = Field(default=60, gt=0, le=86400)
     cors_origins: list[str] | None = Field(
@@ -187,6 +248,12 @@ class Settings(BaseSettings):
         ge=0,  # 0: keep events forever
         le=24000,  # expireAfterSeconds is a 32-bit integer: about 68 years at most
         description="Events older than this (by timestamp) are removed by the database; 0 keeps them.",
+    )
+    count_repair_seconds: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="How often events a crash left uncounted are looked for and counted (also at start).",
     )
     metrics_enabled: bool = Field(default=True, description="Serve Prometheus metrics at GET /metrics.")
     public_url: str | None = Field(
@@ -265,7 +332,11 @@ class Settings(BaseSettings):
     @property
     def query_limits(self) -> Limits:
         return Limits(
-            self.max_query_depth, self.max_query_aliases, self.max_query_tokens, self.max_query_cost
+            self.max_query_depth,
+            self.max_query_aliases,
+            self.max_query_tokens,
+            self.max_query_cost,
+            self.max_query_field_repeats,
         )
 
     @property

@@ -34,6 +34,11 @@ class ErrorRate:
             return None
         return sum(b[2] for b in self._buckets) / total
 
+    def counts(self) -> tuple[int, int]:
+        """(requests, server failures) over the window."""
+        self._trim(int(self.clock()))
+        return sum(b[1] for b in self._buckets), sum(b[2] for b in self._buckets)
+
     def _trim(self, second: int) -> None:
         while self._buckets and self._buckets[0][0] <= second - self.window:
             self._buckets.popleft()

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from enum import Enum
 
 from app.core.errors import ServiceUnavailable
+from app.storage.admission import Admission
 
 
 class BreakerState(str, Enum):
@@ -25,8 +26,13 @@ class BreakerState(str, Enum):
 
 class CircuitBreaker:
     def __init__(
-        self, threshold: int = 3, cooldown: float = 5.0, clock: Callable[[], float] = time.monotonic
+        self,
+        threshold: int = 3,
+        cooldown: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        admission: Admission | None = None,
     ) -> None:
+        self.admission = admission  # consulted first by translate_errors: the server's own queue
         self.threshold = threshold
         self.cooldown = cooldown
         self.clock = clock
@@ -34,6 +40,11 @@ class CircuitBreaker:
         self._failures = 0
         self._opened_at = 0.0
         self._trial_running = False
+
+    @property
+    def healthy(self) -> bool:
+        """False from the first failed call until a call (or a probe) succeeds."""
+        return self.state is BreakerState.CLOSED and self._failures == 0
 
     def before_call(self) -> None:
         if self.state is BreakerState.CLOSED:

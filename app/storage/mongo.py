@@ -28,22 +28,40 @@ Client = AsyncMongoClient[Document]
 Database = AsyncDatabase[Document]
 
 
-def create_client(uri: str, timeout_ms: int) -> Client:
+def create_client(uri: str, timeout_ms: int, max_pool_size: int = 100) -> Client:
     # tz_aware: dates come back as aware UTC datetimes (stored as BSON dates in UTC).
     # timeoutMS bounds every operation, so a slow or absent database fails fast, never hangs.
+    # The pool is as large as the admission limit (app.storage.admission): calls wait there, not here.
     return AsyncMongoClient(
         uri,
         tz_aware=True,
         appname="error-tracker",
         serverSelectionTimeoutMS=timeout_ms,
         timeoutMS=timeout_ms,
+        maxPoolSize=max_pool_size,
     )
 
 
 @asynccontextmanager
 async def translate_errors(operation: str, breaker: CircuitBreaker | None = None) -> AsyncIterator[None]:
     """Driver failures become SERVICE_UNAVAILABLE (unreachable, timed out) or INTERNAL_ERROR; the
-    breaker, when given, is consulted before the call and told how it went."""
+    breaker, when given, is consulted before the call and told how it went. The breaker's admission
+    control, when it has one, first waits for a slot (a busy server refuses without blaming the database)."""
+    admission = breaker.admission if breaker is not None else None
+    if admission is None:
+        async with _translated(operation, breaker):
+            yield
+        return
+    await admission.acquire()
+    try:
+        async with _translated(operation, breaker):
+            yield
+    finally:
+        admission.release()
+
+
+@asynccontextmanager
+async def _translated(operation: str, breaker: CircuitBreaker | None) -> AsyncIterator[None]:
     if breaker is not None:
         breaker.before_call()
     try:

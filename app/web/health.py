@@ -16,7 +16,10 @@ async def health(request: Request) -> Response:
     services = services_of(request)
     snapshot = services.status.snapshot()
     storage = next(c for c in snapshot.services if c.name == "storage")
-    database = storage.status is not ServiceState.MAJOR_OUTAGE
+    # Unhealthy as soon as database calls fail (or the embedded database is down), not only once the
+    # damped probe agrees.
+    calls_succeed = getattr(request.app.state, "database_healthy", None)
+    database = storage.status is not ServiceState.MAJOR_OUTAGE and (calls_succeed is None or calls_succeed())
     state = {ServiceState.OPERATIONAL: "healthy", ServiceState.UNDER_MAINTENANCE: "degraded"}.get(
         snapshot.status, "degraded" if database else "unhealthy"
     )
@@ -25,7 +28,7 @@ async def health(request: Request) -> Response:
         "checks": {"database": database, "messageQueue": services.feed.running, "websocket": True},
         "timestamp": format_datetime(utc_now()),
     }
-    return json_response(body, 200 if database else 503)
+    return json_response(body, 200 if database else 503, None if database else {"Retry-After": "1"})
 
 
 async def live(_: Request) -> Response:

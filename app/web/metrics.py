@@ -78,6 +78,11 @@ class ServicesCollector(Collector):
         for topic, count in sorted(services.pubsub.subscriber_counts().items()):
             active.add_metric([topic], count)
         yield active
+        yield CounterMetricFamily(
+            "error_tracker_credential_lookups",
+            "Database reads to verify an API key (concurrent misses of one key share one)",
+            value=services.auth.lookups,
+        )
         sdk = CounterMetricFamily(
             "error_tracker_sdk_events",
             "SDK submissions: accepted, deduplicated (a resent event id), rate_limited or dropped, by reason",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import time
@@ -10,10 +11,11 @@ from collections.abc import Callable
 import orjson
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import FieldProblem, InvalidRequest
+from app.core.errors import FieldProblem, InternalError, InvalidRequest
 from app.core.request_ids import new_request_id, request_id_var
 from app.core.wire import error_body
 from app.web import metrics
@@ -61,9 +63,12 @@ class RequestIdMiddleware:
         status = 500
         started = time.perf_counter()
 
+        response_started = False
+
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
+                response_started = True
                 status = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
@@ -71,6 +76,18 @@ class RequestIdMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except ClientDisconnect:  # the client went away mid-body: nothing to answer, one log line
+            request_state(scope).outcome = "CLIENT_DISCONNECTED"
+            status = 499
+        except Exception:
+            # Anything unexpected: a catalogued INTERNAL_ERROR with the request id (not uvicorn's plain
+            # text), the stack trace logged once.
+            log.exception("unexpected error", extra={"request_id": request_id})
+            request_state(scope).outcome = "INTERNAL_ERROR"
+            if not response_started:
+                error = InternalError()
+                with contextlib.suppress(Exception):
+                    await json_response(error_body(error, request_id), 500)(scope, receive, send_with_id)
         finally:
             self._log(scope, status, time.perf_counter() - started, request_id)
             request_id_var.reset(token)

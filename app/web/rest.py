@@ -85,7 +85,7 @@ def endpoint(handler: Handler, resource: Resource) -> Callable[[Request], Awaita
         budget = None
         try:
             principal = await services.auth.authenticate(credential_from_headers(request.headers))
-            budget = services.rate_limiter.charge(principal.key_id, resource)
+            budget = await services.rate_limiter.spend(principal.key_id, resource)
             response = await handler(request, services, principal)
         except AppError as error:
             state.outcome = error.code.value

@@ -29,6 +29,8 @@ class RequestState:
     request_error: bool = False  # a GraphQL request error (answers 400 under graphql-response+json)
     prepaid: Budget | None = None  # the budget the view's direct lane charged before handing over
     expiry_task: asyncio.Task[None] | None = None  # closes a WebSocket when its credential expires
+    unavailable: int | None = None  # Retry-After when the whole GraphQL result is SERVICE_UNAVAILABLE
+    key_id: str | None = None  # the WebSocket's credential, for the per-key registry (app.web.sockets)
     persisted_get: bool = False  # a GET naming its document by hash (cacheable when it succeeds)
     had_errors: bool = False  # the GraphQL result carried errors
     costs: list[int | None] | None = None  # `X-GraphQL-Cost: include`: each operation's estimated cost

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -31,28 +32,42 @@ from strawberry.subscriptions import (
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 from strawberry.utils.operation import get_first_operation
 
 from app.auth.service import credential_from_headers
 from app.core.clock import format_datetime
-from app.core.errors import AppError, ErrorCode, FieldProblem, InvalidRequest, RateLimited
+from app.core.errors import (
+    AppError,
+    ErrorCode,
+    FieldProblem,
+    InvalidRequest,
+    QueryTooComplex,
+    RateLimited,
+    ServiceUnavailable,
+)
 from app.core.wire import error_body, extensions
 from app.graphql.context import RequestContext, Services
 from app.graphql.execution.document_cache import cached_parse, is_valid
 from app.graphql.execution.fanout import EncodedData
 from app.graphql.limits import Limits, operation_cost
+from app.graphql.pricing import read_units
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
 from app.web.middleware import json_response
+from app.web.sockets import TOO_MANY, SocketRegistry
 from app.web.state import RequestState, request_state
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 COST_HEADER = "x-graphql-cost"  # `X-GraphQL-Cost: include` adds extensions.cost to the response
 KEEP_ALIVE_SECONDS = 15.0
 MAX_SUBSCRIPTIONS_PER_CONNECTION = 50
+# Request bodies nest at most this deep: a batch of operations with variables holding an event context
+# (itself at most 5 deep) stays far below.
+MAX_JSON_DEPTH = 32
 # What ends each kind of stream cleanly (sent at shutdown, like a WebSocket's 1001).
 _STREAM_END = {
     "text/event-stream": "event: complete\r\ndata: \r\n\r\n",
@@ -80,20 +95,121 @@ def _is_number(text: str) -> bool:
     return True
 
 
+def document_too_long(query: object, max_bytes: int) -> QueryTooComplex | None:
+    """Parsing costs about 0.3 ms per KiB whatever the tokens are (comments, whitespace): a document
+    longer than MAX_QUERY_BYTES is refused before it is parsed."""
+    if isinstance(query, str) and len(query) > max_bytes:
+        message = f"The document is {len(query)} characters long; at most {max_bytes}"
+        return QueryTooComplex(details=[FieldProblem("document", message)])
+    return None
+
+
+def _ws_too_long(handler: Any, message: Any) -> dict[str, Any] | None:
+    """The catalogued error payload for a subscribe/start message whose document is too long."""
+    payload = message.get("payload") if isinstance(message, dict) else None
+    query = payload.get("query") if isinstance(payload, dict) else None
+    error = document_too_long(query, handler.view.max_query_bytes)
+    if error is None:
+        return None
+    request_id = getattr(handler.context, "request_id", "-")
+    return {"message": error.message, "extensions": extensions(error.code, request_id, error.details)}
+
+
+async def _ws_refusal(handler: Any, message: Any) -> dict[str, Any] | None:
+    """The catalogued error payload refusing a subscribe/start message: a document too long, or the
+    credential's read budget spent. A socket's first operation is free (a reconnect storm re-subscribes
+    once per socket; sockets per key are capped by WS_MAX_PER_KEY); each further one spends a read unit,
+    as a query does."""
+    if not handler.connection_acknowledged:
+        return None  # the protocol handler closes the socket itself
+    refused = _ws_too_long(handler, message)
+    if refused is not None:
+        return refused
+    context = handler.context
+    principal = getattr(context, "principal", None)
+    handler.operations_started = getattr(handler, "operations_started", 0) + 1
+    if principal is None or handler.operations_started == 1:
+        return None
+    try:
+        await context.services.rate_limiter.spend(principal.key_id, Resource.READ)
+    except RateLimited as error:
+        request_id = getattr(context, "request_id", "-")
+        ext = extensions(error.code, request_id, error.details, error.retry_after)
+        return {"message": error.message, "extensions": ext}
+    return None
+
+
+def _too_deep(value: object, limit: int) -> bool:
+    """Whether a decoded JSON value nests deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[object, int]] = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            item = list(item.values())
+        if isinstance(item, list):
+            if depth >= limit:
+                return True
+            stack.extend((child, depth + 1) for child in item if isinstance(child, (dict, list)))
+    return False
+
+
+def _unavailable(result: ExecutionResult) -> int | None:
+    """The retry delay when every error is SERVICE_UNAVAILABLE and no field has data (errors are in
+    their wire shape by now, see app.graphql.errors), else None."""
+    if not result.errors or (result.data is not None and not isinstance(result.data, dict)):
+        return None  # (a shared subscription event's data is already encoded: it has data)
+    if any(value is not None for value in (result.data or {}).values()):
+        return None
+    delays = []
+    for error in result.errors:
+        ext = error.extensions or {}
+        if ext.get("code") != ErrorCode.SERVICE_UNAVAILABLE.value:
+            return None
+        delays.append(int(ext.get("retryAfter") or 1))
+    return max(delays)
+
+
 def refusal(error: AppError, request_id: str) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return json_response(error_body(error, request_id), error.code.status, headers)
 
 
+TRY_AGAIN_LATER = 1013  # RFC 6455: "try again later"
+
+
+class _WebSocketRefusal(Exception):
+    """Raised by on_ws_connect; the protocol handler closes the socket with `code` and `reason`."""
+
+    def __init__(self, code: int, error: AppError) -> None:
+        super().__init__(error.message)
+        self.code = code
+        self.reason = f"{error.code.value}: {error.message}"[:120]  # a close reason holds 123 bytes
+        self.error = error
+
+
 class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
     """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
-    few refusals itself (the per-connection subscription limit); those get a code and a request id."""
+    few refusals itself (the per-connection subscription limit); those get a code and a request id.
+    A busy or unreachable database closes with 1013 "try again later", too many sockets for one key
+    with 4429; a bad credential stays 4403."""
 
     async def handle_connection_init(self, message: Any) -> None:
-        await super().handle_connection_init(message)
+        try:
+            await super().handle_connection_init(message)
+        except _WebSocketRefusal as refusal:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=refusal.code, reason=refusal.reason)
+            return
         # Cancelled by now; kept, the task (its coroutine, CancelledError and traceback) would live as
         # long as the connection: about a KiB per idle subscriber, measured.
         self.connection_init_timeout_task = None
+
+    async def handle_subscribe(self, message: Any) -> None:
+        refused = await _ws_refusal(self, message)
+        if refused is not None:
+            await self.send_message({"type": "error", "id": message.get("id"), "payload": [refused]})
+            return
+        await super().handle_subscribe(message)
 
     async def send_message(self, message: Any) -> None:
         if message.get("type") == "error":
@@ -103,6 +219,45 @@ class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None])
                     problem = FieldProblem("subscription", error.get("message", ""))
                     error["extensions"] = extensions(ErrorCode.INVALID_REQUEST, request_id, [problem])
         await super().send_message(message)
+
+
+class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
+    """The legacy graphql-ws protocol with the same refusals (a `connection_error` carrying the
+    catalogued error, then the close code), and the connection_init deadline it lacks: a socket that
+    has not been acknowledged within WS_INIT_TIMEOUT_SECONDS is closed with 4408."""
+
+    async def handle(self) -> None:
+        deadline = asyncio.create_task(self._init_deadline())
+        try:
+            await super().handle()
+        finally:
+            deadline.cancel()
+
+    async def _init_deadline(self) -> None:
+        await asyncio.sleep(getattr(self.view, "ws_init_timeout", 10.0))
+        if not self.connection_acknowledged:
+            with contextlib.suppress(Exception):
+                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
+
+    async def handle_start(self, message: Any) -> None:
+        refused = await _ws_refusal(self, message)
+        if refused is not None:
+            await self.send_message(cast(Any, {"type": "error", "id": message.get("id"), "payload": refused}))
+            return
+        await super().handle_start(message)
+
+    async def handle_connection_init(self, message: Any) -> None:
+        try:
+            await super().handle_connection_init(message)
+        except _WebSocketRefusal as refusal:
+            request_id = getattr(self.context, "request_id", "-")
+            payload = {
+                "message": refusal.error.message,
+                "extensions": extensions(refusal.error.code, request_id),
+            }
+            with contextlib.suppress(Exception):
+                await self.send_message(cast(Any, {"type": "connection_error", "payload": payload}))
+                await self.websocket.close(code=refusal.code, reason=refusal.reason)
 
 
 class TextWebSocketAdapter(ASGIWebSocketAdapter):
@@ -136,10 +291,12 @@ class DirectLane:
 class GraphQLView(GraphQL[RequestContext, None]):
     services: Services | None = None  # set by the app's lifespan before the first request
     direct_lane = True  # off when operations are traced: the spans come from Strawberry's extension
+    sockets: SocketRegistry | None = None  # set by the lifespan: open WebSockets per credential
     # GraphiQL opens with these (development: the demo credential and organization), set by the lifespan.
     graphiql_key: str | None = None
     graphiql_org: str | None = None
     graphql_transport_ws_handler_class = CataloguedTransportWS
+    graphql_ws_handler_class = CataloguedLegacyWS
     websocket_adapter_class = TextWebSocketAdapter
 
     def __init__(
@@ -151,7 +308,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         persisted_max_age: int = 10,
         max_cost: int = Limits.max_cost,
         max_http_streams_per_key: int = MAX_SUBSCRIPTIONS_PER_CONNECTION,
+        max_query_bytes: int = 65_536,
     ) -> None:
+        self.max_query_bytes = max_query_bytes
+        self.ws_init_timeout = init_timeout  # the legacy protocol's deadline (CataloguedLegacyWS)
         # Subscriptions over plain HTTP (graphql-sse, multipart) are one stream per request, so a cap like
         # the WebSocket's per connection applies per credential instead.
         self.max_http_streams_per_key = max_http_streams_per_key
@@ -184,6 +344,28 @@ class GraphQLView(GraphQL[RequestContext, None]):
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
 
+    def decode_json(self, data: str | bytes) -> object:
+        """Invalid UTF-8, integers over CPython's 4,300 digits and nesting past the recursion limit are
+        request errors (400) rather than exceptions; so is anything nested deeper than MAX_JSON_DEPTH."""
+        try:
+            value = json.loads(data)
+        except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            reason = str(exc).split(";")[0][:200]
+            raise HTTPException(400, f"Unable to parse request body as JSON: {reason}") from None
+        if _too_deep(value, MAX_JSON_DEPTH):
+            raise HTTPException(400, f"The request body is nested deeper than {MAX_JSON_DEPTH} levels")
+        return value
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """A body that is JSON but not an object (null, 42, "text", [1]) is a 400, not a crash in
+        Strawberry's `data.get`."""
+        try:
+            return await super().parse_http_body(request)
+        except (AttributeError, TypeError):
+            raise HTTPException(
+                400, "The request body must be a JSON object (or a list of objects for a batch)"
+            ) from None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             websocket = WebSocket(scope, receive=receive, send=send)
@@ -192,6 +374,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 await self.run(websocket)
             finally:
                 self.open_sockets.discard(websocket)
+                if self.sockets is not None:
+                    self.sockets.discard(websocket)
                 expiry = request_state(scope).expiry_task
                 if expiry is not None:
                     expiry.cancel()
@@ -208,6 +392,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 response = await self.run(request)
             if graphql_response and state.request_error:
                 response.status_code = 400
+            retry_after = state.unavailable
+            if retry_after is not None:  # the whole result is SERVICE_UNAVAILABLE: say so in HTTP too
+                response.status_code = 503
+                response.headers["Retry-After"] = str(retry_after)
         except AppError as error:
             state.outcome = error.code.value
             response = refusal(error, request_id)
@@ -266,9 +454,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
         context = await self.get_context(request, None)  # authenticates, as the full path does first
-        if context.principal is not None:
-            context.rate_limit = state.prepaid = context.services.rate_limiter.charge(
-                context.principal.key_id, Resource.READ, 1
+        if context.principal is not None:  # priced as the full path prices it (errorStats by its range)
+            units = read_units(document, operation, variables or {})
+            context.rate_limit = state.prepaid = await context.services.rate_limiter.spend(
+                context.principal.key_id, Resource.READ, units
             )
         result: Any = execute(
             schema._schema,
@@ -330,13 +519,24 @@ class GraphQLView(GraphQL[RequestContext, None]):
         (429 when it is spent)."""
         await self._resolve_persisted(request, request_data)
         batch = request_data if isinstance(request_data, list) else [request_data]
+        for data in batch:
+            too_long = document_too_long(data.query, self.max_query_bytes)
+            if too_long is not None:
+                raise too_long
+            if data.protocol == "http" and self._operation_type(data) is OperationType.SUBSCRIPTION:
+                raise InvalidRequest(
+                    "A subscription needs a stream: send it with `Accept: text/event-stream` (graphql-sse) "
+                    "or `multipart/mixed`, or over a WebSocket to this URL (graphql-transport-ws, or the "
+                    "legacy graphql-ws) in a `subscribe` message",
+                    details=[FieldProblem("query", "A subscription cannot be answered as one JSON response")],
+                )
         prepaid = request_state(request.scope).prepaid
         if prepaid is not None:  # charged by the direct lane, which handed the request over
             context.rate_limit = prepaid
         elif context.principal is not None:
             for data in batch:
                 resource, cost = self._price(data)
-                context.rate_limit = context.services.rate_limiter.charge(
+                context.rate_limit = await context.services.rate_limiter.spend(
                     context.principal.key_id, resource, cost
                 )
         if request.headers.get(COST_HEADER, "").lower() == "include":
@@ -344,6 +544,16 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return await super().execute_operation(
             request, request_adapter, request_data, context, root_value, sub_response
         )
+
+    def _operation_type(self, data: GraphQLRequestData) -> OperationType | None:
+        document = cached_parse(data.query, self.max_tokens) if data.query else None
+        if document is None:
+            return None
+        try:
+            operation = get_operation_ast(document, data.operation_name)
+        except GraphQLError:
+            return None
+        return operation.operation if operation is not None else None
 
     async def _resolve_persisted(
         self, request: Request, request_data: GraphQLRequestData | list[GraphQLRequestData]
@@ -381,7 +591,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return {"requestedQueryCost": cost, "maximumQueryCost": self.max_cost, "throttleStatus": throttle}
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
-        """Mutations spend the write budget, one unit per root field (each logError); the rest one read."""
+        """Mutations spend the write budget, one unit per root field (each logError); the rest one read,
+        and errorStats more by the range and buckets it scans (app.graphql.pricing)."""
         document = cached_parse(data.query, self.max_tokens) if data.query else None
         if document is None:
             return Resource.READ, 1
@@ -389,9 +600,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
             operation = get_operation_ast(document, data.operation_name)
         except GraphQLError:
             operation = None
-        if operation is None or operation.operation is not OperationType.MUTATION:
+        if operation is None:
             return Resource.READ, 1
-        return Resource.WRITE, max(1, len(operation.selection_set.selections))
+        if operation.operation is OperationType.MUTATION:
+            return Resource.WRITE, max(1, len(operation.selection_set.selections))
+        return Resource.READ, read_units(document, operation, data.variables or {})
 
     async def create_streaming_response(
         self,
@@ -455,6 +668,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             # A subscription event shared with other subscribers (app.graphql.execution.fanout): its data is
             # already encoded once for all of them; orjson splices the fragment into this body.
             body["data"] = result.data.fragment  # type: ignore[typeddict-item]
+        unavailable = _unavailable(result)
+        if unavailable is not None:
+            state.unavailable = unavailable
         # A request error (the document did not parse or validate, variables did not coerce) has no
         # `data` entry under application/graphql-response+json and answers 400.
         if (
@@ -498,8 +714,14 @@ class GraphQLView(GraphQL[RequestContext, None]):
             context.principal = await context.services.auth.authenticate(
                 credential if isinstance(credential, str) else None
             )
+        except ServiceUnavailable as error:  # a busy or absent database is no verdict on the key
+            raise _WebSocketRefusal(TRY_AGAIN_LATER, error) from None
         except AppError as error:
             raise ConnectionRejectionError({"code": error.code.value, "message": error.message}) from None
+        if self.sockets is not None and not self.sockets.add(context.principal.key_id, context.request):
+            limit = self.sockets.max_per_key
+            too_many = RateLimited(f"More than {limit} WebSockets for this API key", retry_after=1)
+            raise _WebSocketRefusal(TOO_MANY, too_many)
         expires_at = context.principal.expires_at
         if expires_at is not None:  # a credential that expires while connected ends the connection
             delay = (expires_at - datetime.now(UTC)).total_seconds()
