@@ -51,3 +51,62 @@ async def test_the_sweep_reclaims_a_cycle_that_died_while_frozen(policy: FreezeS
     assert alive() is None
     await asyncio.sleep(0)
     assert gc.get_freeze_count() > 0  # the sweep's survivors are frozen again
+
+
+class Ticks:
+    """A clock under the test's control: each reading advances it by `step` seconds."""
+
+    def __init__(self, step: float) -> None:
+        self.now = 0.0
+        self.step = step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+async def test_a_full_collection_is_slow_by_its_cpu_time_not_the_wall_clock() -> None:
+    # A fast pass (no CPU time between its start and its end) does not freeze, however loaded the machine.
+    fast = FreezeSurvivors(sweep_seconds=3600, slow_seconds=0.05, min_interval=0, clock=Ticks(0.0))
+    fast.install(asyncio.get_running_loop())
+    try:
+        survivor = Node()
+        gc.collect()
+        await asyncio.sleep(0)
+        assert survivor in gc.get_objects()  # not frozen: only start-up's freeze
+        assert gc.get_freeze_count() <= fast.baseline
+    finally:
+        fast.uninstall()
+    slow = FreezeSurvivors(sweep_seconds=3600, slow_seconds=0.05, min_interval=0, clock=Ticks(0.1))
+    slow.install(asyncio.get_running_loop())
+    try:
+        survivor = Node()
+        gc.collect()
+        await asyncio.sleep(0)
+        assert survivor not in gc.get_objects()  # frozen
+    finally:
+        slow.uninstall()
+
+
+async def test_garbage_pinned_by_freezes_is_swept_once_the_frozen_set_grows_by_half(
+    policy: FreezeSurvivors,
+) -> None:
+    live = policy.baseline
+    assert live > 0
+    # Cycles frozen while alive, then dropped (documents evicted from a cache): the collector skips them.
+    pinned = [Node() for _ in range(live // 4)]
+    first = weakref.ref(pinned[0])
+    gc.collect()
+    await asyncio.sleep(0)
+    assert policy.sweeps == 0 and gc.get_freeze_count() > live
+    del pinned
+    gc.collect()
+    assert first() is not None  # pinned: a quarter more than the live heap, under the limit
+    # More of the same: past half the live heap, the next freeze sweeps at once.
+    more = [Node() for _ in range(live // 3)]
+    gc.collect()
+    await asyncio.sleep(0)
+    assert policy.early_sweeps == 1 and policy.sweeps == 1
+    assert first() is None  # the sweep reclaimed the dead cycles
+    assert policy.baseline < live + len(more) + live // 4  # the reference is the live heap again
+    assert more[-1] not in gc.get_objects()  # the live ones are frozen again

@@ -10,7 +10,16 @@ slowest deliveries (bench/subscriptions.py). Long-lived objects do not need walk
   created since. A freeze also catches objects that are about to die in cycles (an in-flight request's):
   those wait for the sweep, so freezes are rare (at most one a second) and only on a big heap;
 - every `sweep_seconds` they are unfrozen and one full pass walks everything, which reclaims the cycles
-  of objects that died while frozen (closed connections, mostly): memory is held for at most that long.
+  of objects that died while frozen (closed connections, mostly): memory is held for at most that long;
+- and sooner when the frozen set has grown by half since the last sweep (`MAX_FROZEN_GROWTH`): what a
+  freeze pinned is then mostly garbage (documents evicted from the bounded caches are cycles of tokens;
+  in-flight requests' objects), not a heap of subscribers. A sweep resets the reference to the live heap,
+  so a heap that really grows is swept once per half again its size (amortised like CPython's own
+  full collections), and dead cycles never hold more than half the live heap.
+
+"Took long" is the collecting thread's CPU time, not wall time: on a busy machine a small heap's pass
+can take 50 ms of wall time while other processes run, and freezing then pins the garbage of ordinary
+traffic for nothing (measured: the frozen set grew with every request under mixed HTTP load).
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("app.gc")
@@ -27,6 +37,7 @@ log = logging.getLogger("app.gc")
 SLOW_COLLECTION_SECONDS = 0.05  # a full pass this long means a big heap worth freezing (measured: an
 # idle server's full pass takes about 12 ms; with 1,000 subscribers about 100 ms)
 MIN_FREEZE_INTERVAL = 1.0  # what a freeze catches mid-flight (a request's cycles) waits for the sweep
+MAX_FROZEN_GROWTH = 0.5  # a sweep comes early once the frozen set is this much larger than after the last
 
 
 class FreezeSurvivors:
@@ -35,19 +46,27 @@ class FreezeSurvivors:
         sweep_seconds: float,
         slow_seconds: float = SLOW_COLLECTION_SECONDS,
         min_interval: float = MIN_FREEZE_INTERVAL,
+        max_growth: float = MAX_FROZEN_GROWTH,
+        clock: Callable[[], float] = time.thread_time,
     ) -> None:
         self.sweep_seconds = sweep_seconds
         self.slow_seconds = slow_seconds
         self.min_interval = min_interval
+        self.max_growth = max_growth
+        self.clock = clock  # CPU time of the collecting thread: the heap's size, not the machine's load
+        self.baseline = 0  # objects frozen right after the last sweep (or start-up): the live heap then
+        self.sweeps = 0
+        self.early_sweeps = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._freeze_due = False
         self._sweeper: asyncio.TimerHandle | None = None
         self._started = 0.0
-        self._last_freeze = float("-inf")
+        self._last_freeze = float("-inf")  # time.monotonic()
 
     def install(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         gc.freeze()  # what start-up built (modules, the schema) lives as long as the process
+        self.baseline = gc.get_freeze_count()
         gc.callbacks.append(self._after_collection)
         self._sweeper = loop.call_later(self.sweep_seconds, self.sweep)
 
@@ -61,32 +80,42 @@ class FreezeSurvivors:
     def _after_collection(self, phase: str, info: dict[str, Any]) -> None:
         if info["generation"] != 2:
             return
-        now = time.perf_counter()
+        now = self.clock()
         if phase == "start":
             self._started = now
             return
         slow = now - self._started >= self.slow_seconds
-        if slow and not self._freeze_due and now - self._last_freeze >= self.min_interval and self._loop:
+        wall = time.monotonic()
+        if slow and not self._freeze_due and wall - self._last_freeze >= self.min_interval and self._loop:
             # Called inside the collector: freezing here would change its lists under it. Soon after.
             self._freeze_due = True
             self._loop.call_soon_threadsafe(self._freeze)
 
     def _freeze(self) -> None:
         self._freeze_due = False
-        self._last_freeze = time.perf_counter()
+        self._last_freeze = time.monotonic()
         gc.freeze()
+        if gc.get_freeze_count() > self.baseline * (1 + self.max_growth):
+            self.early_sweeps += 1
+            self.sweep()
 
     def sweep(self) -> None:
-        """One full pass over everything, then the survivors frozen again."""
+        """One full pass over everything, then the survivors frozen again: they are the live heap."""
         started = time.perf_counter()
         frozen = gc.get_freeze_count()
         gc.unfreeze()
-        collected = gc.collect()  # its callback schedules the freeze
+        collected = gc.collect()
+        gc.freeze()
+        self.baseline = gc.get_freeze_count()
+        self.sweeps += 1
         log.info(
-            "gc sweep: %d frozen objects walked, %d collected in %.0f ms",
+            "gc sweep: %d frozen objects walked, %d collected, %d live in %.0f ms",
             frozen,
             collected,
+            self.baseline,
             (time.perf_counter() - started) * 1000,
         )
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         if self._loop is not None:
             self._sweeper = self._loop.call_later(self.sweep_seconds, self.sweep)
