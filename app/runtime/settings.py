@@ -174,9 +174,9 @@ class Settings(BaseSettings):
     gc_sweep_seconds: float = Field(
         default=600,
         ge=0,
-        description="Objects that survive a full garbage collection are frozen (short GC pauses with "
-        "thousands of subscribers); every this many seconds one full pass walks them all. 0: CPython's "
-        "collector as it is.",
+        description="Objects that survive a slow full garbage collection are frozen (short GC pauses with "
+        "thousands of subscribers); every this many seconds one full pass walks them all, and sooner once "
+        "the frozen set has grown by half since the last pass. 0: CPython's collector as it is.",
     )
     feed_mode: str = Field(
         default="auto",
