@@ -332,3 +332,22 @@ async def test_the_direct_lane_answers_as_the_full_path(world: World, gql: Graph
                 first.headers["content-type"],
                 first.content,
             ), query
+
+
+async def test_plans_of_long_documents_are_used_but_not_kept() -> None:
+    """A plan holds its document's nodes (and through them the source text and every token): a long
+    document, which the document cache does not keep either, leaves nothing in the plan caches."""
+    from app.graphql.execution import compiled
+    from app.graphql.execution.document_cache import MAX_CACHED_BYTES
+
+    CASE[:] = ["a generator as a list"]
+    schema = things_schema(CompiledExecutor)
+    query = "query Q($on: Boolean!) { things @include(if: $on) { name } }"
+    before = len(compiled._plans), len(compiled._directive_names)
+    padded = query + "\n#" + "x" * MAX_CACHED_BYTES + "\n"
+    compiled_before = CompiledExecutor.compiled
+    result = await schema.execute(padded, variable_values={"on": True})
+    assert result.errors is None and CompiledExecutor.compiled == compiled_before + 1  # used
+    assert (len(compiled._plans), len(compiled._directive_names)) == before  # not kept
+    await schema.execute(query, variable_values={"on": True})
+    assert len(compiled._plans) == before[0] + 1 and len(compiled._directive_names) == before[1] + 1

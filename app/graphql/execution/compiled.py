@@ -50,6 +50,7 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, collect_subfields
 from graphql.language import DirectiveNode, VariableNode, Visitor
 
+from app.graphql.execution.document_cache import MAX_CACHED_BYTES
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
 
 Completer = Callable[[Any], Any]
@@ -133,10 +134,18 @@ class CompiledExecutor(LeafFieldsExecutor):
                 plan = self._compile(return_type, details)
             except Exception:  # a selection graphql-core's collection refuses: it reports that itself
                 plan = None
-        if len(_plans) >= MAX_PLANS:
-            _plans.clear()
-        _plans[key] = (return_type, nodes, plan)
+        if self._kept():
+            if len(_plans) >= MAX_PLANS:
+                _plans.clear()
+            _plans[key] = (return_type, nodes, plan)
         return plan
+
+    def _kept(self) -> bool:
+        """The document is one the document cache keeps: a plan holds its nodes, and through them its
+        source text and tokens, so a long document (parsed afresh for each request, never met again)
+        must not stay here either."""
+        loc = self.operation.loc
+        return loc is not None and len(loc.source.body) <= MAX_CACHED_BYTES
 
     def _directive_values(self) -> tuple[Any, ...]:
         operation = self.operation
@@ -146,9 +155,11 @@ class CompiledExecutor(LeafFieldsExecutor):
             visit(operation, collector)
             for fragment in self.fragment_definitions.values():
                 visit(fragment, collector)
-            if len(_directive_names) >= MAX_PLANS:
-                _directive_names.clear()
-            entry = _directive_names[id(operation)] = (operation, tuple(sorted(collector.names)))
+            entry = (operation, tuple(sorted(collector.names)))
+            if self._kept():
+                if len(_directive_names) >= MAX_PLANS:
+                    _directive_names.clear()
+                _directive_names[id(operation)] = entry
         coerced = self.variable_values.coerced
         return tuple(coerced.get(name, Undefined) for name in entry[1])
 
