@@ -88,25 +88,25 @@ async def test_a_full_collection_is_slow_by_its_cpu_time_not_the_wall_clock() ->
         slow.uninstall()
 
 
-async def test_garbage_pinned_by_freezes_is_swept_once_the_frozen_set_grows_by_half(
+async def test_garbage_pinned_by_freezes_is_swept_once_the_frozen_set_doubles(
     policy: FreezeSurvivors,
 ) -> None:
     live = policy.baseline
     assert live > 0
     # Cycles frozen while alive, then dropped (documents evicted from a cache): the collector skips them.
-    pinned = [Node() for _ in range(live // 4)]
+    pinned = [Node() for _ in range(live // 2)]
     first = weakref.ref(pinned[0])
     gc.collect()
     await asyncio.sleep(0)
     assert policy.sweeps == 0 and gc.get_freeze_count() > live
     del pinned
     gc.collect()
-    assert first() is not None  # pinned: a quarter more than the live heap, under the limit
-    # More of the same: past half the live heap, the next freeze sweeps at once.
-    more = [Node() for _ in range(live // 3)]
+    assert first() is not None  # pinned: half the live heap again, under the limit
+    # More of the same: past the size of the live heap, the next freeze sweeps at once.
+    more = [Node() for _ in range(2 * live // 3)]
     gc.collect()
     await asyncio.sleep(0)
     assert policy.early_sweeps == 1 and policy.sweeps == 1
     assert first() is None  # the sweep reclaimed the dead cycles
-    assert policy.baseline < live + len(more) + live // 4  # the reference is the live heap again
+    assert policy.baseline < live + len(more) + live // 2  # the reference is the live heap again
     assert more[-1] not in gc.get_objects()  # the live ones are frozen again

@@ -11,11 +11,11 @@ slowest deliveries (bench/subscriptions.py). Long-lived objects do not need walk
   those wait for the sweep, so freezes are rare (at most one a second) and only on a big heap;
 - every `sweep_seconds` they are unfrozen and one full pass walks everything, which reclaims the cycles
   of objects that died while frozen (closed connections, mostly): memory is held for at most that long;
-- and sooner when the frozen set has grown by half since the last sweep (`MAX_FROZEN_GROWTH`): what a
+- and sooner when the frozen set has doubled since the last sweep (`MAX_FROZEN_GROWTH`): what a
   freeze pinned is then mostly garbage (documents evicted from the bounded caches are cycles of tokens;
   in-flight requests' objects), not a heap of subscribers. A sweep resets the reference to the live heap,
-  so a heap that really grows is swept once per half again its size (amortised like CPython's own
-  full collections), and dead cycles never hold more than half the live heap.
+  so a heap that really grows is swept each time it doubles (amortised: a few sweeps while thousands of
+  subscribers arrive, none once they are there), and dead cycles never hold more than the live heap.
 
 "Took long" is the collecting thread's CPU time, not wall time: on a busy machine a small heap's pass
 can take 50 ms of wall time while other processes run, and freezing then pins the garbage of ordinary
@@ -37,7 +37,7 @@ log = logging.getLogger("app.gc")
 SLOW_COLLECTION_SECONDS = 0.05  # a full pass this long means a big heap worth freezing (measured: an
 # idle server's full pass takes about 12 ms; with 1,000 subscribers about 100 ms)
 MIN_FREEZE_INTERVAL = 1.0  # what a freeze catches mid-flight (a request's cycles) waits for the sweep
-MAX_FROZEN_GROWTH = 0.5  # a sweep comes early once the frozen set is this much larger than after the last
+MAX_FROZEN_GROWTH = 1.0  # a sweep comes early once the frozen set is this much larger than after the last
 
 
 class FreezeSurvivors:

@@ -176,7 +176,7 @@ class Settings(BaseSettings):
         ge=0,
         description="Objects that survive a slow full garbage collection are frozen (short GC pauses with "
         "thousands of subscribers); every this many seconds one full pass walks them all, and sooner once "
-        "the frozen set has grown by half since the last pass. 0: CPython's collector as it is.",
+        "the frozen set has doubled since the last pass. 0: CPython's collector as it is.",
     )
     feed_mode: str = Field(
         default="auto",
