@@ -73,7 +73,7 @@ class EventFeed:
         while self.running:
             try:
                 self.streaming = True
-                async for event in self._store.watch_inserts():
+                async for event in self._store.watch_inserts(self._known):
                     self._deliver(event)
             except ChangeStreamsUnsupported as exc:
                 log.info("no change streams on this deployment (%s): polling only", exc)
@@ -87,6 +87,10 @@ class EventFeed:
             finally:
                 self.streaming = False
             await asyncio.sleep(STREAM_RETRY_SECONDS)
+
+    def _known(self, seq: int) -> bool:
+        """Published already, or behind the feed's position: `_deliver` would drop it."""
+        return seq < self._next or seq in self._published
 
     def _deliver(self, event: ErrorEventRecord) -> None:
         if event.seq is not None and event.seq >= self._next and event.seq not in self._published:
@@ -104,7 +108,7 @@ class EventFeed:
                 log.exception("event feed poll failed")
 
     async def poll(self) -> None:
-        for event in await self._store.after_seq(self._next - 1, BATCH):
+        for event in await self._store.after_seq(self._next - 1, BATCH, known=self._known):
             self._deliver(event)
         self._advance()
 

@@ -31,7 +31,7 @@ compound index, and keyset pagination needs (org_id, sort key) in one index. `_i
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -413,24 +413,40 @@ class EventStore:
     async def last_seq(self) -> int:
         return await self._counters.last("error_events")
 
-    async def after_seq(self, seq: int, limit: int, org_id: str | None = None) -> list[ErrorEventRecord]:
-        """Events inserted after position `seq`, oldest first."""
+    async def after_seq(
+        self,
+        seq: int,
+        limit: int,
+        org_id: str | None = None,
+        known: Callable[[int], bool] | None = None,
+    ) -> list[ErrorEventRecord]:
+        """Events inserted after position `seq`, oldest first; those at a position `known` says the
+        caller has already are left out undecoded (the live feed's own inserts: decoding an event's
+        details is most of what reading it costs)."""
         match: dict[str, Any] = {"seq": {"$gt": seq}}
         if org_id is not None:
             match["org_id"] = org_id
         pipeline: list[dict[str, Any]] = [{"$match": match}, {"$sort": {"seq": ASCENDING}}, {"$limit": limit}]
         async with translate_errors("error_events.after_seq", self._breaker):
             docs = await (await self._col.aggregate(pipeline)).to_list()
+        if known is not None:
+            docs = [d for d in docs if d.get("seq") is None or not known(d["seq"])]
         return [_from_doc(d) for d in docs]
 
-    async def watch_inserts(self) -> AsyncIterator[ErrorEventRecord]:
+    async def watch_inserts(
+        self, known: Callable[[int], bool] | None = None
+    ) -> AsyncIterator[ErrorEventRecord]:
         """New events as the database commits them (a change stream: needs a replica set or sharded
-        cluster on MongoDB). ChangeStreamsUnsupported when the deployment has none; ServiceUnavailable
-        when the stream breaks."""
+        cluster on MongoDB), but those at a position `known` says the caller has already (left
+        undecoded). ChangeStreamsUnsupported when the deployment has none; ServiceUnavailable when the
+        stream breaks."""
         try:
             async with await self._col.watch([{"$match": {"operationType": "insert"}}]) as stream:
                 async for change in stream:
-                    yield _from_doc(change["fullDocument"])
+                    doc = change["fullDocument"]
+                    if known is not None and doc.get("seq") is not None and known(doc["seq"]):
+                        continue
+                    yield _from_doc(doc)
         except OperationFailure as exc:
             if exc.code in _NO_CHANGE_STREAMS:
                 raise ChangeStreamsUnsupported(str(exc)) from exc
