@@ -27,7 +27,7 @@ class Commands(monitoring.CommandListener):
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
-        self.seen.append((name, str(event.command.get(name))))
+        self.seen.append((name, repr(dict(event.command))))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
 
@@ -127,3 +127,24 @@ async def test_the_feed_leaves_an_event_being_stored_to_its_process(
             assert drained(mailbox) == [lost.id]
     finally:
         await feed.stop()
+
+
+async def test_an_event_inserted_here_is_marked_counted_by_its_id(
+    database: tuple[Database, Commands],
+) -> None:
+    """By `_id`: the one field every deployment updates by from an index (nx-27017 scans for others)."""
+    db, commands = database
+    store = EventStore(db)
+    stored = event("marked", seq=1)
+    await store.insert(stored)
+    commands.seen.clear()
+    await store.mark_counted(stored.id, True)
+    assert len(commands.seen) == 1 and commands.seen[0][0] == "update"
+    doc = await db["error_events"].find_one({"event_id": stored.id})
+    assert doc is not None and "counting_ms" not in doc and bool(doc["started_group"])  # nx-27017 answers 1
+    assert f"'q': {{'_id': ObjectId('{doc['_id']}')}}" in commands.seen[0][1]
+    # An event this process did not insert (a repair after a crash) is found by its public id.
+    await db["error_events"].update_one({"event_id": stored.id}, {"$set": {"counting_ms": 1}})
+    await store.mark_counted(stored.id, False)
+    doc = await db["error_events"].find_one({"event_id": stored.id})
+    assert doc is not None and "counting_ms" not in doc
