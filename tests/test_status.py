@@ -7,6 +7,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
@@ -60,6 +61,21 @@ async def test_overrides_are_recorded_transitions_with_their_cause(
         await gql.data(HISTORY, {"s": "authentication", "first": 1, "after": back["position"]}, key=admin_key)
     )["statusHistory"]
     assert older["nodes"][0]["position"] == away["position"]
+
+
+async def test_a_declared_storage_outage_keeps_the_instance_healthy(
+    gql: GraphQLClient, http: httpx.AsyncClient, admin_key: str
+) -> None:
+    """/health answers for the database itself: an operator's override (or an incident) on `storage` is
+    shown to everyone, but must not make orchestrators pull a working instance out of service."""
+    await set_status(gql, admin_key, "storage", "MAJOR_OUTAGE", description="Declared by the on-call")
+    try:
+        health = await http.get("/health")
+        assert health.status_code == 200
+        assert health.json()["checks"]["database"] is True
+        assert health.json()["status"] == "degraded"  # the roll-up shows the declared outage
+    finally:
+        await set_status(gql, admin_key, "storage", "OPERATIONAL")
 
 
 async def test_an_override_ends_by_itself(gql: GraphQLClient, server: LiveServer, admin_key: str) -> None:

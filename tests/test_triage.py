@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 
+from app.core.principal import Principal
 from app.graphql.context import Services
 from app.groups.service import ACTIVITY_TOPIC
 from tests.conftest import GraphQLClient, LiveServer, Org, server_process
@@ -248,6 +249,33 @@ async def test_merge_moves_counts_and_unmerge_lets_later_events_go_their_own_way
     assert again["extensions"]["code"] == "NOT_FOUND"
     itself = await gql.error(MERGE, {"o": org.id, "s": target, "t": target}, key=org.key)
     assert itself["extensions"]["code"] == "VALIDATION_ERROR"
+
+
+async def test_an_event_counted_as_a_merge_takes_its_group_moves_to_the_target(
+    gql: GraphQLClient, org: Org, server: LiveServer
+) -> None:
+    """The race a merge has with logging: an event whose alias lookup ran just before the merge set the
+    alias is counted under the old fingerprint after the merge took that group. Its count must not be
+    lost in a group nobody sees: it moves to the target."""
+    target = await log(gql, org, message="Gateway refused")
+    source = await log(gql, org, message="Gateway hung up")
+    await gql.data(MERGE, {"o": org.id, "s": source, "t": target}, key=org.key)
+    page = await gql.data(
+        "query($o: ID!, $f: ErrorFilter) { orgErrors(orgId: $o, filter: $f) { nodes { id } } }",
+        {"o": org.id, "f": {"fingerprint": source}},
+        key=org.key,
+    )
+    (stored_id,) = [node["id"] for node in page["orgErrors"]["nodes"]]
+
+    async def count_late(services: Services) -> bool:
+        event = await services.events.get(Principal("test", org.id, False, None), org.id, stored_id)
+        assert event is not None
+        return await services.groups.record(event)  # as if its alias lookup had run before the merge
+
+    assert server.call(count_late) is False  # no new group
+    assert (await group(gql, org, target))["occurrences"] == 3
+    gone = await gql.data(GROUPS, {"o": org.id}, key=org.key)
+    assert [n["fingerprint"] for n in gone["errorGroups"]["nodes"]] == [target]
 
 
 async def _listening(server: LiveServer, at_least: int) -> None:

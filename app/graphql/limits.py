@@ -307,3 +307,12 @@ def stats_read_units(start: str | None, end: str | None, interval: str | None) -
     except (ValueError, TypeError, OverflowError):
         days = 30 * 30
     return min(30, 1 + -(-buckets // 50) + max(days, 0) // 30)
+
+
+def document_too_long(query: object, max_bytes: int) -> QueryTooComplex | None:
+    """Parsing costs about 0.3 ms per KiB whatever the tokens are (comments, whitespace): a document
+    longer than MAX_QUERY_BYTES is refused before it is parsed."""
+    if isinstance(query, str) and len(query) > max_bytes:
+        message = f"The document is {len(query)} characters long; at most {max_bytes}"
+        return QueryTooComplex(details=[FieldProblem("document", message)])
+    return None

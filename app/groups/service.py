@@ -134,6 +134,11 @@ class GroupService:
         if event.release is not None and event.seq is not None:
             await self._releases.note(event.org_id, event.release, event.seq)
         now = self._clock()
+        if counted.started:
+            target = await self._aliases.target(event.org_id, event.fingerprint)
+            if target is not None:  # counted just as a merge took this fingerprint's group: move it over
+                await self._store.absorb(event.org_id, target, event.fingerprint)
+                return False
         if counted.started:  # a new group's state is known: no read
             await self._publish(
                 ActivityRecord(
@@ -294,10 +299,12 @@ class GroupService:
         target = await self.canonical(org_id, target)
         if source == target:
             raise ValidationFailed(details=[FieldProblem("source", "A group cannot be merged into itself")])
-        into = await self._existing(principal, org_id, target)
-        merged = await self._existing(principal, org_id, source)
+        await self._existing(principal, org_id, target)
+        await self._existing(principal, org_id, source)
         await self._aliases.point(org_id, source, target)
-        await self._store.absorb(into, merged)
+        # The source's document is taken atomically, with every count that reached it; an event whose
+        # alias lookup ran before the alias was set and that re-creates it is moved over by `record`.
+        await self._store.absorb(org_id, target, source)
         after = await self._existing(principal, org_id, target)
         actor = Actor(principal.name, principal.prefix)
         await self._log(after, ActivityKind.MERGED, ActivityCause.PERSON, actor, self._clock(), text=source)

@@ -324,14 +324,19 @@ class GroupStore:
             async with translate_errors("error_groups.hours", self._breaker):
                 await self._col.update_one({"_id": f"{group.org_id}\x1f{group.fingerprint}"}, {"$unset": old})
 
-    async def absorb(self, into: ErrorGroupRecord, merged: ErrorGroupRecord) -> None:
-        """Moves `merged`'s counts into `into` and removes `merged`."""
-        counts: dict[str, Any] = {"occurrences": merged.occurrences}
-        for hour, n in merged.hourly.items():
-            counts[f"hourly.h{hour}"] = n
+    async def absorb(self, org_id: str, into: str, source: str) -> bool:
+        """Takes group `source`'s document (atomically: counts that landed on it up to that instant come
+        along) and adds its counts into group `into`. False when `source` has no document."""
         async with translate_errors("error_groups.merge", self._breaker):
+            doc = await self._col.find_one_and_delete({"_id": f"{org_id}\x1f{source}"})
+            if doc is None:
+                return False
+            merged = _from_doc(doc)
+            counts: dict[str, Any] = {"occurrences": merged.occurrences}
+            for hour, n in merged.hourly.items():
+                counts[f"hourly.h{hour}"] = n
             await self._col.update_one(
-                {"_id": f"{into.org_id}\x1f{into.fingerprint}"},
+                {"_id": f"{org_id}\x1f{into}"},
                 {
                     "$inc": counts,
                     "$min": {"first_seen_ms": to_ms(merged.first_seen)},
@@ -342,7 +347,7 @@ class GroupStore:
                     },
                 },
             )
-            await self._col.delete_one({"_id": f"{merged.org_id}\x1f{merged.fingerprint}"})
+        return True
 
 
 class AliasStore:

@@ -15,11 +15,12 @@ async def health(request: Request) -> Response:
     """200 while the database answers (healthy or degraded), 503 when it does not (unhealthy)."""
     services = services_of(request)
     snapshot = services.status.snapshot()
-    storage = next(c for c in snapshot.services if c.name == "storage")
-    # Unhealthy as soon as database calls fail (or the embedded database is down), not only once the
-    # damped probe agrees.
+    # The database's own verdict: the last probe, and unhealthy as soon as database calls fail (or the
+    # embedded database is down), not only once the damped probe agrees. Not the `storage` component's
+    # shown state: an operator's override or an incident on it must not make orchestrators pull healthy
+    # instances out of service.
     calls_succeed = getattr(request.app.state, "database_healthy", None)
-    database = storage.status is not ServiceState.MAJOR_OUTAGE and (calls_succeed is None or calls_succeed())
+    database = services.status.database_up is not False and (calls_succeed is None or calls_succeed())
     state = {ServiceState.OPERATIONAL: "healthy", ServiceState.UNDER_MAINTENANCE: "degraded"}.get(
         snapshot.status, "degraded" if database else "unhealthy"
     )

@@ -4,7 +4,6 @@ context, catalogued errors for requests refused before execution, and orjson bod
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -18,12 +17,11 @@ from graphql import GraphQLError, OperationType, execute, get_operation_ast
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
-from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.execution.is_awaitable import optimized_is_awaitable
 from strawberry.http import GraphQLHTTPResponse, GraphQLRequestData, process_result
-from strawberry.http.exceptions import WebSocketDisconnected
 from strawberry.schema import Schema
 from strawberry.schema.exceptions import InvalidOperationTypeError
 from strawberry.subscriptions import (
@@ -32,8 +30,6 @@ from strawberry.subscriptions import (
     GRAPHQL_WS_PROTOCOL,
     MULTIPART_SUBSCRIPTION_PROTOCOL,
 )
-from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import BaseGraphQLTransportWSHandler
-from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
 from strawberry.utils.operation import get_first_operation
@@ -45,15 +41,14 @@ from app.core.errors import (
     ErrorCode,
     FieldProblem,
     InvalidRequest,
-    QueryTooComplex,
     RateLimited,
     ServiceUnavailable,
 )
-from app.core.wire import error_body, extensions
+from app.core.wire import error_body
 from app.graphql.context import RequestContext, Services
 from app.graphql.execution.document_cache import cached_parse, is_valid
 from app.graphql.execution.fanout import EncodedData
-from app.graphql.limits import Limits, operation_cost
+from app.graphql.limits import Limits, document_too_long, operation_cost
 from app.graphql.pricing import read_units
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
@@ -61,6 +56,14 @@ from app.web.graphiql import render_page
 from app.web.middleware import json_response
 from app.web.sockets import TOO_MANY, SocketRegistry
 from app.web.state import RequestState, request_state
+from app.web.websocket import (
+    TRY_AGAIN_LATER,
+    CataloguedLegacyWS,
+    CataloguedTransportWS,
+    TextWebSocketAdapter,
+    WebSocketRefusal,
+    close_when_expired,
+)
 
 GRAPHQL_RESPONSE_JSON = "application/graphql-response+json"
 COST_HEADER = "x-graphql-cost"  # `X-GraphQL-Cost: include` adds extensions.cost to the response
@@ -97,50 +100,6 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def document_too_long(query: object, max_bytes: int) -> QueryTooComplex | None:
-    """Parsing costs about 0.3 ms per KiB whatever the tokens are (comments, whitespace): a document
-    longer than MAX_QUERY_BYTES is refused before it is parsed."""
-    if isinstance(query, str) and len(query) > max_bytes:
-        message = f"The document is {len(query)} characters long; at most {max_bytes}"
-        return QueryTooComplex(details=[FieldProblem("document", message)])
-    return None
-
-
-def _ws_too_long(handler: Any, message: Any) -> dict[str, Any] | None:
-    """The catalogued error payload for a subscribe/start message whose document is too long."""
-    payload = message.get("payload") if isinstance(message, dict) else None
-    query = payload.get("query") if isinstance(payload, dict) else None
-    error = document_too_long(query, handler.view.max_query_bytes)
-    if error is None:
-        return None
-    request_id = getattr(handler.context, "request_id", "-")
-    return {"message": error.message, "extensions": extensions(error.code, request_id, error.details)}
-
-
-async def _ws_refusal(handler: Any, message: Any) -> dict[str, Any] | None:
-    """The catalogued error payload refusing a subscribe/start message: a document too long, or the
-    credential's read budget spent. A socket's first operation is free (a reconnect storm re-subscribes
-    once per socket; sockets per key are capped by WS_MAX_PER_KEY); each further one spends a read unit,
-    as a query does."""
-    if not handler.connection_acknowledged:
-        return None  # the protocol handler closes the socket itself
-    refused = _ws_too_long(handler, message)
-    if refused is not None:
-        return refused
-    context = handler.context
-    principal = getattr(context, "principal", None)
-    handler.operations_started = getattr(handler, "operations_started", 0) + 1
-    if principal is None or handler.operations_started == 1:
-        return None
-    try:
-        await context.services.rate_limiter.spend(principal.key_id, Resource.READ)
-    except RateLimited as error:
-        request_id = getattr(context, "request_id", "-")
-        ext = extensions(error.code, request_id, error.details, error.retry_after)
-        return {"message": error.message, "extensions": ext}
-    return None
-
-
 def _too_deep(value: object, limit: int) -> bool:
     """Whether a decoded JSON value nests deeper than `limit` (iterative: no recursion to exhaust)."""
     stack: list[tuple[object, int]] = [(value, 0)]
@@ -174,108 +133,6 @@ def _unavailable(result: ExecutionResult) -> int | None:
 def refusal(error: AppError, request_id: str) -> Response:
     headers = {"Retry-After": str(error.retry_after)} if error.retry_after is not None else None
     return json_response(error_body(error, request_id), error.code.status, headers)
-
-
-TRY_AGAIN_LATER = 1013  # RFC 6455: "try again later"
-
-
-class _WebSocketRefusal(Exception):
-    """Raised by on_ws_connect; the protocol handler closes the socket with `code` and `reason`."""
-
-    def __init__(self, code: int, error: AppError) -> None:
-        super().__init__(error.message)
-        self.code = code
-        self.reason = f"{error.code.value}: {error.message}"[:120]  # a close reason holds 123 bytes
-        self.error = error
-
-
-class CataloguedTransportWS(BaseGraphQLTransportWSHandler[RequestContext, None]):
-    """graphql-transport-ws with every `error` message in the catalogue's shape. Strawberry words a
-    few refusals itself (the per-connection subscription limit); those get a code and a request id.
-    A busy or unreachable database closes with 1013 "try again later", too many sockets for one key
-    with 4429; a bad credential stays 4403."""
-
-    async def handle_connection_init(self, message: Any) -> None:
-        try:
-            await super().handle_connection_init(message)
-        except _WebSocketRefusal as refusal:
-            with contextlib.suppress(Exception):
-                await self.websocket.close(code=refusal.code, reason=refusal.reason)
-            return
-        # Cancelled by now; kept, the task (its coroutine, CancelledError and traceback) would live as
-        # long as the connection: about a KiB per idle subscriber, measured.
-        self.connection_init_timeout_task = None
-
-    async def handle_subscribe(self, message: Any) -> None:
-        refused = await _ws_refusal(self, message)
-        if refused is not None:
-            await self.send_message({"type": "error", "id": message.get("id"), "payload": [refused]})
-            return
-        await super().handle_subscribe(message)
-
-    async def send_message(self, message: Any) -> None:
-        if message.get("type") == "error":
-            request_id = getattr(self.context, "request_id", "-")
-            for error in message.get("payload") or []:
-                if "code" not in (error.get("extensions") or {}):
-                    problem = FieldProblem("subscription", error.get("message", ""))
-                    error["extensions"] = extensions(ErrorCode.INVALID_REQUEST, request_id, [problem])
-        await super().send_message(message)
-
-
-class CataloguedLegacyWS(BaseGraphQLWSHandler[RequestContext, None]):
-    """The legacy graphql-ws protocol with the same refusals (a `connection_error` carrying the
-    catalogued error, then the close code), and the connection_init deadline it lacks: a socket that
-    has not been acknowledged within WS_INIT_TIMEOUT_SECONDS is closed with 4408."""
-
-    async def handle(self) -> None:
-        deadline = asyncio.create_task(self._init_deadline())
-        try:
-            await super().handle()
-        finally:
-            deadline.cancel()
-
-    async def _init_deadline(self) -> None:
-        await asyncio.sleep(getattr(self.view, "ws_init_timeout", 10.0))
-        if not self.connection_acknowledged:
-            with contextlib.suppress(Exception):
-                await self.websocket.close(code=4408, reason="Connection initialisation timeout")
-
-    async def handle_start(self, message: Any) -> None:
-        refused = await _ws_refusal(self, message)
-        if refused is not None:
-            await self.send_message(cast(Any, {"type": "error", "id": message.get("id"), "payload": refused}))
-            return
-        await super().handle_start(message)
-
-    async def handle_connection_init(self, message: Any) -> None:
-        try:
-            await super().handle_connection_init(message)
-        except _WebSocketRefusal as refusal:
-            request_id = getattr(self.context, "request_id", "-")
-            payload = {
-                "message": refusal.error.message,
-                "extensions": extensions(refusal.error.code, request_id),
-            }
-            with contextlib.suppress(Exception):
-                await self.send_message(cast(Any, {"type": "connection_error", "payload": payload}))
-                await self.websocket.close(code=refusal.code, reason=refusal.reason)
-
-
-class TextWebSocketAdapter(ASGIWebSocketAdapter):
-    """Sends every message as a text frame, as graphql-transport-ws requires (Strawberry's adapter sends
-    the view's orjson bytes as binary frames, which browser clients such as graphql-ws cannot parse),
-    splicing in the `data` a subscription event shares with other subscribers, already encoded
-    (app.graphql.execution.fanout)."""
-
-    async def send_json(self, message: Any) -> None:
-        payload = message.get("payload")
-        if isinstance(payload, dict) and isinstance(payload.get("data"), EncodedData):
-            message = {**message, "payload": {**payload, "data": payload["data"].fragment}}
-        try:
-            await self.ws.send_text(orjson.dumps(message).decode())
-        except WebSocketDisconnect as exc:
-            raise WebSocketDisconnected from exc
 
 
 _DIRECT_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
@@ -728,22 +585,16 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 credential if isinstance(credential, str) else None
             )
         except ServiceUnavailable as error:  # a busy or absent database is no verdict on the key
-            raise _WebSocketRefusal(TRY_AGAIN_LATER, error) from None
+            raise WebSocketRefusal(TRY_AGAIN_LATER, error) from None
         except AppError as error:
             raise ConnectionRejectionError({"code": error.code.value, "message": error.message}) from None
         if self.sockets is not None and not self.sockets.add(context.principal.key_id, context.request):
             limit = self.sockets.max_per_key
             too_many = RateLimited(f"More than {limit} WebSockets for this API key", retry_after=1)
-            raise _WebSocketRefusal(TOO_MANY, too_many)
+            raise WebSocketRefusal(TOO_MANY, too_many)
         expires_at = context.principal.expires_at
         if expires_at is not None:  # a credential that expires while connected ends the connection
             delay = (expires_at - datetime.now(UTC)).total_seconds()
-            task = asyncio.create_task(_close_when_expired(context.request, delay))
+            task = asyncio.create_task(close_when_expired(context.request, delay))
             request_state(context.request.scope).expiry_task = task
         return UnsetType()  # acknowledge without a payload (UnsetType is a singleton: UNSET)
-
-
-async def _close_when_expired(websocket: WebSocket, delay: float) -> None:
-    await asyncio.sleep(max(delay, 0))
-    with contextlib.suppress(Exception):  # already closed
-        await websocket.close(code=4403, reason="Forbidden: credential expired")
