@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from datetime import UTC, datetime
@@ -105,6 +106,9 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", default=str(ROOT / "bench" / "sdk_results.json"))
+    parser.add_argument(
+        "--profile", help="py-spy (pip install py-spy): raw samples of the server to this file"
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-sdk-"))
     database = EmbeddedMongo(tmp / "bench.db")
@@ -140,6 +144,12 @@ def main() -> None:
             ),
             ("logError (fresh idempotency keys)", "/graphql", lua_script(LOG_ERROR, key, "fresh")),
         ]
+        spy = None
+        if args.profile:
+            py_spy = str(Path(sys.executable).parent / "py-spy")
+            spy = subprocess.Popen(
+                [py_spy, "record", "--pid", str(server.pid), "--output", args.profile, "--format", "raw"]
+            )
         runs: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
             for name, path, script in plan:
@@ -147,6 +157,9 @@ def main() -> None:
                 result = run_wrk(f"http://127.0.0.1:{port}{path}", script, args.connections, args.seconds)
                 result["cpu_ms"] = (cpu_seconds(server.pid) - before) * 1000 / max(result["requests"], 1)
                 runs.setdefault(name, []).append(result)
+        if spy is not None:
+            spy.send_signal(2)
+            spy.wait()
         for name, results in runs.items():
             med = {k: round(statistics.median(r[k] for r in results), 3) for k in results[0]}
             rows.append({"workload": name, "connections": args.connections, **med})

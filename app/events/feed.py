@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Iterator
 
 from app.core.errors import AppError
 from app.core.pubsub import Mailbox, PubSub
@@ -43,6 +44,9 @@ class EventFeed:
         self._next = 1  # the lowest position not yet accounted for
         self._published: set[int] = set()  # positions >= _next already published
         self._holes: dict[int, float] = {}  # missing position -> when it was first noticed
+        # Positions this process is storing an event at: it will publish them itself, so the poll
+        # neither decodes them nor gives up waiting for them (see `expect`).
+        self._expected: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self.running = False
 
@@ -65,6 +69,18 @@ class EventFeed:
         """`with feed.subscribe() as mailbox:` receives every event published from then on."""
         return self._pubsub.subscribe(EVENTS_TOPIC)
 
+    @contextlib.contextmanager
+    def expect(self, seq: int) -> Iterator[None]:
+        """`with feed.expect(seq):` around storing an event at `seq` that this process publishes itself
+        (`publish_local`) within the block: meanwhile the poll skips that position without reading it.
+        Whatever becomes of the block, the position is the poll's again afterwards, so an event stored
+        but not published (a failure after the insert) is still found."""
+        self._expected.add(seq)
+        try:
+            yield
+        finally:
+            self._expected.discard(seq)
+
     def publish_local(self, event: ErrorEventRecord) -> None:
         """An event this process just stored: subscribers get it now, the poll will skip it."""
         self._deliver(event)
@@ -73,7 +89,7 @@ class EventFeed:
         while self.running:
             try:
                 self.streaming = True
-                async for event in self._store.watch_inserts():
+                async for event in self._store.watch_inserts(self._known):
                     self._deliver(event)
             except ChangeStreamsUnsupported as exc:
                 log.info("no change streams on this deployment (%s): polling only", exc)
@@ -87,6 +103,14 @@ class EventFeed:
             finally:
                 self.streaming = False
             await asyncio.sleep(STREAM_RETRY_SECONDS)
+
+    def _known(self, seq: int) -> bool:
+        """Published already, or behind the feed's position: `_deliver` would drop it."""
+        return seq < self._next or seq in self._published
+
+    def _coming(self, seq: int) -> bool:
+        """Known, or about to be published by this process."""
+        return self._known(seq) or seq in self._expected
 
     def _deliver(self, event: ErrorEventRecord) -> None:
         if event.seq is not None and event.seq >= self._next and event.seq not in self._published:
@@ -104,7 +128,7 @@ class EventFeed:
                 log.exception("event feed poll failed")
 
     async def poll(self) -> None:
-        for event in await self._store.after_seq(self._next - 1, BATCH):
+        for event in await self._store.after_seq(self._next - 1, BATCH, known=self._coming):
             self._deliver(event)
         self._advance()
 
@@ -116,6 +140,8 @@ class EventFeed:
                 self._holes.pop(self._next, None)
                 self._next += 1
                 continue
+            if self._next in self._expected:  # being stored here: no grace runs out on it
+                break
             noticed = self._holes.setdefault(self._next, now)
             if now - noticed < self._grace:
                 break

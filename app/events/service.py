@@ -149,21 +149,22 @@ class EventService:
             details=new.details,
             project_id=new.project_id,
         )
-        if idempotency_key is None:
-            await self._store.insert(event)
-        else:
-            idem_key = f"{org_id}\x1f{idempotency_key}"
-            digest = payload_hash(new)
-            try:
-                await self._store.insert(event, idem_key, digest)
-            except DuplicateIdempotencyKey:
-                return await self._replay(idem_key, None if replay_any_payload else digest)
-        # Counted after the event is stored, so a replayed retry never counts twice. A crash between
-        # the writes leaves the event marked uncounted (no multi-document transaction on every
-        # deployment): a retry or the repair (`repair_counts`) counts it once its lease has expired.
-        new_group = await self._count(event)
-        self.logged[event.severity] += 1
-        self._feed.publish_local(event)
+        with self._feed.expect(event.seq or 0):  # published below: the feed's poll need not read it
+            if idempotency_key is None:
+                await self._store.insert(event)
+            else:
+                idem_key = f"{org_id}\x1f{idempotency_key}"
+                digest = payload_hash(new)
+                try:
+                    await self._store.insert(event, idem_key, digest)
+                except DuplicateIdempotencyKey:
+                    return await self._replay(idem_key, None if replay_any_payload else digest)
+            # Counted after the event is stored, so a replayed retry never counts twice. A crash between
+            # the writes leaves the event marked uncounted (no multi-document transaction on every
+            # deployment): a retry or the repair (`repair_counts`) counts it once its lease has expired.
+            new_group = await self._count(event)
+            self.logged[event.severity] += 1
+            self._feed.publish_local(event)
         return LoggedEvent(event=event, replayed=False, new_group=new_group)
 
     async def _count(self, event: ErrorEventRecord) -> bool:

@@ -130,16 +130,16 @@ class GroupService:
         return await self._aliases.target(org_id, fingerprint) or fingerprint
 
     async def record(self, event: ErrorEventRecord) -> bool:
-        started = await self._store.record(event)
+        counted = await self._store.record(event)  # with the group's state when it existed
         if event.release is not None and event.seq is not None:
             await self._releases.note(event.org_id, event.release, event.seq)
         now = self._clock()
-        if started:
+        if counted.started:
             target = await self._aliases.target(event.org_id, event.fingerprint)
             if target is not None:  # counted just as a merge took this fingerprint's group: move it over
                 await self._store.absorb(event.org_id, target, event.fingerprint)
                 return False
-        if started:  # a new group's state is known: no read
+        if counted.started:  # a new group's state is known: no read
             await self._publish(
                 ActivityRecord(
                     seq=await self._activity.next_seq(),
@@ -155,7 +155,7 @@ class GroupService:
                 )
             )
             return True
-        group = await self._store.get(event.org_id, event.fingerprint)
+        group = counted.group
         if group is None:  # merged away meanwhile
             return False
         transition = await self._transition(group, event.release, now)

@@ -10,12 +10,14 @@ nx-27017, which stores a date written by an update to an existing document as te
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, ReturnDocument, UpdateOne
 from pymongo.errors import BulkWriteError
 
 from app.core.clock import from_ms, to_ms
+from app.core.errors import AppError
 from app.core.paging import SortOrder
 from app.events.model import ErrorEventRecord, Severity
 from app.groups.model import (
@@ -180,11 +182,20 @@ def _match(org_id: str, flt: GroupFilter) -> dict[str, Any]:
     return match
 
 
+@dataclass(frozen=True, slots=True)
+class Counted:
+    """An event counted into its group: it started the group, or the group as read after counting
+    (None when it was merged away meanwhile)."""
+
+    started: bool
+    group: ErrorGroupRecord | None
+
+
 class GroupStore:
     def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._breaker = breaker
         self._col = db["error_groups"]
-        self._records: Batcher[ErrorEventRecord, bool] = Batcher(self._record_batch)
+        self._records: Batcher[ErrorEventRecord, Counted] = Batcher(self._record_batch)
 
     async def ensure_indexes(self) -> None:
         async with translate_errors("error_groups.indexes", self._breaker):
@@ -209,12 +220,13 @@ class GroupStore:
                     name=f"org_by_{order.value.lower()}",
                 )
 
-    async def record(self, event: ErrorEventRecord) -> bool:
-        """Counts one event into its group; True when the event started the group. Concurrent
-        callers share one round trip."""
+    async def record(self, event: ErrorEventRecord) -> Counted:
+        """Counts one event into its group: whether the event started the group, else the group as
+        read after counting (its triage state). Concurrent callers share the round trips: one write
+        for every group of the batch, one read for the groups that existed."""
         return await self._records.submit(event)
 
-    async def _record_batch(self, events: list[ErrorEventRecord]) -> list[bool | BaseException]:
+    async def _record_batch(self, events: list[ErrorEventRecord]) -> list[Counted | BaseException]:
         # One upsert per group: the batch's events of one group are counted together, the first of
         # them (in arrival order) is the one that may start it.
         by_key: dict[str, list[int]] = {}
@@ -243,13 +255,30 @@ class GroupStore:
                 again = await self._col.update_one({"_id": keys[index]}, updates[index], upsert=True)
                 if again.upserted_id is not None:
                     started.add(keys[index])
-        results: list[bool | BaseException] = [False] * len(events)
-        for key, indexes in by_key.items():
+        # The state of the groups that existed, read once for the batch (what the automatic status
+        # changes are computed from); a group started here needs no read: it is new and unresolved.
+        # The events of a group started in this batch after its first one read it too.
+        to_read = [k for k in keys if k not in failed and (k not in started or len(by_key[k]) > 1)]
+        read: dict[str, ErrorGroupRecord] = {}
+        read_failure: BaseException | None = None
+        if to_read:
+            try:
+                async with translate_errors("error_groups.get", self._breaker):
+                    docs = await self._col.find({"_id": {"$in": to_read}}).to_list()
+                read = {doc["_id"]: _from_doc(doc) for doc in docs}
+            except AppError as exc:  # counted, but the state is unknown: those callers see why
+                read_failure = exc
+        results: list[Counted | BaseException] = []
+        for i, event in enumerate(events):
+            key = _key(event)
             if key in failed:
-                for i in indexes:
-                    results[i] = failed[key]
-            elif key in started:
-                results[indexes[0]] = True
+                results.append(failed[key])
+            elif key in started and by_key[key][0] == i:
+                results.append(Counted(started=True, group=None))
+            elif read_failure is not None:
+                results.append(read_failure)
+            else:  # None: merged away meanwhile
+                results.append(Counted(started=False, group=read.get(key)))
         return results
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
@@ -327,15 +356,26 @@ class AliasStore:
     def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._col = db["group_aliases"]
         self._breaker = breaker
+        self._lookups: Batcher[str, str | None] = Batcher(self._target_batch)
 
     async def ensure_indexes(self) -> None:
         async with translate_errors("group_aliases.indexes", self._breaker):
             await self._col.create_index([("org_id", ASCENDING), ("target", ASCENDING)], name="org_target")
 
     async def target(self, org_id: str, fingerprint: str) -> str | None:
+        """The fingerprint `fingerprint`'s events count under, None when it is not merged; concurrent
+        callers share one round trip."""
+        return await self._lookups.submit(f"{org_id}\x1f{fingerprint}")
+
+    async def _target_batch(self, ids: list[str]) -> list[str | None]:
         async with translate_errors("group_aliases.get", self._breaker):
-            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"})
-        return doc["target"] if doc else None
+            if len(ids) == 1:
+                doc = await self._col.find_one({"_id": ids[0]})
+                docs = [doc] if doc else []
+            else:
+                docs = await self._col.find({"_id": {"$in": list(set(ids))}}).to_list()
+        targets = {doc["_id"]: doc["target"] for doc in docs}
+        return [targets.get(i) for i in ids]
 
     async def point(self, org_id: str, fingerprint: str, target: str) -> None:
         """`fingerprint` (and whatever was merged into it) now counts under `target`."""

@@ -1,0 +1,150 @@
+"""The write path's shared round trips (docs/performance.md), against a real database: a batch of counted
+events reads its groups' state once, and the live feed leaves the events this process is storing to it
+(it publishes them itself) while still finding one that was stored and never published."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient, monitoring
+
+from app.core.pubsub import Mailbox, PubSub
+from app.events.feed import EVENTS_TOPIC, EventFeed
+from app.events.model import ErrorEventRecord, Severity
+from app.events.store import EventStore, new_event_id
+from app.groups.store import AliasStore, GroupStore
+from app.storage.mongo import Database
+
+
+class Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        name = event.command_name
+        self.seen.append((name, repr(dict(event.command))))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+
+
+@pytest.fixture
+async def database(mongo_uri: str) -> AsyncIterator[tuple[Database, Commands]]:
+    commands = Commands()
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, event_listeners=[commands])
+    try:
+        yield client[f"writepath_{uuid.uuid4().hex[:12]}"], commands
+    finally:
+        await client.close()
+
+
+def drained(mailbox: Mailbox) -> list[str]:
+    """The ids of the events waiting in `mailbox`, taken out."""
+    ids = [e.id for e in mailbox._messages]
+    mailbox._messages.clear()
+    return ids
+
+
+def event(fingerprint: str, seq: int | None = None, org_id: str = "org-w") -> ErrorEventRecord:
+    now = datetime.now(UTC)
+    return ErrorEventRecord(
+        id=new_event_id(now),
+        org_id=org_id,
+        message=f"boom {fingerprint}",
+        severity=Severity.HIGH,
+        timestamp=now,
+        received_at=now,
+        code=None,
+        source=None,
+        context=None,
+        fingerprint=fingerprint,
+        seq=seq,
+    )
+
+
+async def test_a_batch_of_counted_events_reads_its_groups_once(database: tuple[Database, Commands]) -> None:
+    db, commands = database
+    store = GroupStore(db)
+    first = await store.record(event("old"))
+    assert first.started and first.group is None  # a new group: nothing read
+    commands.seen.clear()
+    results = await asyncio.gather(  # submitted together: one flush
+        store.record(event("old")),
+        store.record(event("new")),
+        store.record(event("new")),
+        store.record(event("old")),
+    )
+    assert [r.started for r in results] == [False, True, False, False]
+    for result in (results[0], results[3]):  # read after the batch's counts
+        assert result.group is not None and (result.group.fingerprint, result.group.occurrences) == ("old", 3)
+    later_new = results[2].group  # its group was started earlier in the same batch
+    assert later_new is not None and (later_new.fingerprint, later_new.occurrences) == ("new", 2)
+    assert [name for name, _ in commands.seen] == ["update", "find"]  # one write, one read
+
+
+async def test_concurrent_alias_lookups_share_one_read(database: tuple[Database, Commands]) -> None:
+    db, commands = database
+    aliases = AliasStore(db)
+    await aliases.point("org-w", "a", "target")
+    commands.seen.clear()
+    found = await asyncio.gather(*(aliases.target("org-w", f) for f in ("a", "b", "a", "c")))
+    assert found == ["target", None, "target", None]
+    assert [name for name, _ in commands.seen] == ["find"]  # submitted together: one read
+
+
+async def test_the_feed_leaves_an_event_being_stored_to_its_process(
+    database: tuple[Database, Commands],
+) -> None:
+    db, _ = database
+    store = EventStore(db)
+    pubsub = PubSub()
+    feed = EventFeed(store, pubsub, interval=3600, grace=0)  # polled by hand; no grace for holes
+    await feed.start()
+    try:
+        with pubsub.subscribe(EVENTS_TOPIC) as mailbox:
+            published = event("fed", seq=await store.next_seq())
+            with feed.expect(published.seq or 0):
+                await store.insert(published)
+                await feed.poll()  # stored, not yet published here: the poll neither reads nor skips it
+                assert drained(mailbox) == []
+                feed.publish_local(published)
+            await feed.poll()
+            assert drained(mailbox) == [published.id]  # once
+
+            lost = event("lost", seq=await store.next_seq())
+            with feed.expect(lost.seq or 0):
+                await store.insert(lost)
+                await feed.poll()
+                assert drained(mailbox) == []
+                # ...and then the process fails before publishing it
+            await feed.poll()  # the poll finds it
+            assert drained(mailbox) == [lost.id]
+    finally:
+        await feed.stop()
+
+
+async def test_an_event_inserted_here_is_marked_counted_by_its_id(
+    database: tuple[Database, Commands],
+) -> None:
+    """By `_id`: the one field every deployment updates by from an index (nx-27017 scans for others)."""
+    db, commands = database
+    store = EventStore(db)
+    stored = event("marked", seq=1)
+    await store.insert(stored)
+    commands.seen.clear()
+    await store.mark_counted(stored.id, True)
+    assert len(commands.seen) == 1 and commands.seen[0][0] == "update"
+    doc = await db["error_events"].find_one({"event_id": stored.id})
+    assert doc is not None and "counting_ms" not in doc and bool(doc["started_group"])  # nx-27017 answers 1
+    assert f"'q': {{'_id': ObjectId('{doc['_id']}')}}" in commands.seen[0][1]
+    # An event this process did not insert (a repair after a crash) is found by its public id.
+    await db["error_events"].update_one({"event_id": stored.id}, {"$set": {"counting_ms": 1}})
+    await store.mark_counted(stored.id, False)
+    doc = await db["error_events"].find_one({"event_id": stored.id})
+    assert doc is not None and "counting_ms" not in doc
