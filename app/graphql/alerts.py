@@ -205,8 +205,7 @@ class AlertQueries:
     @strawberry.field(description="An organization's alert rules, oldest first.")
     async def alert_rules(self, info: Info, org_id: strawberry.ID) -> list[AlertRule]:
         ctx = info.context
-        ctx.org_id = org_id
-        rules = await ctx.services.alerts.rules(ctx.require_principal(), org_id)
+        rules = await ctx.services.alerts.rules(ctx.principal_for(org_id), org_id)
         return [AlertRule.from_record(r) for r in rules]
 
     @strawberry.field(description="The delivery log, newest first: of one rule, or of the organization.")
@@ -214,9 +213,9 @@ class AlertQueries:
         self, info: Info, org_id: strawberry.ID, rule_id: strawberry.ID | None = UNSET, first: int | None = 20
     ) -> list[AlertDelivery]:
         ctx = info.context
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         rule = str(rule_id) if given(rule_id) else None
-        found = await ctx.services.alerts.deliveries(ctx.require_principal(), org_id, rule, _page_size(first))
+        found = await ctx.services.alerts.deliveries(principal, org_id, rule, _page_size(first))
         return [AlertDelivery.from_record(d) for d in found]
 
 
@@ -225,8 +224,7 @@ class AlertMutations:
     @strawberry.mutation(description="A new alert rule; its signing secret is generated.")
     async def create_alert_rule(self, info: Info, org_id: strawberry.ID, input: AlertRuleInput) -> AlertRule:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         org, spec = validate_rule(_rule_raw(org_id, input))
         return AlertRule.from_record(await ctx.services.alerts.create(principal, org, spec))
 
@@ -237,16 +235,14 @@ class AlertMutations:
         self, info: Info, org_id: strawberry.ID, id: strawberry.ID, input: AlertRuleInput
     ) -> AlertRule:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         org, spec = validate_rule(_rule_raw(org_id, input))
         return AlertRule.from_record(await ctx.services.alerts.update(principal, org, str(id), spec))
 
     @strawberry.mutation(description="Deletes a rule; its pending deliveries are not sent. False if none.")
     async def delete_alert_rule(self, info: Info, org_id: strawberry.ID, id: strawberry.ID) -> bool:
         ctx = info.context
-        ctx.org_id = org_id
-        return await ctx.services.alerts.delete(ctx.require_principal(), org_id, str(id))
+        return await ctx.services.alerts.delete(ctx.principal_for(org_id), org_id, str(id))
 
     @strawberry.mutation(
         description="A new signing secret; deliveries are signed with it and the previous one until the next "
@@ -256,20 +252,17 @@ class AlertMutations:
         self, info: Info, org_id: strawberry.ID, id: strawberry.ID
     ) -> AlertRule:
         ctx = info.context
-        ctx.org_id = org_id
-        rule = await ctx.services.alerts.rotate_secret(ctx.require_principal(), org_id, str(id))
+        rule = await ctx.services.alerts.rotate_secret(ctx.principal_for(org_id), org_id, str(id))
         return AlertRule.from_record(rule)
 
     @strawberry.mutation(description="Sends a delivery again now (the same webhook-id), whatever its state.")
     async def redeliver_alert(self, info: Info, org_id: strawberry.ID, id: strawberry.ID) -> AlertDelivery:
         ctx = info.context
-        ctx.org_id = org_id
-        delivery = await ctx.services.alerts.redeliver(ctx.require_principal(), org_id, str(id))
+        delivery = await ctx.services.alerts.redeliver(ctx.principal_for(org_id), org_id, str(id))
         return AlertDelivery.from_record(delivery)
 
     @strawberry.mutation(description="Sends a test alert to the rule's destination (tried once).")
     async def send_test_alert(self, info: Info, org_id: strawberry.ID, id: strawberry.ID) -> AlertDelivery:
         ctx = info.context
-        ctx.org_id = org_id
-        delivery = await ctx.services.alerts.send_test(ctx.require_principal(), org_id, str(id))
+        delivery = await ctx.services.alerts.send_test(ctx.principal_for(org_id), org_id, str(id))
         return AlertDelivery.from_record(delivery)

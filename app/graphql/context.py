@@ -62,6 +62,11 @@ class RequestContext:
     request: Any = None
     response: Any = None
 
+    def principal_for(self, org_id: str) -> Principal:
+        """The caller, asking about organization `org_id` (which the request's log line records)."""
+        self.org_id = org_id
+        return self.require_principal()
+
     def require_principal(self) -> Principal:
         if self.principal is None:
             raise InvalidApiKey()

@@ -385,8 +385,7 @@ class EventQueries:
         sort_order: SortOrder | None = SortOrder.DESC,
     ) -> ErrorEventConnection:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         raw: dict[str, Any] = {"orgId": org_id}
         if given(filter):
             raw["filter"] = as_raw(filter, _FILTER_NAMES)
@@ -403,8 +402,7 @@ class EventQueries:
     @strawberry.field(description="One error event; null when it does not exist in that organization.")
     async def error_event(self, info: Info, org_id: strawberry.ID, id: strawberry.ID) -> ErrorEvent | None:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         record = await ctx.services.events.get(principal, org_id, id)
         return ErrorEvent.from_record(record) if record else None
 
@@ -419,8 +417,7 @@ class EventMutations:
         self, info: Info, org_id: strawberry.ID, error: LogErrorInput, idempotency_key: str | None = UNSET
     ) -> LogErrorPayload:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         raw: dict[str, Any] = {"orgId": org_id, "error": as_raw(error, _INPUT_NAMES)}
         key = idempotency_key if given(idempotency_key) else ctx.idempotency_key
         if key is not None:

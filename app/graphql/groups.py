@@ -277,8 +277,7 @@ class GroupMutations:
         self, info: Info, org_id: strawberry.ID, fingerprint: str, input: UpdateErrorGroupInput
     ) -> ErrorGroup:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         org, fp, change = validate_update(
             {"orgId": org_id, "fingerprint": fingerprint, "input": _update_raw(input)}
         )
@@ -289,8 +288,7 @@ class GroupMutations:
         self, info: Info, org_id: strawberry.ID, fingerprint: str, text: str
     ) -> ErrorGroupActivity:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         org, fp, body = validate_comment({"orgId": org_id, "fingerprint": fingerprint, "text": text})
         return ErrorGroupActivity.from_record(await ctx.services.groups.comment(principal, org, fp, body))
 
@@ -302,8 +300,7 @@ class GroupMutations:
         self, info: Info, org_id: strawberry.ID, source: str, target: str
     ) -> ErrorGroup:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         org, src, dst = validate_merge({"orgId": org_id, "source": source, "target": target})
         return ErrorGroup.from_record(await ctx.services.groups.merge(principal, org, src, dst))
 
@@ -313,8 +310,7 @@ class GroupMutations:
     )
     async def unmerge_error_group(self, info: Info, org_id: strawberry.ID, fingerprint: str) -> ErrorGroup:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         org, fp, _ = validate_merge({"orgId": org_id, "source": fingerprint, "target": fingerprint})
         return ErrorGroup.from_record(await ctx.services.groups.unmerge(principal, org, fp))
 
@@ -355,8 +351,7 @@ class GroupQueries:
         order_by: ErrorGroupOrder | None = UNSET,
     ) -> ErrorGroupConnection:
         ctx = info.context
-        principal = ctx.require_principal()
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         raw: dict[str, Any] = {"orgId": org_id}
         if given(filter):
             raw["filter"] = as_raw(filter, _FILTER_NAMES)
@@ -383,6 +378,5 @@ class GroupQueries:
     @strawberry.field(description="One group by fingerprint; null when the organization has none.")
     async def error_group(self, info: Info, org_id: strawberry.ID, fingerprint: str) -> ErrorGroup | None:
         ctx = info.context
-        ctx.org_id = org_id
-        group = await ctx.services.groups.get(ctx.require_principal(), org_id, fingerprint)
+        group = await ctx.services.groups.get(ctx.principal_for(org_id), org_id, fingerprint)
         return ErrorGroup.from_record(group) if group else None

@@ -54,6 +54,5 @@ class ProjectQueries:
     @strawberry.field(description="An organization's projects with their DSNs (create them with the CLI).")
     async def projects(self, info: Info, org_id: strawberry.ID) -> list[SdkProject]:
         ctx = info.context
-        ctx.org_id = org_id
-        records = await ctx.services.projects.for_org(ctx.require_principal(), org_id)
+        records = await ctx.services.projects.for_org(ctx.principal_for(org_id), org_id)
         return [SdkProject.from_record(p) for p in records]

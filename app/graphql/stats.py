@@ -87,8 +87,8 @@ class StatsQueries:
         ] = UNSET,
     ) -> ErrorStats:
         ctx = info.context
-        ctx.org_id = org_id
+        principal = ctx.principal_for(org_id)
         raw = raw_args(orgId=org_id, to=to, interval=interval, groupBy=group_by, tagKey=tag_key)
         raw["from"] = from_
-        series = await ctx.services.stats.series(ctx.require_principal(), validate_stats(raw))
+        series = await ctx.services.stats.series(principal, validate_stats(raw))
         return ErrorStats.from_series(series)
