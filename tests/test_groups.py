@@ -180,3 +180,20 @@ async def test_group_pages_and_filters(gql: GraphQLClient, org: Org) -> None:
     )
     assert error["extensions"]["code"] == "INVALID_REQUEST"
     assert error["extensions"]["details"][0]["field"] == "after"
+
+
+async def test_a_group_lists_its_most_recent_releases_only(gql: GraphQLClient, org: Org) -> None:
+    """A DSN key is public: one that sends a new release with every event must not grow its group's
+    document without bound. The group keeps the most recent 100 releases (and counts every event)."""
+    for n in range(1, 104):
+        error = {
+            "message": "Checkout failed",
+            "severity": "HIGH",
+            "fingerprint": "checkout",
+            "release": f"web@{n}",
+        }
+        await gql.data(LOG_ERROR, {"orgId": org.id, "error": error}, key=org.key)
+    query = 'query($o: ID!) { errorGroup(orgId: $o, fingerprint: "checkout") { occurrences releases } }'
+    group = (await gql.data(query, {"o": org.id}, key=org.key))["errorGroup"]
+    assert group["occurrences"] == 103
+    assert sorted(group["releases"]) == sorted(f"web@{n}" for n in range(4, 104))

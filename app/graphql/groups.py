@@ -121,8 +121,12 @@ class ErrorGroup:
     last_seen: DateTime
     max_severity: Severity = strawberry.field(description="The highest severity seen.")
     latest_event_id: strawberry.ID = strawberry.field(description="The most recent event's id.")
-    environments: list[str] = strawberry.field(description="Every environment its events were seen in.")
-    releases: list[str] = strawberry.field(description="Every release its events were seen in.")
+    environments: list[str] = strawberry.field(
+        description="The environments its events were seen in (the most recent 50)."
+    )
+    releases: list[str] = strawberry.field(
+        description="The releases its events were seen in (the most recent 100)."
+    )
     status: GroupStatus
     substatus: GroupSubstatus
     assignee: str | None

@@ -51,6 +51,9 @@ SORT_FIELD = {
     GroupOrderField.SEVERITY: "severity_rank",
 }
 _BY_RANK = {s.rank: s for s in Severity}
+# The environments and releases a group lists are kept to the most recent this many: a public DSN key
+# sending a new release with every event must not grow one document toward MongoDB's 16 MB limit.
+MAX_LISTED = {"environments": 50, "releases": 100}
 
 
 def _key(event: ErrorEventRecord) -> str:
@@ -265,6 +268,7 @@ class GroupStore:
             try:
                 async with translate_errors("error_groups.get", self._breaker):
                     docs = await self._col.find({"_id": {"$in": to_read}}).to_list()
+                    await self._trim_lists(docs)
                 read = {doc["_id"]: _from_doc(doc) for doc in docs}
             except AppError as exc:  # counted, but the state is unknown: those callers see why
                 read_failure = exc
@@ -280,6 +284,20 @@ class GroupStore:
             else:  # None: merged away meanwhile
                 results.append(Counted(started=False, group=read.get(key)))
         return results
+
+    async def _trim_lists(self, docs: list[dict[str, Any]]) -> None:
+        """Keeps each group's environment and release lists to their most recent MAX_LISTED values
+        (`$addToSet` appends, so the most recent are last). Rare: only a list past its bound is written;
+        a value added by another instance in the same instant may be trimmed with the oldest."""
+        for doc in docs:
+            trimmed = {
+                name: values[-bound:]
+                for name, bound in MAX_LISTED.items()
+                if len(values := doc.get(name) or []) > bound
+            }
+            if trimmed:
+                await self._col.update_one({"_id": doc["_id"]}, {"$set": trimmed})
+                doc.update(trimmed)
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
         async with translate_errors("error_groups.get", self._breaker):
