@@ -166,13 +166,7 @@ def main() -> None:
     finally:
         servers.stop(server)
         database.stop()
-    print("| workload | conns | req/s | p50 ms | p99 ms | server CPU ms/req | non-2xx |")
-    print("|---|---|---|---|---|---|---|")
-    for r in rows:
-        print(
-            f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
-            f"{r['cpu_ms']:.2f} | {r['errors']:.0f} |"
-        )
+    servers.print_rows(rows)
     Path(args.out).write_text(json.dumps(rows, indent=2))
 
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -76,3 +77,14 @@ def stop(*processes: subprocess.Popen[bytes]) -> None:
         process.terminate()
     for process in processes:
         process.wait(30)
+
+
+def print_rows(rows: list[dict[str, Any]]) -> None:
+    """The markdown table of wrk runs (workload, connections, throughput, latency, server CPU)."""
+    print("| workload | conns | req/s | p50 ms | p99 ms | server CPU ms/req | non-2xx |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['cpu_ms']:.2f} | {r['errors']:.0f} |"
+        )
