@@ -330,3 +330,23 @@ async def test_changes_made_by_another_server_process_are_streamed(
                 fp = await log(GraphQLClient(http), org, message="Seen by the other process")
             entry = (await receive(ws))["payload"]["data"]["errorGroupChanged"]
             assert (entry["kind"], entry["fingerprint"]) == ("FIRST_SEEN", fp)
+
+
+async def test_a_merge_made_by_another_server_process_redirects_this_ones_events_at_once(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    """This process remembers that a fingerprint has no merge alias (so its events skip the lookup);
+    a merge or an unmerge made by another process must still apply to its very next event."""
+    target = await log(gql, org, message="Inventory service down")
+    source = await log(gql, org, message="Inventory timed out")
+    assert await log(gql, org, message="Inventory timed out") == source  # remembered here: no alias
+    with server_process(server) as other:
+        async with httpx.AsyncClient(base_url=other.url, timeout=30) as http:
+            elsewhere = GraphQLClient(http)
+            await elsewhere.data(MERGE, {"o": org.id, "s": source, "t": target}, key=org.key)
+            assert await log(gql, org, message="Inventory timed out") == target
+            assert (await group(gql, org, target))["occurrences"] == 4
+            await elsewhere.data(UNMERGE, {"o": org.id, "f": source}, key=org.key)
+            assert await log(gql, org, message="Inventory timed out") == source
+    assert (await group(gql, org, source))["occurrences"] == 1
+    assert (await group(gql, org, target))["occurrences"] == 4
