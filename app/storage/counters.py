@@ -37,4 +37,4 @@ class Counters:
         """The last number taken from counter `name` (0 before the first)."""
         async with translate_errors(f"counters.{name}", self._breaker):
             doc = await self._col.find_one({"_id": name})
-        return int(doc["seq"]) if doc else 0
+        return int(doc.get("seq") or 0) if doc else 0  # a document bumped (`bump`) before any take has none
