@@ -72,7 +72,10 @@ def lua_script(query: str, key: str | None, mode: str | None) -> str:
         headers += f'wrk.headers["X-API-KEY"] = "{key}"\n'
     if mode == "fresh":  # a new idempotency key per request
         return (
-            f'wrk.method = "POST"\n{headers}counter = 0\nprefix = tostring(math.random(1, 1e9))\n'
+            # Seeded by the clock: LuaJIT's generator is not, and every run (round) would replay the
+            # first one's keys. Rounds are seconds apart.
+            f'wrk.method = "POST"\n{headers}counter = 0\nmath.randomseed(os.time())\n'
+            "prefix = tostring(math.random(1, 1e9))\n"
             "request = function()\n  counter = counter + 1\n"
             # A long-bracket string: Lua applies no escapes inside, so the JSON stays intact.
             f'  local body = string.format([[{{"query": {json.dumps(query)}, "variables": '

@@ -90,7 +90,9 @@ def envelope_script(public_key: str) -> tuple[str, int]:
         'wrk.method = "POST"\n'
         'wrk.headers["Content-Type"] = "application/x-sentry-envelope"\n'
         f'wrk.headers["X-Sentry-Auth"] = "{auth}"\n'
-        "counter = 0\nprefix = math.random(1, 2147483647)\n"
+        # Seeded by the clock (LuaJIT's generator is not): each round sends event ids of its own, not
+        # the first round's again (which would all be answered as resends).
+        "counter = 0\nmath.randomseed(os.time())\nprefix = math.random(1, 2147483647)\n"
         f"template = [[{body}]]\n"
         "request = function()\n  counter = counter + 1\n"
         '  local id = string.format("%08x%024x", prefix, counter)\n'

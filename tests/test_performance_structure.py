@@ -168,12 +168,12 @@ async def test_database_round_trips_per_request(monitored: tuple[LiveServer, Com
             "find:group_aliases",
             "insert:group_activity",
         ]
-        # An existing group: its triage state is read after counting (regression, ignore, escalation).
+        # An existing group: its fingerprint's merge alias is known (no alias changed since: the merge
+        # generation read with the position says so), and it is counted and its triage state read
+        # (regression, ignore, escalation) in one findAndModify.
         assert await commands_of(again, {"o": org.id}) == [
-            "find:group_aliases",
             "insert:error_events",
-            "update:error_groups",
-            "find:error_groups",
+            "findAndModify:error_groups",
         ]
 
 

@@ -8,10 +8,13 @@ import json
 from typing import Any
 
 import httpx
+from pymongo import AsyncMongoClient
 
 from app.core.principal import Principal
+from app.events.store import EventStore
 from app.graphql.context import Services
 from app.groups.service import ACTIVITY_TOPIC
+from app.groups.store import AliasStore, GroupStore
 from tests.conftest import GraphQLClient, LiveServer, Org, server_process
 from tests.test_subscriptions import TIMEOUT, receive, session, subscribe
 
@@ -330,3 +333,31 @@ async def test_changes_made_by_another_server_process_are_streamed(
                 fp = await log(GraphQLClient(http), org, message="Seen by the other process")
             entry = (await receive(ws))["payload"]["data"]["errorGroupChanged"]
             assert (entry["kind"], entry["fingerprint"]) == ("FIRST_SEEN", fp)
+
+
+async def test_a_merge_made_by_another_instance_redirects_this_ones_events_at_once(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    """This process remembers that a fingerprint has no merge alias (so its events skip the lookup);
+    a merge or an unmerge made by another instance must still apply to its very next event. The other
+    instance's writes are made here with its own client, exactly as its GroupService makes them: the
+    alias, then the merge generation, then the move of the counts."""
+    target = await log(gql, org, message="Inventory service down")
+    source = await log(gql, org, message="Inventory timed out")
+    assert await log(gql, org, message="Inventory timed out") == source  # remembered here: no alias
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(server.settings.mongodb_uri)
+    try:
+        db = client[server.settings.mongodb_db]
+        aliases, events = AliasStore(db), EventStore(db)
+        await aliases.point(org.id, source, target)
+        await events.note_alias_change()
+        await GroupStore(db).absorb(org.id, target, source)
+        assert await log(gql, org, message="Inventory timed out") == target
+        assert (await group(gql, org, target))["occurrences"] == 4
+        await aliases.remove(org.id, source)
+        await events.note_alias_change()
+        assert await log(gql, org, message="Inventory timed out") == source
+    finally:
+        await client.close()
+    assert (await group(gql, org, source))["occurrences"] == 1
+    assert (await group(gql, org, target))["occurrences"] == 4

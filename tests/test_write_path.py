@@ -24,10 +24,12 @@ from app.storage.mongo import Database
 class Commands(monitoring.CommandListener):
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
+        self.operations: list[int | None] = []  # one per command: the driver operation that sent it
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
         name = event.command_name
         self.seen.append((name, repr(dict(event.command))))
+        self.operations.append(event.operation_id)
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
 
@@ -148,3 +150,38 @@ async def test_an_event_inserted_here_is_marked_counted_by_its_id(
     await store.mark_counted(stored.id, False)
     doc = await db["error_events"].find_one({"event_id": stored.id})
     assert doc is not None and "counting_ms" not in doc
+
+
+async def test_inserts_and_count_marks_waiting_together_are_one_write(
+    database: tuple[Database, Commands],
+) -> None:
+    """One driver operation (one session, server selection and connection checkout) carries both."""
+    db, commands = database
+    store = EventStore(db)
+    counted = event("counted", seq=1)
+    await store.insert(counted)
+    commands.seen.clear()
+    commands.operations.clear()
+    fresh = event("fresh", seq=2)
+    await asyncio.gather(store.mark_counted(counted.id, True), store.insert(fresh))
+    assert sorted(name for name, _ in commands.seen) == ["insert", "update"]
+    assert len(set(commands.operations)) == 1
+    docs = {d["event_id"]: d async for d in db["error_events"].find({})}
+    assert "counting_ms" not in docs[counted.id] and "counting_ms" in docs[fresh.id]
+
+
+async def test_an_existing_group_is_counted_and_read_in_one_command(
+    database: tuple[Database, Commands],
+) -> None:
+    db, commands = database
+    store = GroupStore(db)
+    assert (await store.record(event("one"))).started  # new: an upsert
+    commands.seen.clear()
+    results = await asyncio.gather(store.record(event("one")), store.record(event("one")))
+    assert [name for name, _ in commands.seen] == ["findAndModify"]
+    for result in results:
+        assert not result.started and result.group is not None and result.group.occurrences == 3
+    # Merged away meanwhile (its document taken): the counting upsert starts it again, as before.
+    await db["error_groups"].delete_many({})
+    again = await store.record(event("one"))
+    assert again.started and again.group is None

@@ -38,7 +38,7 @@ from typing import Any
 
 import orjson
 from bson import ObjectId
-from pymongo import ASCENDING, DESCENDING, UpdateOne
+from pymongo import ASCENDING, DESCENDING, InsertOne, UpdateOne
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from ulid import ULID
 
@@ -231,9 +231,11 @@ class EventStore:
         self._breaker = breaker
         self._col = db["error_events"]
         self._counters = Counters(db, breaker)
-        self._positions: Batcher[None, int] = Batcher(self._take_positions)
-        self._inserts: Batcher[dict[str, Any], None] = Batcher(self._insert_batch)
-        self._marks: Batcher[tuple[str, bool], None] = Batcher(self._mark_batch)
+        self._positions: Batcher[None, tuple[int, int]] = Batcher(self._take_positions)
+        # Inserts and count marks go out together: one `bulk_write` of mixed operations per flush (under
+        # load the marks of events counted meanwhile ride along with the next events' inserts).
+        # An item is the document to insert or the update of a count mark.
+        self._writes: Batcher[dict[str, Any] | UpdateOne, None] = Batcher(self._write_batch)
         self._object_ids: dict[str, ObjectId] = {}  # event id -> `_id` of events inserted here, until counted
 
     async def ensure_indexes(self, retention_days: float) -> None:
@@ -302,20 +304,24 @@ class EventStore:
             self._object_ids.clear()
         self._object_ids[event.id] = object_id
         try:
-            await self._inserts.submit(doc)
+            await self._writes.submit(doc)
         except BaseException:
             self._object_ids.pop(event.id, None)
             raise
 
-    async def _insert_batch(self, docs: list[dict[str, Any]]) -> list[BaseException | None]:
-        results: list[BaseException | None] = [None] * len(docs)
-        async with translate_errors("error_events.insert", self._breaker):
+    async def _write_batch(self, items: list[dict[str, Any] | UpdateOne]) -> list[BaseException | None]:
+        results: list[BaseException | None] = [None] * len(items)
+        ops = [InsertOne(item) if isinstance(item, dict) else item for item in items]
+        async with translate_errors("error_events.write", self._breaker):
             try:
-                # Unordered: one document's failure (a taken idempotency key) does not stop the others.
-                await self._col.insert_many(docs, ordered=False)
+                # Unordered: one operation's failure (a taken idempotency key) does not stop the others.
+                await self._col.bulk_write(ops, ordered=False)
             except BulkWriteError as exc:
                 for failure in exc.details.get("writeErrors", []):
-                    results[failure["index"]] = _insert_failure(docs[failure["index"]], failure)
+                    item = items[failure["index"]]
+                    results[failure["index"]] = (
+                        _insert_failure(item, failure) if isinstance(item, dict) else write_failure(failure)
+                    )
         return results
 
     async def find_by_idempotency_key(self, idem_key: str) -> StoredEvent | None:
@@ -330,22 +336,14 @@ class EventStore:
 
     async def mark_counted(self, event_id: str, started_group: bool) -> None:
         """The event is counted into its group (and started it, when `started_group`); concurrent
-        callers share one round trip."""
-        await self._marks.submit((event_id, started_group))
-
-    async def _mark_batch(self, marks: list[tuple[str, bool]]) -> list[BaseException | None]:
-        ops = [
-            UpdateOne(
-                {"_id": object_id}
-                if (object_id := self._object_ids.pop(event_id, None))
-                else {"event_id": event_id},
-                {"$unset": {"counting_ms": ""}, **({"$set": {"started_group": True}} if started else {})},
-            )
-            for event_id, started in marks
-        ]
-        async with translate_errors("error_events.mark_counted", self._breaker):
-            await self._col.bulk_write(ops, ordered=False)
-        return [None] * len(marks)
+        callers share one round trip, with the inserts waiting at the same time."""
+        object_id = self._object_ids.pop(event_id, None)
+        update: dict[str, Any] = {"$unset": {"counting_ms": ""}}
+        if started_group:
+            update["$set"] = {"started_group": True}
+        await self._writes.submit(
+            UpdateOne({"_id": object_id} if object_id is not None else {"event_id": event_id}, update)
+        )
 
     async def claim_uncounted(self, event_id: str, stale_before_ms: int, now_ms: int) -> bool:
         """Take on counting an event whose counter went away (its lease is older than
@@ -422,10 +420,20 @@ class EventStore:
     async def next_seq(self) -> int:
         """The next insertion position, unique across every server instance (an atomic counter);
         concurrent callers take theirs in one round trip."""
+        return (await self.next_position())[0]
+
+    async def next_position(self) -> tuple[int, int]:
+        """`next_seq`, and the merge generation read in the same round trip: how many times any
+        instance changed a group alias (`note_alias_change`) before the position was taken."""
         return await self._positions.submit(None)
 
-    async def _take_positions(self, callers: list[None]) -> list[int]:
-        return list(await self._counters.take("error_events", len(callers)))
+    async def _take_positions(self, callers: list[None]) -> list[tuple[int, int]]:
+        positions, generation = await self._counters.take_reading("error_events", len(callers), "merges")
+        return [(seq, generation) for seq in positions]
+
+    async def note_alias_change(self) -> None:
+        """A group alias was set or removed: positions taken from now on carry a new merge generation."""
+        await self._counters.bump("error_events", "merges")
 
     async def last_seq(self) -> int:
         return await self._counters.last("error_events")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -45,6 +46,9 @@ ACTIVITY_TOPIC = "group-activity"
 HOLE_MARGIN = 100  # positions the activity poll reads again, for inserts that finished out of order
 log = logging.getLogger("app.groups")
 REPLAY_LIMIT = 1000  # activity entries a resumed errorGroupChanged replays at most
+MAX_REMEMBERED_ALIASES = 100_000  # fingerprints whose canonical form this process remembers
+# ...for at most this long, even without a new generation (a merge whose generation bump failed).
+ALIAS_MEMORY_SECONDS = 60.0
 _ATTEMPTS = 5  # a person's change re-read and re-applied when an automatic one came in between
 
 
@@ -82,6 +86,9 @@ class GroupService:
         self._published: OrderedDict[int, None] = OrderedDict()  # recent positions published here
         self._watermark: int | None = None  # the poll reads entries after this position
         self._poller: asyncio.Task[None] | None = None
+        self._canonical: dict[tuple[str, str], str] = {}  # (org, fingerprint) -> canonical, see canonical()
+        self._alias_generation = -1
+        self._canonical_since = time.monotonic()
 
     # -- other instances' activity ----------------------------------------------------------------
 
@@ -126,8 +133,29 @@ class GroupService:
 
     # -- counting (GroupCounter) ------------------------------------------------------------------
 
-    async def canonical(self, org_id: str, fingerprint: str) -> str:
-        return await self._aliases.target(org_id, fingerprint) or fingerprint
+    async def canonical(self, org_id: str, fingerprint: str, generation: int | None = None) -> str:
+        """Merges are rare and every event asks: the answers are remembered for one merge generation
+        (a number every alias change bumps, read by the event with its feed position, in a round trip
+        it makes anyway). An answer is kept only when it was looked up after the generation in force
+        was read, so it is never older than the last alias change this process has been told of. An
+        event that still counts under a fingerprint a merge has just taken (the same race as a lookup
+        made just before the merge) is moved over by `record`, whose own check is never cached."""
+        if generation is None:
+            return await self._aliases.target(org_id, fingerprint) or fingerprint
+        now = time.monotonic()
+        if generation > self._alias_generation or now - self._canonical_since > ALIAS_MEMORY_SECONDS:
+            self._canonical.clear()
+            self._alias_generation = max(generation, self._alias_generation)
+            self._canonical_since = now
+        key = (org_id, fingerprint)
+        if generation == self._alias_generation and (known := self._canonical.get(key)) is not None:
+            return known
+        found = await self._aliases.target(org_id, fingerprint) or fingerprint
+        if generation == self._alias_generation:
+            if len(self._canonical) >= MAX_REMEMBERED_ALIASES:
+                self._canonical.clear()
+            self._canonical[key] = found
+        return found
 
     async def record(self, event: ErrorEventRecord) -> bool:
         counted = await self._store.record(event)  # with the group's state when it existed
@@ -302,6 +330,10 @@ class GroupService:
         await self._existing(principal, org_id, target)
         await self._existing(principal, org_id, source)
         await self._aliases.point(org_id, source, target)
+        # After the alias: whoever reads the new generation sees it. Should this write fail, the merge
+        # answers an error (retried, it sets the alias and bumps again) and caches expire within
+        # ALIAS_MEMORY_SECONDS.
+        await self._events.note_alias_change()
         # The source's document is taken atomically, with every count that reached it; an event whose
         # alias lookup ran before the alias was set and that re-creates it is moved over by `record`.
         await self._store.absorb(org_id, target, source)
@@ -317,6 +349,7 @@ class GroupService:
         target = await self._aliases.remove(org_id, fingerprint)
         if target is None:
             raise NotFound("No group is merged under this fingerprint")
+        await self._events.note_alias_change()
         group = await self._existing(principal, org_id, target)
         actor = Actor(principal.name, principal.prefix)
         await self._log(

@@ -54,6 +54,7 @@ _BY_RANK = {s.rank: s for s in Severity}
 # The environments and releases a group lists are kept to the most recent this many: a public DSN key
 # sending a new release with every event must not grow one document toward MongoDB's 16 MB limit.
 MAX_LISTED = {"environments": 50, "releases": 100}
+MAX_REMEMBERED_GROUPS = 100_000
 
 
 def _key(event: ErrorEventRecord) -> str:
@@ -199,6 +200,8 @@ class GroupStore:
         self._breaker = breaker
         self._col = db["error_groups"]
         self._records: Batcher[ErrorEventRecord, Counted] = Batcher(self._record_batch)
+        # Groups this process has counted into: likely to exist still (see `_record_one`).
+        self._existing: set[str] = set()
 
     async def ensure_indexes(self) -> None:
         async with translate_errors("error_groups.indexes", self._breaker):
@@ -237,6 +240,12 @@ class GroupStore:
             by_key.setdefault(_key(event), []).append(i)
         keys = list(by_key)
         updates = [_update([events[i] for i in by_key[key]]) for key in keys]
+        if (
+            len(keys) == 1
+            and keys[0] in self._existing
+            and (counted := await self._record_one(events, keys[0], updates[0])) is not None
+        ):
+            return counted
         ops = [UpdateOne({"_id": k}, update, upsert=True) for k, update in zip(keys, updates, strict=True)]
         started: set[str] = set()
         retry: list[int] = []
@@ -272,6 +281,9 @@ class GroupStore:
                 read = {doc["_id"]: _from_doc(doc) for doc in docs}
             except AppError as exc:  # counted, but the state is unknown: those callers see why
                 read_failure = exc
+        if len(self._existing) + len(keys) > MAX_REMEMBERED_GROUPS:
+            self._existing.clear()
+        self._existing.update(k for k in keys if k not in failed)
         results: list[Counted | BaseException] = []
         for i, event in enumerate(events):
             key = _key(event)
@@ -284,6 +296,26 @@ class GroupStore:
             else:  # None: merged away meanwhile
                 results.append(Counted(started=False, group=read.get(key)))
         return results
+
+    async def _record_one(
+        self, events: list[ErrorEventRecord], key: str, update: dict[str, Any]
+    ) -> list[Counted | BaseException] | None:
+        """The flush's events are all of one group (the common case under load: a burst is one
+        problem): an existing group is counted and read back in one round trip (`findAndModify`)
+        instead of an update and a find. Tried only for a group this process has counted into (a new
+        one would cost a miss first). None when the group does not exist (merged away): the caller's
+        upsert starts it, as before. Not an upsert here: nx-27017 applies neither `$setOnInsert` nor
+        `$addToSet` to a document `findAndModify` inserts, and would lose whether this write started it."""
+        async with translate_errors("error_groups.record", self._breaker):
+            doc = await self._col.find_one_and_update(
+                {"_id": key}, update, return_document=ReturnDocument.AFTER
+            )
+            if doc is None:  # merged away
+                self._existing.discard(key)
+                return None
+            await self._trim_lists([doc])
+        group = _from_doc(doc)
+        return [Counted(started=False, group=group)] * len(events)
 
     async def _trim_lists(self, docs: list[dict[str, Any]]) -> None:
         """Keeps each group's environment and release lists to their most recent MAX_LISTED values

@@ -73,7 +73,7 @@ class IngestRoutes:
                     content_encoding=request.headers.get("content-encoding"),
                     auth_header=request.headers.get("x-sentry-auth")
                     or _sentry_authorization(request.headers.get("authorization")),
-                    query_key=request.query_params.get("sentry_key"),
+                    query_key=_query_key(request),
                     client_ip=request.client.host if request.client else None,
                 )
             )
@@ -92,6 +92,12 @@ class IngestRoutes:
             return _json(rest_error_body(InternalError(), request_id), 500, dict(_CORS))
         headers = {**_CORS, "X-Sentry-Rate-Limits": result.rate_limits_header}
         return _json({"id": result.event_id}, 200, headers)
+
+
+def _query_key(request: Request) -> str | None:
+    """`sentry_key` from the query string, parsed only when there is one: browser SDKs send the key
+    there, the others send none."""
+    return request.query_params.get("sentry_key") if request.scope.get("query_string") else None
 
 
 def _sentry_authorization(value: str | None) -> str | None:
