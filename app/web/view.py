@@ -32,7 +32,6 @@ from strawberry.subscriptions import (
 )
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
-from strawberry.utils.operation import get_first_operation
 
 from app.auth.service import credential_from_headers
 from app.core.clock import format_datetime
@@ -46,10 +45,12 @@ from app.core.errors import (
 )
 from app.core.wire import error_body
 from app.graphql.context import RequestContext, Services
+from app.graphql.execution.answers import AnswerCache
 from app.graphql.execution.document_cache import cached_parse, is_valid
 from app.graphql.execution.fanout import EncodedData
 from app.graphql.limits import Limits, document_too_long, operation_cost
 from app.graphql.pricing import read_units
+from app.graphql.status import CLOCK_FIELDS, MEMORY_FIELDS
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
@@ -181,6 +182,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self.open_streams: set[asyncio.Task[Any]] = set()  # HTTP subscriptions, ended at shutdown
         self.streams_per_key: dict[str, int] = {}
         self.shutting_down = False
+        self.answers = AnswerCache(MEMORY_FIELDS, CLOCK_FIELDS)  # the direct lane's reusable answers
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -324,11 +326,27 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
         context = await self.get_context(request, None)  # authenticates, as the full path does first
+        services = context.services
         if context.principal is not None:  # priced as the full path prices it (errorStats by its range)
             units = read_units(document, operation, variables or {})
-            context.rate_limit = state.prepaid = await context.services.rate_limiter.spend(
+            context.rate_limit = state.prepaid = await services.rate_limiter.spend(
                 context.principal.key_id, Resource.READ, units
             )
+        # The operation's name for the log line: the one asked for, else the document's only operation's.
+        context.operation_name = (
+            name if name is not None else operation.name.value if operation.name else None
+        )
+        context.operation_type = "query"
+        # An answer from in-memory state, computed before for this document: reused while that state is
+        # the same (app.graphql.execution.answers). Anonymous callers are refused by the resolver.
+        answer_state = (
+            self.answers.state(document, operation, services) if context.principal is not None else None
+        )
+        if answer_state is not None:
+            body = self.answers.get(document, name, variables, answer_state)
+            if body is not None:
+                DirectLane.answered += 1
+                return Response(body, 200, media_type="application/json")
         result: Any = execute(
             schema._schema,
             document,
@@ -341,14 +359,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if optimized_is_awaitable(result):
             result = await result
         if not isinstance(result, GraphQLExecutionResult) or result.errors or result.data is None:
+            context.operation_name = context.operation_type = None  # the full path records them again
             return None  # a query reads only: the full path runs it again and reports its errors
-        first = get_first_operation(document)
-        context.operation_name = (
-            name if name is not None else first.name.value if first and first.name else None
-        )
-        context.operation_type = "query"
         DirectLane.answered += 1
-        return Response(orjson.dumps({"data": result.data}), 200, media_type="application/json")
+        body = orjson.dumps({"data": result.data})
+        if answer_state is not None and self.answers.state(document, operation, services) == answer_state:
+            self.answers.put(document, name, variables, answer_state, body)
+        return Response(body, 200, media_type="application/json")
 
     def _cache_headers(self, response: Response, state: RequestState) -> None:
         """A GET naming its document by hash is cacheable (the point of sending only the hash), per
