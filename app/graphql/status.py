@@ -116,8 +116,7 @@ class StatusTransitionConnection:
 def status_state(services: Services) -> Hashable:
     """What `serviceStatus` answers from, but its clock: the components and the latest position (the
     direct lane reuses a document's answer while this is equal, app.graphql.execution.answers)."""
-    snap = services.status.snapshot()
-    return snap.services, snap.seq
+    return services.status.state()
 
 
 # Root fields answered from memory, by the state their answers depend on; fields that read the clock.

@@ -71,6 +71,18 @@ def _json_time(created: float) -> str:
     return datetime.fromtimestamp(created, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
+_second: list[Any] = [None, ""]  # the last whole second written by write_line, and its text
+
+
+def _now_text() -> str:
+    """Now, as `_json_time` writes it (2026-11-26T03:50:00.123Z), the seconds' text made once a second."""
+    ns = time.time_ns()
+    second = ns // 1_000_000_000
+    if _second[0] != second:
+        _second[:] = [second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))]
+    return f"{_second[1]}.{ns // 1_000_000 % 1000:03d}Z"
+
+
 class _JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """The production handler. `write_line` writes an INFO line with the same fields, in the same order
     and encoding, as `_JsonLines` formats for a record, without making the record: the request log line
@@ -83,7 +95,7 @@ class _JsonLinesHandler(logging.StreamHandler):  # type: ignore[type-arg]
         """False (nothing written) when a record must be logged instead: a level or filter of its own."""
         if self.level > logging.INFO or len(self.filters) != 1:
             return False  # (the one filter is _RequestIdFilter; the caller always gives request_id)
-        line = {"time": _json_time(time.time()), "level": "INFO", "logger": logger, "message": message}
+        line = {"time": _now_text(), "level": "INFO", "logger": logger, "message": message}
         line.update(extras)
         data = orjson.dumps(line, option=orjson.OPT_NON_STR_KEYS).decode() + self.terminator
         with self.lock:  # type: ignore[union-attr]  # (StreamHandler.createLock made it)
