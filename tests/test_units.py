@@ -181,3 +181,16 @@ async def test_the_request_line_is_written_without_a_record_exactly_as_the_json_
         assert _line_writer() is None
     finally:
         root.handlers[:], root.level = saved
+
+
+def test_request_ids_are_ulids_of_now_and_distinct() -> None:
+    from ulid import ULID
+
+    from app.core.request_ids import new_request_id
+
+    before = datetime.now(UTC)
+    ids = [new_request_id() for _ in range(1000)]
+    after = datetime.now(UTC)
+    assert len(set(ids)) == 1000 and all(re.match(r"^req_[0-9A-HJKMNP-TV-Z]{26}$", i) for i in ids)
+    stamp = ULID.from_str(ids[0][4:]).datetime
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= stamp <= after
