@@ -260,6 +260,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
         try:
             response = await self._direct(request, state) if scope["method"] == "POST" else None
+            direct = response is not None
             if response is None:
                 response = await self.run(request)
             if graphql_response and state.request_error:
@@ -269,15 +270,21 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 response.status_code = 503
                 response.headers["Retry-After"] = str(retry_after)
         except AppError as error:
+            direct = False
             state.outcome = error.code.value
             response = refusal(error, request_id)
             if isinstance(error, RateLimited) and error.budget is not None:
                 response.headers.update(error.budget.headers())
         except HTTPException as exc:
+            direct = False
             response = self._transport_refusal(exc, request, request_id)
         budget = state.ctx.rate_limit if state.ctx is not None else None
         if budget is not None:
-            response.headers.update(budget.headers())
+            headers = budget.headers()
+            if direct:  # the lane's response has only its content type and length: append, not replace
+                response.raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+            else:
+                response.headers.update(headers)
         if state.persisted_get:
             self._cache_headers(response, state)
         if (
