@@ -589,7 +589,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         state.ctx = ctx
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
-        if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+        # (A POST never renders the IDE: no request adapter to build for it.)
+        if request.scope["method"] == "POST" or not self.should_render_graphql_ide(
+            self.request_adapter_class(request)
+        ):
             # Before parsing or executing anything: a bad credential is a 401, not a GraphQL result.
             ctx.principal = await self.services.auth.authenticate(credential_from_headers(request.headers))
         ctx.idempotency_key = request.headers.get("x-idempotency-key")
