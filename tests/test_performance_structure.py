@@ -260,3 +260,56 @@ async def test_a_repeated_query_takes_the_direct_lane_and_answers_the_same(serve
         assert DirectLane.answered == before + 1  # errors: the full path answered
         assert refused.json()["errors"][0]["extensions"]["code"] == "NOT_FOUND"
         assert int(refused.headers["x-ratelimit-remaining"]) == remaining - 2  # one unit per request
+
+
+async def test_an_answer_from_memory_is_reused_until_the_state_changes(
+    server: LiveServer, admin_key: str
+) -> None:
+    """serviceStatus, repeated: executed once on the direct lane, then its bytes reused (counted) and
+    identical; a status change makes the next answer a fresh execution showing it. A document reading
+    the clock (`timestamp`) is never reused; every request is still charged."""
+    from app.graphql.execution.answers import AnswerCache
+    from tests.test_status import set_status
+
+    org = make_org(server)
+    # Components only: whatever the probes make of the machine, this test changes "authentication".
+    query = "query S { serviceStatus { services { name status description } position __typename } }"
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        gql = GraphQLClient(http)
+
+        async def post(document: str) -> httpx.Response:
+            return await http.post("/graphql", json={"query": document}, headers={"X-API-KEY": org.key})
+
+        first = await post(query)  # the full path (validates)
+        stored, hits = AnswerCache.stored, AnswerCache.hits
+        second = await post(query)  # the direct lane executes it and keeps the body
+        assert (AnswerCache.stored, AnswerCache.hits) == (stored + 1, hits)
+        answered = DirectLane.answered
+        third = await post(query)
+        assert (AnswerCache.stored, AnswerCache.hits, DirectLane.answered) == (
+            stored + 1,
+            hits + 1,
+            answered + 1,
+        )
+        assert first.content == second.content == third.content
+        assert int(third.headers["x-ratelimit-remaining"]) == int(second.headers["x-ratelimit-remaining"]) - 1
+
+        await set_status(gql, admin_key, "authentication", "UNDER_MAINTENANCE", description="reuse test")
+        try:
+            changed = await post(query)
+            assert AnswerCache.hits == hits + 1 and AnswerCache.stored == stored + 2
+            assert b"reuse test" in changed.content and changed.content != third.content
+            assert (await post(query)).content == changed.content and AnswerCache.hits == hits + 2
+        finally:
+            await set_status(gql, admin_key, "authentication", "OPERATIONAL")
+        after = await post(query)  # the components as before, a later position: executed again
+        assert b"reuse test" not in after.content and after.content != third.content
+        assert AnswerCache.hits == hits + 2 and AnswerCache.stored == stored + 3
+
+        clock = "{ serviceStatus { status timestamp } }"
+        for _ in range(3):
+            assert (await post(clock)).status_code == 200
+        anonymous = await http.post("/graphql", json={"query": query})
+        assert anonymous.status_code == 401 and b"INVALID_API_KEY" in anonymous.content
+        stored_now, hits_now = AnswerCache.stored, AnswerCache.hits
+        assert hits_now == hits + 2 and stored_now == stored + 3

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -127,3 +128,69 @@ async def test_a_full_mailbox_drops_its_oldest_message_and_a_waiting_reader_wake
         assert await asyncio.wait_for(reader, 1) == "late"
     assert pubsub.subscriber_count("t") == 0
     pubsub.publish("t", "nobody")  # no subscriber left: nothing to deliver, nothing raised
+
+
+async def test_the_request_line_is_written_without_a_record_exactly_as_the_json_formatter_writes_it() -> None:
+    """Production's request line skips the LogRecord machinery when our JSON handler is the only one it
+    reaches; the line is the one the JSON formatter makes of the equivalent record (time aside)."""
+    import io
+    import json
+    import logging
+
+    from app.runtime.logging import configure
+    from app.web.middleware import RequestIdMiddleware, _line_writer
+
+    async def ok(scope: dict, receive: object, send: Callable[[dict], Awaitable[None]]) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def ignore(message: object) -> None: ...
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        configure("INFO", json_lines=True)
+        handler = root.handlers[0]
+        stream = handler.stream = io.StringIO()  # type: ignore[attr-defined]
+        writer = _line_writer()
+        assert writer is not None and writer.__self__ is handler  # type: ignore[attr-defined]
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/orgs/x\n\u2028y",
+            "headers": [(b"x-request-id", b"r-1")],
+        }
+        await RequestIdMiddleware(ok)(scope, None, ignore)  # type: ignore[arg-type]
+        fast = json.loads(stream.getvalue())
+        assert stream.getvalue().count("\n") == 1 and fast["request_id"] == "r-1"
+        record = logging.getLogger("app.request").makeRecord(
+            "app.request",
+            logging.INFO,
+            __file__,
+            1,
+            "%s %s %s",
+            ("GET", scope["path"], 204),
+            None,
+            extra={k: v for k, v in fast.items() if k not in ("time", "level", "logger", "message")},
+        )
+        formatted = handler.format(record)
+        assert list(json.loads(formatted)) == list(fast)  # the same fields in the same order
+        assert {**json.loads(formatted), "time": None} == {**fast, "time": None}
+        assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", fast["time"])
+        root.addHandler(logging.NullHandler())  # a second handler (a capture): records again
+        assert _line_writer() is None
+    finally:
+        root.handlers[:], root.level = saved
+
+
+def test_request_ids_are_ulids_of_now_and_distinct() -> None:
+    from ulid import ULID
+
+    from app.core.request_ids import new_request_id
+
+    before = datetime.now(UTC)
+    ids = [new_request_id() for _ in range(1000)]
+    after = datetime.now(UTC)
+    assert len(set(ids)) == 1000 and all(re.match(r"^req_[0-9A-HJKMNP-TV-Z]{26}$", i) for i in ids)
+    stamp = ULID.from_str(ids[0][4:]).datetime
+    assert before.replace(microsecond=before.microsecond // 1000 * 1000) <= stamp <= after

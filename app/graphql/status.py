@@ -3,7 +3,7 @@ serviceStatusChanged."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from datetime import datetime
 
 import strawberry
@@ -12,7 +12,7 @@ from strawberry.types.unset import UNSET
 from app.core.errors import FieldProblem, InvalidDateFormat
 from app.core.validation import decode_argument, parse_datetime
 from app.graphql.args import given, raw_args
-from app.graphql.context import RequestContext
+from app.graphql.context import RequestContext, Services
 from app.graphql.execution.fanout import SharedViews
 from app.graphql.pagination import PageInfo, page_info
 from app.graphql.scalars import DateTime
@@ -111,6 +111,17 @@ class StatusTransition:
 class StatusTransitionConnection:
     nodes: list[StatusTransition]
     page_info: PageInfo
+
+
+def status_state(services: Services) -> Hashable:
+    """What `serviceStatus` answers from, but its clock: the components and the latest position (the
+    direct lane reuses a document's answer while this is equal, app.graphql.execution.answers)."""
+    return services.status.state()
+
+
+# Root fields answered from memory, by the state their answers depend on; fields that read the clock.
+MEMORY_FIELDS = {"serviceStatus": status_state}
+CLOCK_FIELDS = frozenset({"timestamp"})
 
 
 @strawberry.type

@@ -135,6 +135,11 @@ class StatusService:
         services = tuple(self._effective[n] for n in self._names)
         return StatusSnapshot(roll_up(services), services, self.clock(), self._last_seq)
 
+    def state(self) -> tuple[tuple[Component, ...], int | None]:
+        """What `snapshot` answers from but the clock: equal (and cheap to compare: the same frozen
+        objects) until a component's state or the latest position changes."""
+        return tuple(self._effective[n] for n in self._names), self._last_seq
+
     @property
     def names(self) -> list[str]:
         return list(self._names)

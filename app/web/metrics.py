@@ -8,6 +8,7 @@ prometheus_client.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -51,6 +52,25 @@ def operation_label(name: str | None) -> str:
         return "other"
     _seen_operations.add(name)
     return name
+
+
+# The labelled children by (operation, operation type, outcome): prometheus_client's `labels()` checks
+# and converts the values and takes a lock on every call; a request asks for a child it used before.
+# Bounded as the labels are: operation names by _MAX_OPERATION_NAMES, types and outcomes by the catalog.
+_children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+
+
+def count_request(operation: str | None, operation_type: str, outcome: str, seconds: float) -> None:
+    """One API request: counted by operation and outcome, its latency observed by operation type."""
+    key = (operation_label(operation), operation_type, outcome)  # bounded: keyed by the label
+    children = _children.get(key)
+    if children is None:
+        children = _children[key] = (
+            requests_total.labels(*key),
+            request_seconds.labels(operation_type),
+        )
+    children[0].inc()
+    children[1].observe(seconds)
 
 
 class ServicesCollector(Collector):

@@ -96,30 +96,49 @@ class RequestIdMiddleware:
         state = request_state(scope)
         ctx = state.ctx
         outcome = state.outcome or (ctx.outcome if ctx is not None else None) or "OK"
-        if self.record_outcome is not None and scope["path"] not in _UNCOUNTED_PATHS:
+        path = scope["path"]
+        if self.record_outcome is not None and path not in _UNCOUNTED_PATHS:
             self.record_outcome(outcome)
-        if scope["path"] != "/metrics":
-            op_type = getattr(ctx, "operation_type", None) or "none"
-            metrics.requests_total.labels(
-                metrics.operation_label(getattr(ctx, "operation_name", None)), op_type, outcome
-            ).inc()
-            metrics.request_seconds.labels(op_type).observe(elapsed)
-        log.info(
-            "%s %s %s",
-            scope["method"],
-            scope["path"],
-            status,
-            extra={
-                "request_id": request_id,
-                "status": status,
-                "duration_ms": round(elapsed * 1000, 2),
-                "operation": getattr(ctx, "operation_name", None),
-                "operation_type": getattr(ctx, "operation_type", None),
-                "outcome": outcome,
-                "org_id": getattr(ctx, "org_id", None) or state.org_id,
-                "principal": getattr(getattr(ctx, "principal", None), "label", None),
-            },
-        )
+        if ctx is not None:
+            operation, op_type, org_id = ctx.operation_name, ctx.operation_type, ctx.org_id
+            principal = ctx.principal.label if ctx.principal is not None else None
+        else:
+            operation = op_type = org_id = principal = None
+        if path != "/metrics":
+            metrics.count_request(operation, op_type or "none", outcome, elapsed)
+        extras = {
+            "request_id": request_id,
+            "status": status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "operation": operation,
+            "operation_type": op_type,
+            "outcome": outcome,
+            "org_id": org_id or state.org_id,
+            "principal": principal,
+        }
+        write = _line_writer()
+        if write is None or not write(log.name, f"{scope['method']} {path} {status}", extras):
+            log.info("%s %s %s", scope["method"], path, status, extra=extras)
+
+
+def _line_writer() -> Callable[[str, str, dict[str, object]], bool] | None:
+    """The production handler's preformatted write (app.runtime.logging) when the request line would
+    reach that handler alone, at INFO; None when a LogRecord must be made (another handler, a filter,
+    a level, logging disabled)."""
+    if not log.isEnabledFor(logging.INFO):
+        return None
+    found = None
+    logger: logging.Logger | None = log
+    while logger is not None:
+        if logger.filters or logger.disabled:
+            return None
+        for handler in logger.handlers:
+            if found is not None:
+                return None
+            found = handler
+        logger = logger.parent if logger.propagate else None
+    writer = getattr(found, "write_line", None)
+    return writer if callable(writer) else None
 
 
 class WebSocketShortcut:

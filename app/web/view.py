@@ -32,7 +32,6 @@ from strawberry.subscriptions import (
 )
 from strawberry.types import ExecutionResult
 from strawberry.types.unset import UnsetType
-from strawberry.utils.operation import get_first_operation
 
 from app.auth.service import credential_from_headers
 from app.core.clock import format_datetime
@@ -46,10 +45,12 @@ from app.core.errors import (
 )
 from app.core.wire import error_body
 from app.graphql.context import RequestContext, Services
+from app.graphql.execution.answers import AnswerCache
 from app.graphql.execution.document_cache import cached_parse, is_valid
 from app.graphql.execution.fanout import EncodedData
 from app.graphql.limits import Limits, document_too_long, operation_cost
 from app.graphql.pricing import read_units
+from app.graphql.status import CLOCK_FIELDS, MEMORY_FIELDS
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
 from app.web.graphiql import render_page
@@ -181,6 +182,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         self.open_streams: set[asyncio.Task[Any]] = set()  # HTTP subscriptions, ended at shutdown
         self.streams_per_key: dict[str, int] = {}
         self.shutting_down = False
+        self.answers = AnswerCache(MEMORY_FIELDS, CLOCK_FIELDS)  # the direct lane's reusable answers
         super().__init__(
             schema=None,  # type: ignore[arg-type]  # assigned by create_app
             graphql_ide="graphiql" if graphiql else None,
@@ -258,6 +260,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         )
         try:
             response = await self._direct(request, state) if scope["method"] == "POST" else None
+            direct = response is not None
             if response is None:
                 response = await self.run(request)
             if graphql_response and state.request_error:
@@ -267,15 +270,21 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 response.status_code = 503
                 response.headers["Retry-After"] = str(retry_after)
         except AppError as error:
+            direct = False
             state.outcome = error.code.value
             response = refusal(error, request_id)
             if isinstance(error, RateLimited) and error.budget is not None:
                 response.headers.update(error.budget.headers())
         except HTTPException as exc:
+            direct = False
             response = self._transport_refusal(exc, request, request_id)
         budget = state.ctx.rate_limit if state.ctx is not None else None
         if budget is not None:
-            response.headers.update(budget.headers())
+            headers = budget.headers()
+            if direct:  # the lane's response has only its content type and length: append, not replace
+                response.raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
+            else:
+                response.headers.update(headers)
         if state.persisted_get:
             self._cache_headers(response, state)
         if (
@@ -324,11 +333,27 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
         context = await self.get_context(request, None)  # authenticates, as the full path does first
+        services = context.services
         if context.principal is not None:  # priced as the full path prices it (errorStats by its range)
             units = read_units(document, operation, variables or {})
-            context.rate_limit = state.prepaid = await context.services.rate_limiter.spend(
+            context.rate_limit = state.prepaid = await services.rate_limiter.spend(
                 context.principal.key_id, Resource.READ, units
             )
+        # The operation's name for the log line: the one asked for, else the document's only operation's.
+        context.operation_name = (
+            name if name is not None else operation.name.value if operation.name else None
+        )
+        context.operation_type = "query"
+        # An answer from in-memory state, computed before for this document: reused while that state is
+        # the same (app.graphql.execution.answers). Anonymous callers are refused by the resolver.
+        answer_state = (
+            self.answers.state(document, operation, services) if context.principal is not None else None
+        )
+        if answer_state is not None:
+            body = self.answers.get(document, name, variables, answer_state)
+            if body is not None:
+                DirectLane.answered += 1
+                return Response(body, 200, media_type="application/json")
         result: Any = execute(
             schema._schema,
             document,
@@ -341,14 +366,13 @@ class GraphQLView(GraphQL[RequestContext, None]):
         if optimized_is_awaitable(result):
             result = await result
         if not isinstance(result, GraphQLExecutionResult) or result.errors or result.data is None:
+            context.operation_name = context.operation_type = None  # the full path records them again
             return None  # a query reads only: the full path runs it again and reports its errors
-        first = get_first_operation(document)
-        context.operation_name = (
-            name if name is not None else first.name.value if first and first.name else None
-        )
-        context.operation_type = "query"
         DirectLane.answered += 1
-        return Response(orjson.dumps({"data": result.data}), 200, media_type="application/json")
+        body = orjson.dumps({"data": result.data})
+        if answer_state is not None and self.answers.state(document, operation, services) == answer_state:
+            self.answers.put(document, name, variables, answer_state, body)
+        return Response(body, 200, media_type="application/json")
 
     def _cache_headers(self, response: Response, state: RequestState) -> None:
         """A GET naming its document by hash is cacheable (the point of sending only the hash), per
@@ -565,7 +589,10 @@ class GraphQLView(GraphQL[RequestContext, None]):
         state.ctx = ctx
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
-        if not self.should_render_graphql_ide(self.request_adapter_class(request)):
+        # (A POST never renders the IDE: no request adapter to build for it.)
+        if request.scope["method"] == "POST" or not self.should_render_graphql_ide(
+            self.request_adapter_class(request)
+        ):
             # Before parsing or executing anything: a bad credential is a 401, not a GraphQL result.
             ctx.principal = await self.services.auth.authenticate(credential_from_headers(request.headers))
         ctx.idempotency_key = request.headers.get("x-idempotency-key")
