@@ -56,7 +56,9 @@ async def open_sockets(url: str, key: str, count: int) -> list:
 
 async def open_subscriptions(http: httpx.AsyncClient) -> int:
     text = (await http.get("/metrics")).text
-    return sum(int(float(n)) for n in re.findall(r"^error_tracker_active_subscriptions\{[^}]*\} (\S+)$", text, re.M))
+    return sum(
+        int(float(n)) for n in re.findall(r"^error_tracker_active_subscriptions\{[^}]*\} (\S+)$", text, re.M)
+    )
 
 
 async def settled_rss(pid: int, settle: float) -> float:
@@ -88,7 +90,11 @@ async def measure(port: int, pid: int, key: str, sockets: int, rounds: int, sett
                 await asyncio.sleep(0.2)
             closed_mib = await settled_rss(pid, settle)
             result["rounds"].append(
-                {"open_s": round(open_s, 1), "open_mib": round(open_mib, 1), "closed_mib": round(closed_mib, 1)}
+                {
+                    "open_s": round(open_s, 1),
+                    "open_mib": round(open_mib, 1),
+                    "closed_mib": round(closed_mib, 1),
+                }
             )
             print(json.dumps(result["rounds"][-1]), flush=True)
     return result
@@ -108,7 +114,9 @@ def table(result: dict) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sockets", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--settle", type=float, default=3.0)
