@@ -1,4 +1,4 @@
-"""Memory of closed WebSockets, run by hand or by `make bench`:
+"""Memory of closed WebSockets, run by hand:
 
     .venv/bin/python bench/closed_sockets.py [--sockets 2000] [--rounds 3] [--settle 3]
 
