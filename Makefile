@@ -81,9 +81,6 @@ bench: install
 	$(PY) bench/run.py
 	$(PY) bench/sdk_ingest.py
 	$(PY) bench/alerts.py
-	$(PY) bench/hostile.py
-	$(PY) bench/storm.py
-	$(PY) bench/memory.py
 
 # The production-like path (compose.yaml): the server on a one-node MongoDB replica set.
 compose-up:

@@ -67,7 +67,7 @@ def prune(uri: str) -> None:
 
 
 async def drive(
-    url: str, uri: str, keys: tuple[str, str], org: str, start: int, count: int, concurrency: int
+    url: str, uri: str, keys: tuple[str, str], org: str, start: int, count: int, concurrency: int, pid: int
 ) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=60) as client:
         queue = iter(range(start, start + count))
@@ -86,7 +86,8 @@ async def drive(
                     await asyncio.to_thread(prune, uri)
                 if (i + 1) % 10_000 == 0:
                     rate = (i + 1 - start) / (time.monotonic() - began)
-                    print(f"{i + 1:,} requests, {rate:.0f}/s", file=sys.stderr, flush=True)
+                    rss = rss_kib(pid) / 1024
+                    print(f"{i + 1:,} requests, {rate:.0f}/s, RSS {rss:.1f} MiB", file=sys.stderr, flush=True)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
     print(f"(request kind, HTTP status, errors): count {dict(sorted(outcomes.items()))}", file=sys.stderr)
@@ -131,9 +132,11 @@ def run(requests: int, checkpoint: int, concurrency: int) -> dict:
             servers.cli_json(env, "keys", "create", "--org", "memory-writes")["apiKey"],
         )
         url = f"http://127.0.0.1:{port}"
-        asyncio.run(drive(url, uri, keys, "memory", 0, checkpoint, concurrency))
+        asyncio.run(drive(url, uri, keys, "memory", 0, checkpoint, concurrency, server.pid))
         at_checkpoint = rss_kib(server.pid)
-        asyncio.run(drive(url, uri, keys, "memory", checkpoint, requests - checkpoint, concurrency))
+        asyncio.run(
+            drive(url, uri, keys, "memory", checkpoint, requests - checkpoint, concurrency, server.pid)
+        )
         at_end = rss_kib(server.pid)
         return {
             "requests": requests,
