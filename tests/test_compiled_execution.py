@@ -23,6 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
+from ulid import ULID
 
 from app.core import wire
 from app.graphql.context import RequestContext, Services
@@ -335,19 +336,27 @@ async def test_the_direct_lane_answers_as_the_full_path(world: World, gql: Graph
 
 
 async def test_plans_of_long_documents_are_used_but_not_kept() -> None:
-    """A plan holds its document's nodes (and through them the source text and every token): a long
-    document, which the document cache does not keep either, leaves nothing in the plan caches."""
-    from app.graphql.execution import compiled
-    from app.graphql.execution.document_cache import MAX_CACHED_BYTES
+    """A plan holds its document's nodes (and through them the source text and every token): plans are
+    kept in the document cache's entry of their document, so a long document, which the document cache
+    does not keep, leaves nothing behind, and a kept one keeps its plan with it."""
+    from app.graphql.execution import document_cache
+    from app.graphql.execution.document_cache import MAX_CACHED_BYTES, DocumentCache
 
     CASE[:] = ["a generator as a list"]
-    schema = things_schema(CompiledExecutor)
-    query = "query Q($on: Boolean!) { things @include(if: $on) { name } }"
-    before = len(compiled._plans), len(compiled._directive_names)
+    schema = strawberry.Schema(
+        query=Query,
+        config=StrawberryConfig(scalar_map=SCALAR_MAP),
+        execution_context_class=CompiledExecutor,
+        extensions=[lambda: DocumentCache(2000, (), 20)],
+    )
+    query = f"query Q($on: Boolean!) {{ things @include(if: $on) {{ name }} }} # {ULID()}"
+    before = document_cache.sizes()["plans"]
     padded = query + "\n#" + "x" * MAX_CACHED_BYTES + "\n"
     compiled_before = CompiledExecutor.compiled
     result = await schema.execute(padded, variable_values={"on": True})
     assert result.errors is None and CompiledExecutor.compiled == compiled_before + 1  # used
-    assert (len(compiled._plans), len(compiled._directive_names)) == before  # not kept
-    await schema.execute(query, variable_values={"on": True})
-    assert len(compiled._plans) == before[0] + 1 and len(compiled._directive_names) == before[1] + 1
+    assert document_cache.sizes()["plans"] == before  # not kept
+    assert (await schema.execute(query, variable_values={"on": True})).errors is None
+    entry = document_cache.entry_of(document_cache.cached_parse(query, 2000))  # type: ignore[arg-type]
+    assert entry is not None and len(entry.plans) == 1 and len(entry.directive_names) == 1
+    assert document_cache.sizes()["plans"] in (before + 1, 1)  # 1: MAX_PLANS reached, the others dropped

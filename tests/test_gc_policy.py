@@ -110,3 +110,31 @@ async def test_garbage_pinned_by_freezes_is_swept_once_the_frozen_set_doubles(
     assert first() is None  # the sweep reclaimed the dead cycles
     assert policy.baseline < live + len(more) + live // 2  # the reference is the live heap again
     assert more[-1] not in gc.get_objects()  # the live ones are frozen again
+
+
+async def test_closed_connections_are_reclaimed_by_an_early_sweep() -> None:
+    """A closed subscriber's objects are cycles; frozen, they wait for a sweep: once as many connections
+    have closed since the last sweep as are open, one comes (bench/closed_sockets.py measures the RSS)."""
+    open_now = [300]
+    policy = FreezeSurvivors(
+        sweep_seconds=3600, slow_seconds=0, min_interval=0, min_closed=100, poll_seconds=0.01
+    )
+    policy.install(asyncio.get_running_loop(), open_connections=lambda: open_now[0])
+    try:
+        doomed = Node()
+        alive = weakref.ref(doomed)
+        gc.collect()
+        await asyncio.sleep(0)  # frozen with the connection it stands for
+        del doomed
+        open_now[0] = 250  # 50 closed: fewer than the minimum and than those open
+        await asyncio.sleep(0.05)
+        assert policy.closed_sweeps == 0 and alive() is not None
+        open_now[0] = 100  # 200 closed since the last sweep, 100 open
+        for _ in range(100):
+            if policy.closed_sweeps:
+                break
+            await asyncio.sleep(0.01)
+        assert policy.closed_sweeps == 1 and alive() is None
+        assert policy.closed_since_sweep == 0
+    finally:
+        policy.uninstall()

@@ -13,6 +13,7 @@ from ulid import ULID
 from websockets.asyncio.client import connect
 
 from app.graphql.context import RequestContext
+from app.graphql.execution import document_cache
 from app.graphql.limits import Limits, limit_rule
 from app.graphql.schema import build_schema
 from tests.conftest import GraphQLClient, LiveServer, Org
@@ -199,15 +200,15 @@ async def test_error_stats_spends_read_units_by_range(gql: GraphQLClient, org: O
 
 
 def test_large_documents_are_parsed_but_not_kept() -> None:
-    from app.graphql.execution import document_cache
-
     padded = "{ serviceStatus { status } }" + "#" + "x" * (document_cache.MAX_CACHED_BYTES + 1) + "\n"
-    before = document_cache._parse.cache_info().currsize
+    before = document_cache.sizes()
     assert document_cache.cached_parse(padded, 2000) is not None
-    assert document_cache._parse.cache_info().currsize == before
+    assert document_cache.sizes()["documents"] == before["documents"]
+    assert document_cache.sizes()["parsed"] == before["parsed"] + 1
     small = "{ serviceStatus { status } } # " + str(ULID())
-    document_cache.cached_parse(small, 2000)
-    assert document_cache._parse.cache_info().currsize in (before + 1, document_cache.MAX_DOCUMENTS)
+    document = document_cache.cached_parse(small, 2000)
+    assert document is not None and document_cache.entry_of(document) is not None
+    assert document_cache.sizes()["documents"] in (before["documents"] + 1, document_cache.MAX_DOCUMENTS)
 
 
 async def test_a_document_longer_than_the_limit_is_refused_unparsed(
@@ -216,7 +217,9 @@ async def test_a_document_longer_than_the_limit_is_refused_unparsed(
     """Comments cost parse time but no tokens: a document padded to 1 MB once cost 0.3 s of CPU."""
     limit = server.settings.max_query_bytes
     padded = "{ serviceStatus { status } }\n#" + "x" * limit + "\n"
+    parsed = document_cache.sizes()["parsed"]
     found = details(await gql.error(padded, key=org.key))
+    assert document_cache.sizes()["parsed"] == parsed  # not even by the direct lane
     assert set(found) == {"document"} and str(limit) in found["document"]
     async with connect(server.ws_url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
         await ws.send(json.dumps({"type": "connection_init", "payload": {"apiKey": org.key}}))
@@ -225,3 +228,29 @@ async def test_a_document_longer_than_the_limit_is_refused_unparsed(
         refused = json.loads(await asyncio.wait_for(ws.recv(), 10))
         assert refused["type"] == "error" and refused["id"] == "1"
         assert refused["payload"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+
+
+async def test_dense_documents_are_kept_within_the_token_budget(gql: GraphQLClient, org: Org) -> None:
+    """A parsed document weighs by its tokens (about 550 bytes each), not its length: distinct dense
+    documents, each a few KB, fill the cache up to its token budget and no further, with their
+    validations and compiled plans kept in the same entries."""
+    per_document = 1_900  # comments are tokens too: each kept in the parsed document's token chain
+    assert per_document <= document_cache.MAX_DOCUMENT_TOKENS
+    count = 2 * document_cache.TOKEN_BUDGET // per_document
+    for i in range(count):
+        dense = f"{{ serviceStatus {{ status }} }} # {ULID()} {i}\n" + "#\n" * (per_document - 6)
+        assert len(dense) < 4_200
+        assert (await gql.data(dense, key=org.key))["serviceStatus"]["status"]
+        held = document_cache.sizes()
+        assert held["tokens"] <= document_cache.TOKEN_BUDGET, (i, held)
+    held = document_cache.sizes()
+    assert held["tokens"] > document_cache.TOKEN_BUDGET - 2 * per_document  # the budget, not fewer
+    assert held["documents"] <= document_cache.TOKEN_BUDGET // per_document + document_cache.MAX_DOCUMENTS
+    kept = [e for e in document_cache._cache.entries.values() if e.tokens >= per_document - 1]
+    assert len(kept) <= document_cache.TOKEN_BUDGET // per_document
+    assert kept and all(e.valid_for and e.plans for e in kept[-3:])  # validated once, plan kept with it
+    over = "{ serviceStatus { status } }\n" + "#\n" * (document_cache.MAX_DOCUMENT_TOKENS + 10)
+    before = document_cache.sizes()["documents"]
+    document = document_cache.cached_parse(over, 10 * document_cache.MAX_DOCUMENT_TOKENS)
+    assert document is not None and document_cache.entry_of(document) is None  # over its share: not kept
+    assert document_cache.sizes()["documents"] == before

@@ -43,7 +43,9 @@ class GracefulServer(uvicorn.Server):
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
         if self.gc_policy is not None:
-            self.gc_policy.install(asyncio.get_running_loop())
+            view = getattr(self.starlette_app.state, "graphql_view", None)
+            open_sockets: set[Any] = view.open_sockets if view is not None else set()
+            self.gc_policy.install(asyncio.get_running_loop(), open_connections=open_sockets.__len__)
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         view = getattr(self.starlette_app.state, "graphql_view", None)

@@ -319,8 +319,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
         query, variables, name = data.get("query"), data.get("variables"), data.get("operationName")
         if type(query) is not str or not (variables is None or type(variables) is dict):
             return None
-        if not (name is None or type(name) is str):
-            return None
+        if not (name is None or type(name) is str) or len(query) > self.max_query_bytes:
+            return None  # a document too long is refused unparsed by the full path (parsing is the cost)
         schema = self.schema
         assert isinstance(schema, Schema)
         document = cached_parse(query, self.max_tokens)

@@ -31,17 +31,15 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from graphql import (
-    FieldNode,
     GraphQLLeafType,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLOutputType,
     GraphQLResolveInfo,
-    OperationDefinitionNode,
     OperationType,
     Undefined,
     is_leaf_type,
@@ -50,11 +48,10 @@ from graphql import (
 from graphql.execution.collect_fields import FieldDetailsList, collect_subfields
 from graphql.language import DirectiveNode, VariableNode, Visitor
 
-from app.graphql.execution.document_cache import MAX_CACHED_BYTES
+from app.graphql.execution.document_cache import Entry, add_plan, entry_of
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
 
 Completer = Callable[[Any], Any]
-MAX_PLANS = 1024  # distinct (selection, directive values) plans kept; the cache is emptied past that
 
 
 class _Fallback(Exception):
@@ -75,12 +72,11 @@ class _DirectiveVariables(Visitor):
                     self.names.add(argument.value.name.value)
 
 
-# id(operation) -> (operation, sorted directive variable names); the entry holds the node so its id is
-# not reused. Operations come from the document cache, so there is one entry per distinct document.
-_directive_names: dict[int, tuple[OperationDefinitionNode, tuple[str, ...]]] = {}
-# plan key -> (the type and the AST nodes of the selection, held so that their ids are not reused; the
-# completer, or None when graphql-core must complete the selection)
-_plans: dict[tuple[Any, ...], tuple[GraphQLOutputType, tuple[FieldNode, ...], Completer | None]] = {}
+# Plans and the directive variable names of each operation are kept in the document cache's entry of
+# their document (app.graphql.execution.document_cache): a plan holds the document's nodes (and through
+# them its text and every token), so it goes when the document goes, and the cache's token budget bounds
+# them too. A document the cache does not keep (too long, too many tokens, parsed elsewhere) gets its
+# plans compiled for its request and not kept.
 
 
 class CompiledExecutor(LeafFieldsExecutor):
@@ -123,10 +119,11 @@ class CompiledExecutor(LeafFieldsExecutor):
 
     def _plan(self, return_type: GraphQLOutputType, details: FieldDetailsList) -> Completer | None:
         nodes = tuple(d.node for d in details)
-        key = (id(return_type), *map(id, nodes), *self._directive_values())
-        entry = _plans.get(key)
-        if entry is not None and entry[0] is return_type and all(map(operator.is_, entry[1], nodes)):
-            return entry[2]
+        kept = entry_of(self.operation)
+        key = (id(return_type), *map(id, nodes), *self._directive_values(kept))
+        found = kept.plans.get(key) if kept is not None else None
+        if found is not None and found[0] is return_type and all(map(operator.is_, found[1], nodes)):
+            return cast(Completer | None, found[2])
         if any(d.fragment_variable_values is not None or d.defer_usage is not None for d in details):
             plan = None
         else:
@@ -134,34 +131,23 @@ class CompiledExecutor(LeafFieldsExecutor):
                 plan = self._compile(return_type, details)
             except Exception:  # a selection graphql-core's collection refuses: it reports that itself
                 plan = None
-        if self._kept():
-            if len(_plans) >= MAX_PLANS:
-                _plans.clear()
-            _plans[key] = (return_type, nodes, plan)
+        if kept is not None:  # the type and nodes are held too, so that the ids in the key are not reused
+            add_plan(kept, key, (return_type, nodes, plan))
         return plan
 
-    def _kept(self) -> bool:
-        """The document is one the document cache keeps: a plan holds its nodes, and through them its
-        source text and tokens, so a long document (parsed afresh for each request, never met again)
-        must not stay here either."""
-        loc = self.operation.loc
-        return loc is not None and len(loc.source.body) <= MAX_CACHED_BYTES
-
-    def _directive_values(self) -> tuple[Any, ...]:
+    def _directive_values(self, kept: Entry | None) -> tuple[Any, ...]:
         operation = self.operation
-        entry = _directive_names.get(id(operation))
-        if entry is None or entry[0] is not operation:
+        names = kept.directive_names.get(id(operation)) if kept is not None else None
+        if names is None:  # the operation is a node of the kept document: its id is not reused meanwhile
             collector = _DirectiveVariables()
             visit(operation, collector)
             for fragment in self.fragment_definitions.values():
                 visit(fragment, collector)
-            entry = (operation, tuple(sorted(collector.names)))
-            if self._kept():
-                if len(_directive_names) >= MAX_PLANS:
-                    _directive_names.clear()
-                _directive_names[id(operation)] = entry
+            names = tuple(sorted(collector.names))
+            if kept is not None:
+                kept.directive_names[id(operation)] = names
         coerced = self.variable_values.coerced
-        return tuple(coerced.get(name, Undefined) for name in entry[1])
+        return tuple(coerced.get(name, Undefined) for name in names)
 
     # Compiling: one small function per type in the selection, or None when graphql-core must do it.
 
