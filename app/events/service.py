@@ -85,6 +85,19 @@ class GroupCounter(Protocol):
         causes (regression, end of an ignore condition, escalation)."""
         ...
 
+    def marked(self, event: ErrorEventRecord) -> None:
+        """`event`'s count mark is written (its group may forget that it counted it)."""
+        ...
+
+    async def counted(self, event: ErrorEventRecord) -> tuple[bool, bool]:
+        """Whether `event`'s group was incremented for it already (a crash came before its mark), and
+        whether it started the group."""
+        ...
+
+    async def forget(self, event: ErrorEventRecord) -> None:
+        """After `counted` found it and its mark was written: its group need not remember it."""
+        ...
+
 
 class EventService:
     def __init__(
@@ -176,7 +189,19 @@ class EventService:
     async def _count(self, event: ErrorEventRecord) -> bool:
         new_group = await self._groups.record(event)
         await self._store.mark_counted(event.id, new_group)
+        self._groups.marked(event)
         return new_group
+
+    async def _count_claimed(self, event: ErrorEventRecord) -> bool:
+        """Counts an event claimed after its lease expired, unless its group's increment was written
+        before the crash (the group remembers the ids it counted until their marks are written): then
+        only the mark is. Whether it started its group."""
+        counted, started = await self._groups.counted(event)
+        if not counted:
+            return await self._count(event)
+        await self._store.mark_counted(event.id, started)
+        await self._groups.forget(event)
+        return started
 
     async def _replay(self, idem_key: str, digest: str | None) -> LoggedEvent:
         found = await self._store.find_by_idempotency_key(idem_key)
@@ -186,8 +211,9 @@ class EventService:
             raise Conflict()
         started_group = found.started_group
         if found.counting_ms is not None and await self._claim(found.event.id):
-            # The first attempt stored the event and died before counting it: count it now.
-            started_group = await self._count(found.event)
+            # The first attempt stored the event and died before marking it counted: count it now,
+            # unless its group was incremented already.
+            started_group = await self._count_claimed(found.event)
         return LoggedEvent(event=found.event, replayed=True, new_group=started_group)
 
     async def _claim(self, event_id: str) -> bool:
@@ -196,14 +222,15 @@ class EventService:
 
     async def repair_counts(self, limit: int = 500) -> int:
         """Counts the events a crash left uncounted (older than the lease, so that no live process is
-        still counting them); each is claimed first, so instances repairing together count it once.
-        The number counted."""
+        still counting them); each is claimed first, so instances repairing together count it once,
+        and counted only if its group's increment was not written before the crash (`_count_claimed`).
+        The number of events repaired (counted, or only marked)."""
         repaired = 0
         while True:
             stale = await self._store.stale_uncounted(now_ms() - COUNT_LEASE_MS, limit)
             for event in stale:
                 if await self._claim(event.id):
-                    await self._count(event)
+                    await self._count_claimed(event)
                     repaired += 1
             if len(stale) < limit:
                 return repaired
@@ -214,7 +241,7 @@ class EventService:
             try:
                 repaired = await self.repair_counts()
                 if repaired:
-                    log.warning("counted %s events a crash had left uncounted", repaired)
+                    log.warning("repaired the counts of %s events a crash had left unmarked", repaired)
             except AppError:
                 pass  # the database is away: next time
             except Exception:

@@ -157,6 +157,32 @@ class GroupService:
             self._canonical[key] = found
         return found
 
+    def marked(self, event: ErrorEventRecord) -> None:
+        self._store.marked(event)
+
+    async def counted(self, event: ErrorEventRecord) -> tuple[bool, bool]:
+        """Whether `event` was counted already (its id is in its group's pending map: the group's
+        increment was written, its mark not), and whether it started the group. A group merged since
+        gave its pending map to its target (`absorb`): the target is looked at when the group is gone
+        or lacks the id."""
+        found = await self._store.has_pending(event.org_id, event.fingerprint, event.id)
+        if found is not None and found[0]:
+            return found
+        target = await self._aliases.target(event.org_id, event.fingerprint)
+        if target is not None and target != event.fingerprint:
+            in_target = await self._store.has_pending(event.org_id, target, event.id)
+            if in_target is not None and in_target[0]:
+                return True, False  # its own group is gone: it is not a new group any more
+        return False, False
+
+    async def forget(self, event: ErrorEventRecord) -> None:
+        """Removes a claimed, already counted event's id from its group's pending map (and its merge
+        target's), once its mark is written."""
+        await self._store.forget_pending(event.org_id, event.fingerprint, event.id)
+        target = await self._aliases.target(event.org_id, event.fingerprint)
+        if target is not None and target != event.fingerprint:
+            await self._store.forget_pending(event.org_id, target, event.id)
+
     async def record(self, event: ErrorEventRecord) -> bool:
         counted = await self._store.record(event)  # with the group's state when it existed
         if event.release is not None and event.seq is not None:

@@ -55,14 +55,28 @@ _BY_RANK = {s.rank: s for s in Severity}
 # sending a new release with every event must not grow one document toward MongoDB's 16 MB limit.
 MAX_LISTED = {"environments": 50, "releases": 100}
 MAX_REMEMBERED_GROUPS = 100_000
+# Event ids whose count mark is written, remembered until this process's next update of their group
+# removes them from its `pending` map; past the bound they are left there (harmless, see `_update`).
+MAX_MARKED = 10_000
+# The group state read on the counting path: the pending map is only read by a claim's check.
+WITHOUT_PENDING = {"pending": 0}
 
 
 def _key(event: ErrorEventRecord) -> str:
     return f"{event.org_id}\x1f{event.fingerprint}"
 
 
-def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
-    """Counts `events` (one group's, oldest arrival first) into their group, creating it if new."""
+def _update(events: list[ErrorEventRecord], marked: list[str] | None = None) -> dict[str, Any]:
+    """Counts `events` (one group's, oldest arrival first) into their group, creating it if new.
+
+    The same write notes the events' ids in the group's `pending` map, so that counting is idempotent
+    per event: an event is counted in three writes (stored with a counting lease, its group
+    incremented, the lease removed), and a crash (or a write applied after its client gave up on it)
+    between the last two leaves a counted event that looks uncounted. Whoever claims it later (the
+    repair, a replayed retry) first looks for its id here: found, only the mark is written. `marked`:
+    ids whose mark has since been written, removed by this update (a different path than the `$set`,
+    so allowed together). Ids left behind by a crash stay in the map: a few bytes each, never read on
+    the counting path (projected away), removed if their event is claimed again."""
     first = events[0]
     stamps = [to_ms(e.timestamp) for e in events]
     seen: dict[str, Any] = {}
@@ -85,6 +99,7 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
             "substatus": GroupSubstatus.NEW.value,
             "revision": 0,
             "created_ms": to_ms(first.received_at),
+            "first_event_id": first.id,
         },
         "$inc": counts,
         "$min": {"first_seen_ms": min(stamps)},
@@ -96,9 +111,15 @@ def _update(events: list[ErrorEventRecord]) -> dict[str, Any]:
     }
     if seen:
         update["$addToSet"] = seen
+    # Event ids are ULIDs: no dots. A dotted path in an upsert is a nested field on MongoDB; the
+    # check (`has_pending`) also accepts a literal "pending.<id>" key, what older nx-27017 builds made.
+    updates: dict[str, Any] = {f"pending.{e.id}": 1 for e in events}
     releases = [e.release for e in events if e.release is not None]
     if releases:
-        update["$set"] = {"last_release": releases[-1]}
+        updates["last_release"] = releases[-1]
+    update["$set"] = updates
+    if marked:
+        update["$unset"] = {f"pending.{event_id}": "" for event_id in marked}
     return update
 
 
@@ -202,6 +223,9 @@ class GroupStore:
         self._records: Batcher[ErrorEventRecord, Counted] = Batcher(self._record_batch)
         # Groups this process has counted into: likely to exist still (see `_record_one`).
         self._existing: set[str] = set()
+        # Group key -> ids of its events counted and marked since, for the next update (see `_update`).
+        self._marked: dict[str, list[str]] = {}
+        self._marked_count = 0
 
     async def ensure_indexes(self) -> None:
         async with translate_errors("error_groups.indexes", self._breaker):
@@ -239,7 +263,7 @@ class GroupStore:
         for i, event in enumerate(events):
             by_key.setdefault(_key(event), []).append(i)
         keys = list(by_key)
-        updates = [_update([events[i] for i in by_key[key]]) for key in keys]
+        updates = [_update([events[i] for i in by_key[key]], self._take_marked(key)) for key in keys]
         if (
             len(keys) == 1
             and keys[0] in self._existing
@@ -276,7 +300,7 @@ class GroupStore:
         if to_read:
             try:
                 async with translate_errors("error_groups.get", self._breaker):
-                    docs = await self._col.find({"_id": {"$in": to_read}}).to_list()
+                    docs = await self._col.find({"_id": {"$in": to_read}}, WITHOUT_PENDING).to_list()
                     await self._trim_lists(docs)
                 read = {doc["_id"]: _from_doc(doc) for doc in docs}
             except AppError as exc:  # counted, but the state is unknown: those callers see why
@@ -308,7 +332,7 @@ class GroupStore:
         `$addToSet` to a document `findAndModify` inserts, and would lose whether this write started it."""
         async with translate_errors("error_groups.record", self._breaker):
             doc = await self._col.find_one_and_update(
-                {"_id": key}, update, return_document=ReturnDocument.AFTER
+                {"_id": key}, update, WITHOUT_PENDING, return_document=ReturnDocument.AFTER
             )
             if doc is None:  # merged away
                 self._existing.discard(key)
@@ -316,6 +340,34 @@ class GroupStore:
             await self._trim_lists([doc])
         group = _from_doc(doc)
         return [Counted(started=False, group=group)] * len(events)
+
+    def marked(self, event: ErrorEventRecord) -> None:
+        """`event`'s count mark is written: its id leaves its group's pending map at the next update."""
+        if self._marked_count < MAX_MARKED:
+            self._marked.setdefault(_key(event), []).append(event.id)
+            self._marked_count += 1
+
+    def _take_marked(self, key: str) -> list[str] | None:
+        marked = self._marked.pop(key, None)
+        if marked:
+            self._marked_count -= len(marked)
+        return marked
+
+    async def has_pending(self, org_id: str, fingerprint: str, event_id: str) -> tuple[bool, bool] | None:
+        """Whether group `fingerprint` counted event `event_id` (its id is in the pending map), and
+        whether the event started it; None when the group does not exist."""
+        async with translate_errors("error_groups.get", self._breaker):
+            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"})
+        if doc is None:
+            return None
+        found = event_id in (doc.get("pending") or {}) or f"pending.{event_id}" in doc
+        return found, found and doc.get("first_event_id") == event_id
+
+    async def forget_pending(self, org_id: str, fingerprint: str, event_id: str) -> None:
+        async with translate_errors("error_groups.pending", self._breaker):
+            await self._col.update_one(
+                {"_id": f"{org_id}\x1f{fingerprint}"}, {"$unset": {f"pending.{event_id}": ""}}
+            )
 
     async def _trim_lists(self, docs: list[dict[str, Any]]) -> None:
         """Keeps each group's environment and release lists to their most recent MAX_LISTED values
@@ -385,9 +437,12 @@ class GroupStore:
             counts: dict[str, Any] = {"occurrences": merged.occurrences}
             for hour, n in merged.hourly.items():
                 counts[f"hourly.h{hour}"] = n
+            # The events counted into `source` whose mark may not be written yet stay findable.
+            pending = [*(doc.get("pending") or {}), *(k[8:] for k in doc if k.startswith("pending."))]
             await self._col.update_one(
                 {"_id": f"{org_id}\x1f{into}"},
                 {
+                    **({"$set": {f"pending.{event_id}": 1 for event_id in pending}} if pending else {}),
                     "$inc": counts,
                     "$min": {"first_seen_ms": to_ms(merged.first_seen)},
                     "$max": {
