@@ -99,3 +99,121 @@ async def test_events_logged_normally_are_marked_counted(
         return await col.count_documents({"org_id": org.id, "counting_ms": {"$exists": True}})
 
     assert server.call(uncounted) == 0
+
+
+# A crash (or a write its client gave up on, applied later) between a group's increment and the
+# event's count mark leaves a counted event that looks uncounted: it must not be counted again.
+
+MERGE = """mutation($o: ID!, $s: String!, $t: String!) {
+  mergeErrorGroups(orgId: $o, source: $s, target: $t) { fingerprint occurrences } }"""
+
+
+def incremented_not_marked(server: LiveServer, event: ErrorEventRecord) -> None:
+    """What a process that died after counting `event` into its group, before its mark, leaves."""
+    server.call(lambda s: s.events._groups.record(event))
+
+
+def event_doc(server: LiveServer, event: ErrorEventRecord) -> dict[str, Any]:
+    async def read(services: Any) -> dict[str, Any]:
+        doc: dict[str, Any] = await services.events._store._col.find_one({"event_id": event.id})
+        return doc
+
+    return server.call(read)
+
+
+def pending_ids(server: LiveServer, org: Org, fp: str) -> set[str]:
+    async def read(services: Any) -> set[str]:
+        doc = await services.events._groups._store._col.find_one({"_id": f"{org.id}\x1f{fp}"})
+        assert doc is not None
+        return set(doc.get("pending") or {}) | {k[8:] for k in doc if k.startswith("pending.")}
+
+    return server.call(read)
+
+
+async def log_one(gql: GraphQLClient, org: Org, message: str) -> None:
+    await gql.data(
+        LOG_ERROR, {"orgId": org.id, "error": {"message": message, "severity": "LOW"}}, key=org.key
+    )
+
+
+async def test_the_repair_does_not_count_again_an_event_whose_group_was_incremented(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    await log_one(gql, org, "counted before the crash")  # the group exists
+    event = stored_uncounted(server, org, "counted before the crash", age=timedelta(minutes=5))
+    incremented_not_marked(server, event)
+    assert await occurrences(gql, org, event) == 2
+    assert server.call(lambda s: s.events.repair_counts()) >= 1
+    assert await occurrences(gql, org, event) == 2
+    assert "counting_ms" not in event_doc(server, event)  # marked now: never claimed again
+    assert event.id not in pending_ids(server, org, event.fingerprint)
+    server.call(lambda s: s.events.repair_counts())
+    assert await occurrences(gql, org, event) == 2
+
+
+async def test_the_repair_does_not_count_again_an_event_that_started_its_group(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    event = stored_uncounted(server, org, "started, then the crash", age=timedelta(minutes=5))
+    incremented_not_marked(server, event)
+    assert await occurrences(gql, org, event) == 1
+    server.call(lambda s: s.events.repair_counts())
+    assert await occurrences(gql, org, event) == 1
+    doc = event_doc(server, event)
+    assert "counting_ms" not in doc and bool(doc.get("started_group"))
+
+
+async def test_a_retry_does_not_count_again_an_event_whose_group_was_incremented(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    started = stored_uncounted(server, org, "retried", age=timedelta(minutes=5), idempotency_key="r-1")
+    incremented_not_marked(server, started)
+    await log_one(gql, org, "retried")
+    later = stored_uncounted(server, org, "retried", age=timedelta(minutes=4), idempotency_key="r-2")
+    incremented_not_marked(server, later)
+    assert await occurrences(gql, org, started) == 3
+    for key in ("r-1", "r-2", "r-1"):
+        variables = {"orgId": org.id, "key": key, "error": {"message": "retried", "severity": "HIGH"}}
+        replayed = (await gql.data(LOG_ERROR, variables, key=org.key))["logError"]
+        assert replayed["replayed"] is True
+    assert await occurrences(gql, org, started) == 3
+    assert "counting_ms" not in event_doc(server, later)
+    assert bool(event_doc(server, started).get("started_group"))
+
+
+async def test_an_event_whose_increment_never_happened_is_counted_once_into_an_existing_group(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    await log_one(gql, org, "increment lost")
+    lost = stored_uncounted(server, org, "increment lost", age=timedelta(minutes=5))
+    retried = stored_uncounted(server, org, "increment lost", age=timedelta(minutes=5), idempotency_key="l-1")
+    server.call(lambda s: s.events.repair_counts())
+    assert await occurrences(gql, org, lost) == 3
+    variables = {"orgId": org.id, "key": "l-1", "error": {"message": "increment lost", "severity": "HIGH"}}
+    assert (await gql.data(LOG_ERROR, variables, key=org.key))["logError"]["replayed"] is True
+    assert await occurrences(gql, org, retried) == 3
+
+
+async def test_an_event_counted_into_a_group_merged_since_is_not_counted_again(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    await log_one(gql, org, "merge target")
+    target = fingerprint("merge target", None, None)
+    event = stored_uncounted(server, org, "merged away", age=timedelta(minutes=5))
+    incremented_not_marked(server, event)
+    merged = await gql.data(MERGE, {"o": org.id, "s": event.fingerprint, "t": target}, key=org.key)
+    assert merged["mergeErrorGroups"]["occurrences"] == 2
+    server.call(lambda s: s.events.repair_counts())
+    group = (await gql.data(GROUP, {"o": org.id, "f": target}, key=org.key))["errorGroup"]
+    assert group["occurrences"] == 2
+    assert event.id not in pending_ids(server, org, target)
+
+
+async def test_a_group_forgets_the_events_it_counted_once_they_are_marked(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    for _ in range(4):
+        await log_one(gql, org, "steady")
+    fp = fingerprint("steady", None, None)
+    # Each update removes the ids marked since the previous one: only the last event's may remain.
+    assert len(pending_ids(server, org, fp)) <= 1
