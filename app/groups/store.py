@@ -385,7 +385,7 @@ class GroupStore:
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
         async with translate_errors("error_groups.get", self._breaker):
-            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"})
+            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"}, WITHOUT_PENDING)
         return _from_doc(doc) if doc else None
 
     async def page(self, query: GroupQuery) -> GroupPage:
