@@ -11,6 +11,7 @@ from app.events.fingerprint import fingerprint
 from app.events.model import ErrorEventRecord, NewEvent, Severity
 from app.events.service import payload_hash
 from app.events.store import new_event_id
+from app.groups.store import _update as group_update
 from tests.conftest import GraphQLClient, LiveServer, Org
 from tests.documents import LOG_ERROR
 
@@ -217,3 +218,25 @@ async def test_a_group_forgets_the_events_it_counted_once_they_are_marked(
     fp = fingerprint("steady", None, None)
     # Each update removes the ids marked since the previous one: only the last event's may remain.
     assert len(pending_ids(server, org, fp)) <= 1
+
+
+async def test_the_sweep_removes_the_ids_of_marked_events_and_keeps_the_unmarked(
+    server: LiveServer, gql: GraphQLClient, org: Org
+) -> None:
+    await log_one(gql, org, "swept")
+    fp = fingerprint("swept", None, None)
+    marked = pending_ids(server, org, fp)
+    assert len(marked) == 1  # the last event's id, removed only by this process's next update
+    crashed = stored_uncounted(server, org, "swept", age=timedelta(minutes=5))
+
+    async def increment(services: Any) -> None:  # as another process would, before it died
+        await services.events._groups._store._col.update_one(
+            {"_id": f"{org.id}\x1f{fp}"}, group_update([crashed]), upsert=True
+        )
+
+    server.call(increment)  # its entry is what keeps the repair from counting it twice
+    assert pending_ids(server, org, fp) == marked | {crashed.id}
+    assert server.call(lambda s: s.events.sweep_pending(batch=1)) >= 1
+    assert pending_ids(server, org, fp) == {crashed.id}
+    server.call(lambda s: s.events.repair_counts())
+    assert await occurrences(gql, org, crashed) == 2

@@ -26,6 +26,7 @@ from app.orgs.service import OrgService
 # How long a process may take between storing an event and counting it (two database calls, each
 # bounded by MONGODB_TIMEOUT_MS) before the event counts as left behind by a crash.
 COUNT_LEASE_MS = 30_000
+SWEEP_EVERY = 10  # count repairs per sweep of the groups' pending maps (`sweep_pending`)
 log = logging.getLogger("app.events")
 
 
@@ -96,6 +97,16 @@ class GroupCounter(Protocol):
 
     async def forget(self, event: ErrorEventRecord) -> None:
         """After `counted` found it and its mark was written: its group need not remember it."""
+        ...
+
+    async def pending_entries(
+        self, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, list[str]]], str | None]:
+        """Groups' remembered event ids, `limit` groups at a time: ((group key, ids), ...), next `after`."""
+        ...
+
+    async def drop_pending(self, key: str, event_ids: list[str]) -> None:
+        """The group (by key) need not remember these events any more."""
         ...
 
 
@@ -235,13 +246,39 @@ class EventService:
             if len(stale) < limit:
                 return repaired
 
+    async def sweep_pending(self, batch: int = 500) -> int:
+        """Removes from the groups' pending maps the ids a process left there (a crash, its memory's
+        bound, a group it did not update again): those whose event is marked counted or gone. Safe
+        beside live processes: a marked event is never claimed again, and an unmarked one (in flight,
+        or left by a crash for the repair) keeps its entry. Reads every group with a map, `batch` at a
+        time. The number of ids removed."""
+        removed = 0
+        after: str | None = None
+        while True:
+            groups, after = await self._groups.pending_entries(after, batch)
+            ids = [event_id for _, pending in groups for event_id in pending]
+            keep = await self._store.unmarked(ids) if ids else set()
+            for key, pending in groups:
+                stale = [event_id for event_id in pending if event_id not in keep]
+                if stale:
+                    await self._groups.drop_pending(key, stale)
+                    removed += len(stale)
+            if after is None:
+                return removed
+
     async def repair_forever(self, interval: float) -> None:
-        """At start-up, then every `interval` seconds (a crash of another instance is found too)."""
+        """At start-up, then every `interval` seconds (a crash of another instance is found too). The
+        groups' pending maps are swept at start-up and every SWEEP_EVERY repairs (a whole scan of the
+        groups with a map: rarer than the repair, which reads an index of the few unmarked events)."""
+        runs = 0
         while True:
             try:
                 repaired = await self.repair_counts()
                 if repaired:
                     log.warning("repaired the counts of %s events a crash had left unmarked", repaired)
+                if runs % SWEEP_EVERY == 0:
+                    await self.sweep_pending()
+                runs += 1
             except AppError:
                 pass  # the database is away: next time
             except Exception:

@@ -355,6 +355,14 @@ class EventStore:
             )
         return result.modified_count == 1
 
+    async def unmarked(self, event_ids: list[str]) -> set[str]:
+        """Those of `event_ids` whose events are stored and not yet marked counted."""
+        async with translate_errors("error_events.uncounted", self._breaker):
+            docs = await self._col.find(
+                {"event_id": {"$in": event_ids}, "counting_ms": {"$exists": True}}, {"event_id": 1}
+            ).to_list()
+        return {doc["event_id"] for doc in docs}
+
     async def stale_uncounted(self, stale_before_ms: int, limit: int) -> list[ErrorEventRecord]:
         async with translate_errors("error_events.uncounted", self._breaker):
             docs = await self._col.find({"counting_ms": {"$lt": stale_before_ms}}).limit(limit).to_list()

@@ -183,6 +183,14 @@ class GroupService:
         if target is not None and target != event.fingerprint:
             await self._store.forget_pending(event.org_id, target, event.id)
 
+    async def pending_entries(
+        self, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, list[str]]], str | None]:
+        return await self._store.pending_entries(after, limit)
+
+    async def drop_pending(self, key: str, event_ids: list[str]) -> None:
+        await self._store.drop_pending(key, event_ids)
+
     async def record(self, event: ErrorEventRecord) -> bool:
         counted = await self._store.record(event)  # with the group's state when it existed
         if event.release is not None and event.seq is not None:

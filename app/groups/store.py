@@ -369,6 +369,24 @@ class GroupStore:
                 {"_id": f"{org_id}\x1f{fingerprint}"}, {"$unset": {f"pending.{event_id}": ""}}
             )
 
+    async def pending_entries(
+        self, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, list[str]]], str | None]:
+        """The pending ids of up to `limit` groups (in `_id` order, after `after`), as (group key, ids),
+        and the key to continue after (None: the end). Groups whose map is empty are skipped (nx-27017
+        cannot query for a non-empty map)."""
+        query: dict[str, Any] = {"pending": {"$exists": True}}
+        if after is not None:
+            query["_id"] = {"$gt": after}
+        async with translate_errors("error_groups.pending", self._breaker):
+            docs = await self._col.find(query, {"pending": 1}).sort("_id", ASCENDING).limit(limit).to_list()
+        found = [(doc["_id"], list(doc["pending"])) for doc in docs if doc.get("pending")]
+        return found, docs[-1]["_id"] if len(docs) == limit else None
+
+    async def drop_pending(self, key: str, event_ids: list[str]) -> None:
+        async with translate_errors("error_groups.pending", self._breaker):
+            await self._col.update_one({"_id": key}, {"$unset": {f"pending.{i}": "" for i in event_ids}})
+
     async def _trim_lists(self, docs: list[dict[str, Any]]) -> None:
         """Keeps each group's environment and release lists to their most recent MAX_LISTED values
         (`$addToSet` appends, so the most recent are last). Rare: only a list past its bound is written;
