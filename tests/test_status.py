@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,8 +13,12 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from app.status.model import ServiceState, StatusCause
+from app.core.errors import ServiceUnavailable
+from app.core.pubsub import PubSub
+from app.runtime.container import Services
+from app.status.model import ServiceState, StatusCause, Transition
 from app.status.service import StatusService, StatusSettings
+from app.status.store import StatusStore
 from tests.conftest import GraphQLClient, LiveServer, _free_port, make_org, server_process, start_server
 from tests.documents import SET_SERVICE_STATUS
 from tests.test_subscriptions import STATUS_SUB, receive, session, subscribe
@@ -141,6 +146,63 @@ def test_probe_states_are_damped() -> None:
         assert service._computed["storage"].status is ServiceState.OPERATIONAL  # never 3 in a row
     service._damp("storage", down)
     assert service._computed["storage"].status is ServiceState.MAJOR_OUTAGE
+
+
+class _GatedStore(StatusStore):
+    """The real store on the real database, with two switches for the test: `down` makes the probe's
+    ping and the history writes fail as an unreachable database does; `gate`, while set up, holds every
+    history write until released (`entered` says one is waiting)."""
+
+    def __init__(self, db: Any) -> None:
+        super().__init__(db)
+        self.down = False
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
+
+    async def ping(self) -> None:
+        if self.down:
+            raise ServiceUnavailable()
+        await super().ping()
+
+    async def record(self, transition: Transition) -> Transition:
+        if self.down:
+            raise ServiceUnavailable()
+        if self.gate is not None:
+            self.entered.set()
+            await self.gate.wait()
+        return await super().record(transition)
+
+
+def test_a_recovery_is_recorded_when_another_derivation_runs_during_the_probe(server: LiveServer) -> None:
+    """The database returns; the probe first stores the outage it kept in memory, and while that write
+    is in flight the status page's tick re-derives the components (recording only what it changed
+    itself). The recovery must still be recorded, after the outage."""
+
+    async def scenario(_: Services) -> list[tuple[ServiceState, ServiceState]]:
+        store = _GatedStore(server.app.state.runtime.client[f"status-race-{uuid.uuid4().hex[:8]}"])
+        status = StatusService(store, PubSub(), StatusSettings(damping_probes=1))
+
+        def storage() -> ServiceState:
+            return next(c.status for c in status.snapshot().services if c.name == "storage")
+
+        store.down = True
+        await status.probe()  # the outage: shown, not stored
+        assert storage() is ServiceState.MAJOR_OUTAGE
+        store.down, store.gate = False, asyncio.Event()
+        probe = asyncio.create_task(status.probe())
+        await store.entered.wait()  # the kept outage is being written
+        await status.reconcile({}, {}, record=frozenset())  # a status page tick, in between
+        store.gate.set()
+        await probe
+        assert storage() is ServiceState.OPERATIONAL
+        await status.probe()  # a later probe changes nothing more
+        rows, _ = await store.history("storage", 10, None)
+        return [(t.from_state, t.to_state) for t in rows]
+
+    assert server.call(scenario) == [
+        (ServiceState.MAJOR_OUTAGE, ServiceState.OPERATIONAL),
+        (ServiceState.OPERATIONAL, ServiceState.MAJOR_OUTAGE),
+    ]
 
 
 async def test_status_subscription_resumes_from_a_position(

@@ -87,7 +87,8 @@ class StatusService:
         self._overrides: dict[str, Override] = {}
         self._effective = dict(self._computed)
         self._last_seq: int | None = None
-        self._unrecorded: list[Transition] = []
+        self._unrecorded: list[Transition] = []  # queued transitions, oldest first, until stored
+        self._flushing = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         # The last database probe, for the operator's metrics: reachable, and the ping's seconds.
         self.database_up: bool | None = None
@@ -174,8 +175,6 @@ class StatusService:
 
     async def probe(self) -> None:
         reachable, candidates = await self._observe()
-        for name, candidate in candidates.items():
-            self._damp(name, candidate)
         if reachable:
             await self._flush_unrecorded()
             # Overrides set through other instances arrive by _follow_overrides; here only expiry.
@@ -184,6 +183,12 @@ class StatusService:
                     with contextlib.suppress(AppError):
                         await self._store.set_override(name, None)
                     self._overrides.pop(name, None)
+        # No await between damping and deriving: a probe's new state is derived, and its transition
+        # queued, by this probe. Were another derivation (a status page tick's reconcile, an override
+        # followed from another instance) to run in between, it would show the new state without
+        # recording it (it records only what it changed itself), and the transition would be lost.
+        for name, candidate in candidates.items():
+            self._damp(name, candidate)
         await self._refresh(record=True)
 
     async def _observe(self) -> tuple[bool, dict[str, _Candidate]]:
@@ -250,7 +255,11 @@ class StatusService:
     async def _refresh(
         self, *, record: bool | frozenset[str], cause: StatusCause | None = None, changed: bool = False
     ) -> StatusSnapshot:
-        """Recomputes the effective components; records and publishes what changed."""
+        """Recomputes the effective components; records and publishes what changed.
+
+        The derivation runs without an await, so two derivations never interleave: each change of the
+        effective state is seen by exactly one of them, which queues its transition (when it records
+        that component) before anything else can run. The queue is then written in order."""
         for name in self._names:
             override = self._overrides.get(name)
             layer = self._layers.get(name)
@@ -270,7 +279,7 @@ class StatusService:
                 if record is True or (isinstance(record, frozenset) and name in record):
                     # An incident or maintenance handing a component back is what caused the change.
                     handed_back = layer is None and override is None and old.cause in _LAYER_CAUSES
-                    await self._record(old, new, cause or (old.cause if handed_back else new.cause))
+                    self._queue(old, new, cause or (old.cause if handed_back else new.cause))
             elif (
                 new.cause is not StatusCause.PROBE
                 and new.cause is not StatusCause.ERROR_RATE
@@ -280,12 +289,13 @@ class StatusService:
                 changed = True  # an operator's new wording is news; a probe's new latency figure is not
             else:
                 self._effective[name] = replace(new, updated_at=old.updated_at)
+        await self._flush_unrecorded()
         snapshot = self.snapshot()
         if changed:
             self._pubsub.publish(STATUS_TOPIC, snapshot)
         return snapshot
 
-    async def _record(self, old: Component, new: Component, cause: StatusCause) -> None:
+    def _queue(self, old: Component, new: Component, cause: StatusCause) -> None:
         transition = Transition(
             seq=0,
             component=new.name,
@@ -298,20 +308,25 @@ class StatusService:
             instance=INSTANCE,
             snapshot=self.snapshot(),
         )
-        try:
-            stored = await self._store.record(transition)
-            self._last_seq = stored.seq
-        except AppError:
-            self._unrecorded = [*self._unrecorded[-99:], transition]  # stored when the database returns
+        self._unrecorded = [*self._unrecorded[-99:], transition]  # the last 100 wait for the database
 
     async def _flush_unrecorded(self) -> None:
-        while self._unrecorded:
-            try:
-                stored = await self._store.record(self._unrecorded[0])
-            except AppError:
-                return
-            self._last_seq = stored.seq
-            self._unrecorded.pop(0)
+        """Stores the queued transitions in order; those the database refuses wait for the next try
+        (the next probe that reaches it, or the next change). One writer at a time: two would store
+        the same transition twice and then drop the one behind it. A caller that finds a write under
+        way leaves its transitions to that writer, which drains the queue, rather than wait for it."""
+        if self._flushing.locked():
+            return
+        async with self._flushing:
+            while self._unrecorded:
+                head = self._unrecorded[0]
+                try:
+                    stored = await self._store.record(head)
+                except AppError:
+                    return
+                self._last_seq = stored.seq
+                if self._unrecorded and self._unrecorded[0] is head:
+                    self._unrecorded.pop(0)
 
     async def override(
         self, service: str, state: ServiceState, description: str | None, until: datetime | None = None
