@@ -137,6 +137,19 @@ def refusal(error: AppError, request_id: str) -> Response:
 
 
 _DIRECT_KEYS = frozenset({"query", "variables", "operationName", "extensions"})
+_JSON_TYPE = (b"content-type", b"application/json")
+_GRAPHQL_RESPONSE_TYPE = (b"content-type", f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8".encode())
+
+
+def request_headers(scope: Scope) -> dict[str, str]:
+    """The request's headers by lower-case name, the first of repeated ones (as Starlette's
+    `Headers.get` answers), decoded once: every `Headers.get` scans and decodes the whole list again."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        key = name.decode("latin-1")
+        if key not in found:
+            found[key] = value.decode("latin-1")
+    return found
 
 
 def _plain_accept(accept: str) -> bool:
@@ -255,14 +268,14 @@ class GraphQLView(GraphQL[RequestContext, None]):
         request = Request(scope, receive)
         state = request_state(scope)
         request_id = state.request_id
-        graphql_response = state.graphql_response = prefers_graphql_response(
-            request.headers.get("accept", "")
-        )
+        headers = request_headers(scope)  # read once here: the direct lane asks for several
+        graphql_response = state.graphql_response = prefers_graphql_response(headers.get("accept", ""))
         try:
-            response = await self._direct(request, state) if scope["method"] == "POST" else None
-            direct = response is not None
-            if response is None:
-                response = await self.run(request)
+            body = await self._direct(request, state, headers) if scope["method"] == "POST" else None
+            if body is not None:  # answered by the lane: its few headers, sent without a Response object
+                await self._send_direct(body, state, graphql_response, send)
+                return
+            response = await self.run(request)
             if graphql_response and state.request_error:
                 response.status_code = 400
             retry_after = state.unavailable
@@ -270,21 +283,15 @@ class GraphQLView(GraphQL[RequestContext, None]):
                 response.status_code = 503
                 response.headers["Retry-After"] = str(retry_after)
         except AppError as error:
-            direct = False
             state.outcome = error.code.value
             response = refusal(error, request_id)
             if isinstance(error, RateLimited) and error.budget is not None:
                 response.headers.update(error.budget.headers())
         except HTTPException as exc:
-            direct = False
             response = self._transport_refusal(exc, request, request_id)
         budget = state.ctx.rate_limit if state.ctx is not None else None
         if budget is not None:
-            headers = budget.headers()
-            if direct:  # the lane's response has only its content type and length: append, not replace
-                response.raw_headers.extend((k.lower().encode(), v.encode()) for k, v in headers.items())
-            else:
-                response.headers.update(headers)
+            response.headers.update(budget.headers())
         if state.persisted_get:
             self._cache_headers(response, state)
         if (
@@ -295,16 +302,31 @@ class GraphQLView(GraphQL[RequestContext, None]):
             response.headers["content-type"] = f"{GRAPHQL_RESPONSE_JSON}; charset=utf-8"
         await response(scope, receive, send)
 
+    @staticmethod
+    async def _send_direct(body: bytes, state: RequestState, graphql_response: bool, send: Send) -> None:
+        """The direct lane's 200: the same status, headers (names, values, order) and body a Starlette
+        `Response(body, 200, media_type="application/json")` would send with the budget's headers
+        appended and the content type replaced under graphql-response+json, written as the two ASGI
+        messages directly (no Response, MutableHeaders or header dict per request)."""
+        raw_headers = [
+            (b"content-length", str(len(body)).encode()),
+            _GRAPHQL_RESPONSE_TYPE if graphql_response else _JSON_TYPE,
+        ]
+        budget = state.ctx.rate_limit if state.ctx is not None else None
+        if budget is not None:
+            raw_headers += [(k.lower().encode(), v.encode()) for k, v in budget.headers().items()]
+        await send({"type": "http.response.start", "status": 200, "headers": raw_headers})
+        await send({"type": "http.response.body", "body": body})
+
     def _trusted_only(self) -> bool:
         return self.services is not None and self.services.persisted.trusted_only
 
-    async def _direct(self, request: Request, state: RequestState) -> Response | None:
+    async def _direct(self, request: Request, state: RequestState, headers: dict[str, str]) -> bytes | None:
         """The direct lane: a POSTed JSON query whose document this schema has already parsed and
         validated is executed by graphql-core with the schema's executor, without Strawberry's HTTP view
         and extension runner, and answered if it succeeds. None when anything is unusual (another body
         shape or media type, a document not seen before, a mutation or subscription, an execution with
         errors): Strawberry's full path answers instead, with the budget already charged here."""
-        headers = request.headers
         content_type, accept = headers.get("content-type", ""), headers.get("accept", "")
         if content_type.partition(";")[0].strip().lower() != "application/json" or not _plain_accept(accept):
             return None
@@ -321,8 +343,9 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return None
         if not (name is None or type(name) is str) or len(query) > self.max_query_bytes:
             return None  # a document too long is refused unparsed by the full path (parsing is the cost)
-        schema = self.schema
-        assert isinstance(schema, Schema)
+        schema = cast(
+            Schema, self.schema
+        )  # (create_app assigns it; an isinstance on it costs a Protocol check)
         document = cached_parse(query, self.max_tokens)
         if document is None or not is_valid(schema._schema, document):
             return None
@@ -332,7 +355,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return None
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
-        context = await self.get_context(request, None)  # authenticates, as the full path does first
+        context = await self._http_context(request, state, headers)  # authenticates, as the full path does
         services = context.services
         if context.principal is not None:  # priced as the full path prices it (errorStats by its range)
             units = read_units(document, operation, variables or {})
@@ -353,7 +376,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             body = self.answers.get(document, name, variables, answer_state)
             if body is not None:
                 DirectLane.answered += 1
-                return Response(body, 200, media_type="application/json")
+                return body
         result: Any = execute(
             schema._schema,
             document,
@@ -372,7 +395,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         body = orjson.dumps({"data": result.data})
         if answer_state is not None and self.answers.state(document, operation, services) == answer_state:
             self.answers.put(document, name, variables, answer_state, body)
-        return Response(body, 200, media_type="application/json")
+        return body
 
     def _cache_headers(self, response: Response, state: RequestState) -> None:
         """A GET naming its document by hash is cacheable (the point of sending only the hash), per
@@ -596,6 +619,19 @@ class GraphQLView(GraphQL[RequestContext, None]):
             # Before parsing or executing anything: a bad credential is a 401, not a GraphQL result.
             ctx.principal = await self.services.auth.authenticate(credential_from_headers(request.headers))
         ctx.idempotency_key = request.headers.get("x-idempotency-key")
+        return ctx
+
+    async def _http_context(
+        self, request: Request, state: RequestState, headers: dict[str, str]
+    ) -> RequestContext:
+        """`get_context` for a POST, from the headers already read (the direct lane)."""
+        services = self.services
+        assert services is not None, "the lifespan did not start"
+        ctx = state.ctx = RequestContext(
+            request_id=state.request_id, services=services, request=request, response=None
+        )
+        ctx.principal = await services.auth.authenticate(credential_from_headers(headers))
+        ctx.idempotency_key = headers.get("x-idempotency-key")
         return ctx
 
     async def on_ws_connect(self, context: RequestContext) -> UnsetType:
