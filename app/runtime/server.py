@@ -80,6 +80,9 @@ def uvicorn_options(ws_compression: bool = False, settings: Settings | None = No
         "loop": "asyncio",
         "http": guarded_protocol(header_timeout, body_timeout, max_connections),
         "log_config": None,
+        # Our request line replaces uvicorn's access line (its logger is disabled too, app.runtime.logging);
+        # off here, uvicorn does not even compute the line's client address and path on every response.
+        "access_log": False,
         "lifespan": "on",
         "timeout_graceful_shutdown": 10,
         # Protocol-level pings of every WebSocket (both sub-protocols), so that proxies keep idle
