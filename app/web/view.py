@@ -4,6 +4,7 @@ context, catalogued errors for requests refused before execution, and orjson bod
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -82,6 +83,17 @@ _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def prefers_graphql_response(accept: str) -> bool:
+    """Whether to answer `application/graphql-response+json` (below); remembered for short Accept values,
+    of which clients send a handful again and again (parsing one costs more than the rest of the check)."""
+    return _prefers_cached(accept) if len(accept) <= 200 else _prefers(accept)
+
+
+@functools.lru_cache(maxsize=256)
+def _prefers_cached(accept: str) -> bool:
+    return _prefers(accept)
+
+
+def _prefers(accept: str) -> bool:
     """GraphQL over HTTP: answer `application/graphql-response+json` when the client accepts it at
     least as much as `application/json` (an unweighted Accept lists both at q=1)."""
     weights: dict[str, float] = {}
