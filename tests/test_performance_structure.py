@@ -4,6 +4,7 @@ serviceStatus. Timings live in bench/ (docs/performance.md)."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -12,7 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from pymongo import AsyncMongoClient, monitoring
+from uvicorn.server import ServerState
 
 from app.events.model import EventFilter, Severity
 from app.events.store import TIMELINE_FILTERS, _match
@@ -22,6 +25,7 @@ from app.graphql.execution.document_cache import DocumentCache
 from app.graphql.execution.fanout import SharedResultsExecutor
 from app.graphql.execution.leaf_fields import LeafFieldsExecutor
 from app.graphql.schema import build_schema
+from app.runtime.protocol import guarded_protocol
 from app.status.service import StatusService
 from app.web.middleware import GraphQLRoute
 from app.web.view import DirectLane, GraphQLView
@@ -313,3 +317,62 @@ async def test_an_answer_from_memory_is_reused_until_the_state_changes(
         assert anonymous.status_code == 401 and b"INVALID_API_KEY" in anonymous.content
         stored_now, hits_now = AnswerCache.stored, AnswerCache.hits
         assert hits_now == hits + 2 and stored_now == stored + 3
+
+
+class _RecordingTransport(asyncio.Transport):
+    """A connection's transport that keeps what the server writes, one entry per write."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[bytes] = []
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 8000) if name in ("sockname", "peername") else default
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes.append(bytes(data))
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None: ...
+
+    def pause_reading(self) -> None: ...
+
+    def resume_reading(self) -> None: ...
+
+
+async def _served(app: Any, request: bytes) -> list[bytes]:
+    config = uvicorn.Config(app, log_config=None, lifespan="off", access_log=False)
+    protocol = guarded_protocol(10, 30, 10)(config=config, server_state=ServerState(), app_state={})
+    transport = _RecordingTransport()
+    protocol.connection_made(transport)
+    protocol.data_received(request)
+    await asyncio.gather(*protocol.tasks)
+    protocol.connection_lost(None)
+    return transport.writes
+
+
+async def test_a_response_of_declared_length_is_one_socket_write() -> None:
+    """The head of a response with Content-Length goes out with its body (one write, one segment); a
+    streamed one (no length) still has its head written first, before its body is known."""
+    sent_head = asyncio.Event()
+
+    async def fixed(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"2")]})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def streamed(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        sent_head.set()
+        await send({"type": "http.response.body", "body": b"ok", "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    request = b"GET / HTTP/1.1\r\nHost: test\r\n\r\n"
+    writes = await _served(fixed, request)
+    assert len(writes) == 1
+    assert writes[0].startswith(b"HTTP/1.1 200 OK\r\n") and writes[0].endswith(b"\r\n\r\nok")
+    writes = await _served(streamed, request)
+    assert sent_head.is_set() and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
+    assert writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n")  # the head alone, written at once
+    assert b"".join(writes[1:]) == b"2\r\nok\r\n0\r\n\r\n"
