@@ -111,6 +111,9 @@ def settings_for(mongo_uri: str, **overrides: Any) -> Settings:
         "feed_mode": "poll",  # the change-stream path has a test of its own (an idle nx watcher costs CPU)
         # Generated timestamps reach back to 1970; the retention tests check the TTL index itself.
         "retention_days": 24000,
+        # The count repair runs at start-up only: the tests that leave an event as a crash would call it
+        # themselves, and a background pass landing in the middle of one would race it.
+        "count_repair_seconds": 3600,
     }
     return Settings(**{**values, **overrides}, _env_file=None)
 
