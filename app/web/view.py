@@ -367,7 +367,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return None
         if operation is None or operation.operation is not OperationType.QUERY:
             return None
-        context = await self._http_context(request, state, headers)  # authenticates, as the full path does
+        context = await self._http_context(request, headers)  # authenticates, as the full path does
         services = context.services
         if context.principal is not None:  # priced as the full path prices it (errorStats by its range)
             units = read_units(document, operation, variables or {})
@@ -613,15 +613,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return body
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
-        assert self.services is not None, "the lifespan did not start"
-        state = request_state(request.scope)
-        ctx = RequestContext(
-            request_id=state.request_id,
-            services=self.services,
-            request=request,
-            response=response,
-        )
-        state.ctx = ctx
+        ctx = self._new_context(request, response)
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
         # (A POST never renders the IDE: no request adapter to build for it.)
@@ -629,20 +621,26 @@ class GraphQLView(GraphQL[RequestContext, None]):
             self.request_adapter_class(request)
         ):
             # Before parsing or executing anything: a bad credential is a 401, not a GraphQL result.
-            ctx.principal = await self.services.auth.authenticate(credential_from_headers(request.headers))
+            await self._authenticate(ctx, request.headers)
         ctx.idempotency_key = request.headers.get("x-idempotency-key")
         return ctx
 
-    async def _http_context(
-        self, request: Request, state: RequestState, headers: dict[str, str]
-    ) -> RequestContext:
-        """`get_context` for a POST, from the headers already read (the direct lane)."""
-        services = self.services
-        assert services is not None, "the lifespan did not start"
-        ctx = state.ctx = RequestContext(
-            request_id=state.request_id, services=services, request=request, response=None
+    def _new_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
+        """The request's context, recorded in its state for the log line."""
+        assert self.services is not None, "the lifespan did not start"
+        state = request_state(request.scope)
+        state.ctx = RequestContext(
+            request_id=state.request_id, services=self.services, request=request, response=response
         )
-        ctx.principal = await services.auth.authenticate(credential_from_headers(headers))
+        return state.ctx
+
+    async def _authenticate(self, ctx: RequestContext, headers: Mapping[str, str]) -> None:
+        ctx.principal = await ctx.services.auth.authenticate(credential_from_headers(headers))
+
+    async def _http_context(self, request: Request, headers: dict[str, str]) -> RequestContext:
+        """`get_context` for a POST, from the headers already read (the direct lane)."""
+        ctx = self._new_context(request, None)
+        await self._authenticate(ctx, headers)
         ctx.idempotency_key = headers.get("x-idempotency-key")
         return ctx
 
