@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -95,6 +96,30 @@ def start_server(settings: Settings, **app_options: Any) -> tuple[LiveServer, Ca
 
     base = f"127.0.0.1:{settings.port}"
     return LiveServer(f"http://{base}", f"ws://{base}/graphql", app, loop_box[0], settings), stop
+
+
+@contextmanager
+def server_on_own_database(
+    path: Path, db: str, **settings: Any
+) -> Iterator[tuple[LiveServer, EmbeddedMongo]]:
+    """A server on a file-backed embedded database of its own (which a test may stop and start), with
+    `settings` beside the usual test ones; both stopped at the end."""
+    database = EmbeddedMongo(path)
+    live, stop = start_server(
+        Settings(
+            mongodb_uri=database.start(),
+            mongodb_db=db,
+            port=_free_port(),
+            demo_data=False,
+            **settings,
+            _env_file=None,  # type: ignore[call-arg]
+        )
+    )
+    try:
+        yield live, database
+    finally:
+        stop()
+        database.stop()
 
 
 def settings_for(mongo_uri: str, **overrides: Any) -> Settings:

@@ -9,9 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app.runtime.settings import Settings
 from app.storage.embedded import EmbeddedMongo
-from tests.conftest import LiveServer, _free_port, make_org, start_server
+from tests.conftest import LiveServer, make_org, server_on_own_database
 from tests.documents import LOG_ERROR, ORG_ERRORS
 
 STATUS = "{ serviceStatus { status services { name status cause } } }"
@@ -19,13 +18,10 @@ STATUS = "{ serviceStatus { status services { name status cause } } }"
 
 @pytest.fixture
 def outage_server(tmp_path: Path) -> Iterator[tuple[LiveServer, EmbeddedMongo]]:
-    database = EmbeddedMongo(tmp_path / "db.sqlite")  # file-backed: data must survive the restart
-    uri = database.start()
-    settings = Settings(
-        mongodb_uri=uri,
-        mongodb_db="outage",
-        port=_free_port(),
-        demo_data=False,
+    # File-backed: data must survive the restart.
+    with server_on_own_database(
+        tmp_path / "db.sqlite",
+        "outage",
         auth_cache_ttl_seconds=300,
         mongodb_timeout_ms=500,
         breaker_threshold=2,
@@ -33,14 +29,8 @@ def outage_server(tmp_path: Path) -> Iterator[tuple[LiveServer, EmbeddedMongo]]:
         status_probe_interval_seconds=3600,
         status_damping_probes=1,
         retention_days=3650,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    live, stop = start_server(settings)
-    try:
-        yield live, database
-    finally:
-        stop()
-        database.stop()
+    ) as running:
+        yield running
 
 
 async def post(client: httpx.AsyncClient, key: str, query: str, variables: dict) -> httpx.Response:

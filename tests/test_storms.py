@@ -23,7 +23,7 @@ from app.storage.admission import Admission
 from app.storage.breaker import BreakerState, CircuitBreaker
 from app.storage.embedded import EmbeddedMongo
 from app.storage.mongo import translate_errors
-from tests.conftest import LiveServer, Org, _free_port, make_org, start_server
+from tests.conftest import LiveServer, Org, _free_port, make_org, server_on_own_database, start_server
 from tests.documents import SET_SERVICE_STATUS
 
 STATUS_SUB = "subscription { serviceStatusChanged { status } }"
@@ -163,23 +163,14 @@ async def test_admission_refuses_early_and_spares_the_breaker() -> None:
 
 @pytest.fixture
 def away_database(tmp_path: Path) -> Iterator[tuple[LiveServer, EmbeddedMongo]]:
-    database = EmbeddedMongo(tmp_path / "db.sqlite")
-    settings = Settings(
-        mongodb_uri=database.start(),
-        mongodb_db="storms",
-        port=_free_port(),
-        demo_data=False,
+    with server_on_own_database(
+        tmp_path / "db.sqlite",
+        "storms",
         auth_cache_ttl_seconds=0,
         mongodb_timeout_ms=500,
         status_probe_interval_seconds=3600,
-        _env_file=None,  # type: ignore[call-arg]
-    )
-    live, stop = start_server(settings)
-    try:
-        yield live, database
-    finally:
-        stop()
-        database.stop()
+    ) as running:
+        yield running
 
 
 async def test_an_absent_database_is_503_and_1013_never_a_bad_key(
