@@ -62,6 +62,7 @@ from app.events.model import (
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.counters import Counters
+from app.storage.lookups import KeyedReader
 from app.storage.mongo import Database, translate_errors, write_failure
 from app.storage.paging import keyset_page
 
@@ -237,6 +238,9 @@ class EventStore:
         # An item is the document to insert or the update of a count mark.
         self._writes: Batcher[dict[str, Any] | UpdateOne, None] = Batcher(self._write_batch)
         self._object_ids: dict[str, ObjectId] = {}  # event id -> `_id` of events inserted here, until counted
+        # errorEvent: concurrent lookups by public id share one `find` over the unique index (see
+        # app.storage.lookups for read-your-writes, errors, the bound and duplicates).
+        self._by_id = KeyedReader(self._col, "event_id", "error_events.get", breaker)
 
     async def ensure_indexes(self, retention_days: float) -> None:
         """Idempotent; each index is named after the query it serves."""
@@ -369,10 +373,14 @@ class EventStore:
         return [_from_doc(doc) for doc in docs]
 
     async def get(self, org_id: str, event_id: str) -> ErrorEventRecord | None:
-        # By the unique id alone (one index, one key), then the organization: another's event is None.
-        async with translate_errors("error_events.get", self._breaker):
-            doc = await self._col.find_one({"event_id": event_id})
-        return _from_doc(doc) if doc and doc["org_id"] == org_id else None
+        """The event, None when there is none or it is another organization's.
+
+        Read by the unique id alone (one index, one key), in a batch with the lookups waiting at the
+        same moment (app.storage.lookups.KeyedReader: a lone lookup is one `find_one`, as before; under
+        load one command carries many). The organization is checked here, per caller, after the read:
+        a batch may hold ids of several organizations, and each caller sees only its own."""
+        doc = await self._by_id.get(event_id)
+        return _from_doc(doc) if doc is not None and doc["org_id"] == org_id else None
 
     async def page(self, query: EventQuery) -> EventPage:
         keys = [("event_id", DESCENDING if query.order is SortOrder.DESC else ASCENDING)]

@@ -41,6 +41,7 @@ from app.groups.triage import HOUR_MS
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
 from app.storage.counters import Counters
+from app.storage.lookups import KeyedReader
 from app.storage.mongo import Database, translate_errors, write_failure
 from app.storage.paging import keyset_page
 
@@ -221,6 +222,8 @@ class GroupStore:
         self._breaker = breaker
         self._col = db["error_groups"]
         self._records: Batcher[ErrorEventRecord, Counted] = Batcher(self._record_batch)
+        # errorGroup: concurrent lookups by key share one `find` (see app.storage.lookups).
+        self._by_key = KeyedReader(self._col, "_id", "error_groups.get", breaker, WITHOUT_PENDING)
         # Groups this process has counted into: likely to exist still (see `_record_one`).
         self._existing: set[str] = set()
         # Group key -> ids of its events counted and marked since, for the next update (see `_update`).
@@ -402,8 +405,9 @@ class GroupStore:
                 doc.update(trimmed)
 
     async def get(self, org_id: str, fingerprint: str) -> ErrorGroupRecord | None:
-        async with translate_errors("error_groups.get", self._breaker):
-            doc = await self._col.find_one({"_id": f"{org_id}\x1f{fingerprint}"}, WITHOUT_PENDING)
+        """The group, None when there is none. Concurrent lookups share one `find` by `_id`
+        (app.storage.lookups.KeyedReader); the key holds the organization, so no other check is needed."""
+        doc = await self._by_key.get(f"{org_id}\x1f{fingerprint}")
         return _from_doc(doc) if doc else None
 
     async def page(self, query: GroupQuery) -> GroupPage:
@@ -479,7 +483,7 @@ class AliasStore:
     def __init__(self, db: Database, breaker: CircuitBreaker | None = None) -> None:
         self._col = db["group_aliases"]
         self._breaker = breaker
-        self._lookups: Batcher[str, str | None] = Batcher(self._target_batch)
+        self._by_key = KeyedReader(self._col, "_id", "group_aliases.get", breaker)
 
     async def ensure_indexes(self) -> None:
         async with translate_errors("group_aliases.indexes", self._breaker):
@@ -488,17 +492,8 @@ class AliasStore:
     async def target(self, org_id: str, fingerprint: str) -> str | None:
         """The fingerprint `fingerprint`'s events count under, None when it is not merged; concurrent
         callers share one round trip."""
-        return await self._lookups.submit(f"{org_id}\x1f{fingerprint}")
-
-    async def _target_batch(self, ids: list[str]) -> list[str | None]:
-        async with translate_errors("group_aliases.get", self._breaker):
-            if len(ids) == 1:
-                doc = await self._col.find_one({"_id": ids[0]})
-                docs = [doc] if doc else []
-            else:
-                docs = await self._col.find({"_id": {"$in": list(set(ids))}}).to_list()
-        targets = {doc["_id"]: doc["target"] for doc in docs}
-        return [targets.get(i) for i in ids]
+        doc = await self._by_key.get(f"{org_id}\x1f{fingerprint}")
+        return str(doc["target"]) if doc else None
 
     async def point(self, org_id: str, fingerprint: str, target: str) -> None:
         """`fingerprint` (and whatever was merged into it) now counts under `target`."""
