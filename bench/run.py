@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -48,6 +49,12 @@ WORKLOADS = {
         None,
     ),
     "errorEvent": ('{ errorEvent(orgId: "bench", id: "EVENT_ID") { ' + EVENT_FIELDS + " } }", None),
+    # The row above asks for one id over and over; this one cycles through 1,000 (batched point reads
+    # send each distinct id once per command, so repeats could flatter them).
+    "errorEvent (1,000 distinct ids in turn)": (
+        'query($id: ID!) { errorEvent(orgId: "bench", id: $id) { ' + EVENT_FIELDS + " } }",
+        "ids",
+    ),
     "logError (fresh idempotency keys)": (
         'mutation($k: String) { logError(orgId: "bench", idempotencyKey: $k, '
         'error: {message: "bench", severity: LOW}) { errorId } }',
@@ -65,11 +72,19 @@ RAW = "raw Starlette JSON route (the floor)"
 PEER = "peer: "  # rows of the fair peer (bench/peer_app.py) carry this prefix
 
 
-def lua_script(query: str, key: str | None, mode: str | None) -> str:
+def lua_script(query: str, key: str | None, mode: str | None, ids: Sequence[str] = ()) -> str:
     body = json.dumps({"query": query})
     headers = 'wrk.headers["Content-Type"] = "application/json"\n'
     if key:
         headers += f'wrk.headers["X-API-KEY"] = "{key}"\n'
+    if mode == "ids":  # `ids` in turn as the variable $id
+        return (
+            f'wrk.method = "POST"\n{headers}counter = 0\nids = {{{", ".join(json.dumps(i) for i in ids)}}}\n'
+            "request = function()\n  counter = counter + 1\n"
+            f'  local body = string.format([[{{"query": {json.dumps(query)}, "variables": '
+            '{"id": "%s"}}]], ids[counter % #ids + 1])\n'
+            "  return wrk.format(nil, nil, nil, body)\nend\n"
+        )
     if mode == "fresh":  # a new idempotency key per request
         return (
             # Seeded by the clock: LuaJIT's generator is not, and every run (round) would replay the
@@ -111,7 +126,8 @@ def run_wrk(url: str, script: str, connections: int, seconds: int) -> dict:
     }
 
 
-def seed(uri: str) -> str:
+def seed(uri: str) -> list[str]:
+    """Stores the benchmark's events; 1,000 ids of organization `bench`."""
     now = datetime.now(UTC)
     with MongoClient(uri) as client:
         db = client["bench"]
@@ -141,7 +157,9 @@ def seed(uri: str) -> str:
                 docs.append(_to_doc(event, None, None))
             db["error_events"].insert_many(docs)
         db["counters"].insert_one({"_id": "error_events", "seq": seq})
-        return db["error_events"].find_one({"org_id": "bench"})["event_id"]
+        return [
+            d["event_id"] for d in db["error_events"].find({"org_id": "bench"}, {"event_id": 1}).limit(1000)
+        ]
 
 
 def main() -> None:
@@ -194,7 +212,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-"))
     database = EmbeddedMongo(tmp / "bench.db")
     uri = database.start()
-    event_id = seed(uri)
+    event_ids = seed(uri)
+    event_id = event_ids[0]
     port, ref_port, peer_port = _free_port(), _free_port(), _free_port()
     env = servers.server_env(
         uri,
@@ -236,14 +255,20 @@ def main() -> None:
         ]
         for name, query, mode in chosen:
             plan.append(
-                (name, name, f"http://127.0.0.1:{port}/graphql", lua_script(query, key, mode), server.pid)
+                (
+                    name,
+                    name,
+                    f"http://127.0.0.1:{port}/graphql",
+                    lua_script(query, key, mode, event_ids),
+                    server.pid,
+                )
             )
             plan.append(
                 (
                     f"{PEER}{name}",
                     name,
                     f"http://127.0.0.1:{peer_port}/graphql",
-                    lua_script(query, None, mode),
+                    lua_script(query, None, mode, event_ids),
                     peer.pid,
                 )
             )
