@@ -17,8 +17,9 @@ from ulid import ULID
 from app.core.errors import ErrorCode, ServiceUnavailable
 from app.events.model import ErrorEventRecord, Severity
 from app.events.store import EventStore, new_event_id
+from app.groups.store import GroupStore
 from app.storage.breaker import BreakerState, CircuitBreaker
-from app.storage.lookups import MAX_KEYS
+from app.storage.lookups import MAX_KEYS, KeyedReader
 from app.storage.mongo import Database, create_client
 from tests.conftest import GraphQLClient, LiveServer, Org, make_org
 from tests.documents import ERROR_EVENT
@@ -83,16 +84,26 @@ async def test_concurrent_error_group_requests_each_get_their_own_group(
 
 
 class Finds(monitoring.CommandListener):
-    """The `find` commands sent, and an event set when one goes out."""
+    """The reads sent (`find`, `aggregate`), and an event set when one goes out."""
 
     def __init__(self) -> None:
-        self.filters: list[dict[str, Any]] = []
+        self.commands: list[dict[str, Any]] = []
         self.sent = asyncio.Event()
 
     def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name == "find":
-            self.filters.append(dict(event.command["filter"]))
+        if event.command_name in ("find", "aggregate"):
+            self.commands.append(dict(event.command))
             self.sent.set()
+
+    def keys(self, index: int) -> list[str]:
+        """The event ids the `index`th read asked for: a `find` by equality or a union of matches."""
+        command = self.commands[index]
+        if "filter" in command:
+            return [command["filter"]["event_id"]]
+        stages = command["pipeline"]
+        return [stages[0]["$match"]["event_id"]] + [
+            s["$unionWith"]["pipeline"][0]["$match"]["event_id"] for s in stages[1:]
+        ]
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
 
@@ -150,10 +161,9 @@ async def test_concurrent_gets_share_one_find_and_answer_each_caller(
     answers = await asyncio.gather(*(store.get(org, e.id) for org, e in asks), store.get("org-a", missing))
 
     assert [ident(a) for a in answers] == [ident(e) if e.org_id == org else None for org, e in asks] + [None]
-    assert len(answers) == 16 and len(finds.filters) == 1  # 16 lookups, one round trip
+    assert len(answers) == 16 and len(finds.commands) == 1  # 16 lookups, one round trip
     # Each id once, whatever number of callers asked for it.
-    asked = finds.filters[0]["event_id"]["$in"]
-    assert sorted(asked) == sorted({e.id for e in mine + theirs} | {missing})
+    assert sorted(finds.keys(0)) == sorted({e.id for e in mine + theirs} | {missing})
 
 
 async def test_a_lone_get_is_one_find_by_equality(database: tuple[Database, Finds]) -> None:
@@ -161,7 +171,7 @@ async def test_a_lone_get_is_one_find_by_equality(database: tuple[Database, Find
     store = EventStore(db)
     (only,) = await stored(store, "org-a", 1)
     assert ident(await store.get("org-a", only.id)) == ident(only)
-    assert finds.filters == [{"event_id": only.id}]
+    assert [c["find"] for c in finds.commands] == ["error_events"] and finds.keys(0) == [only.id]
 
 
 async def test_a_batch_holds_at_most_max_keys_ids(database: tuple[Database, Finds]) -> None:
@@ -169,8 +179,7 @@ async def test_a_batch_holds_at_most_max_keys_ids(database: tuple[Database, Find
     store = EventStore(db)
     ids = [unknown_id() + str(i) for i in range(2 * MAX_KEYS + 10)]
     assert await asyncio.gather(*(store.get("org-a", i) for i in ids)) == [None] * len(ids)
-    sizes = [len(f["event_id"]["$in"]) for f in finds.filters]
-    assert sizes == [MAX_KEYS, MAX_KEYS, 10]
+    assert [len(finds.keys(i)) for i in range(len(finds.commands))] == [MAX_KEYS, MAX_KEYS, 10]
 
 
 async def test_a_get_after_a_write_sees_it_even_with_a_read_in_flight(
@@ -198,7 +207,7 @@ async def test_a_cancelled_caller_leaves_the_others_their_answers(database: tupl
     assert [ident(a) for a in await asyncio.gather(*staying)] == [ident(e) for e in events]
     with pytest.raises(asyncio.CancelledError):
         await gone
-    assert len(finds.filters) == 1
+    assert len(finds.commands) == 1
 
 
 def _closed_port() -> int:
@@ -224,3 +233,35 @@ async def test_a_failed_flush_reaches_every_caller_as_service_unavailable() -> N
             assert breaker.state is BreakerState.OPEN
     finally:
         await client.close()
+
+
+async def test_concurrent_group_gets_share_one_find_by_id(database: tuple[Database, Finds]) -> None:
+    db, finds = database
+    store = GroupStore(db)
+    for fingerprint in ("a", "b", "a"):
+        await store.record(event("org-a", fingerprint))
+    finds.commands.clear()
+    found = await asyncio.gather(
+        *(store.get(org, f) for org, f in [("org-a", "a"), ("org-a", "b"), ("org-b", "a"), ("org-a", "a")])
+    )
+    assert [(g.fingerprint, g.occurrences) if g else None for g in found] == [
+        ("a", 2),
+        ("b", 1),
+        None,
+        ("a", 2),
+    ]
+    assert len(finds.commands) == 1
+    assert sorted(finds.commands[0]["filter"]["_id"]["$in"]) == ["org-a\x1fa", "org-a\x1fb", "org-b\x1fa"]
+    assert finds.commands[0]["projection"] == {"pending": 0}
+
+
+async def test_a_union_read_keeps_the_projection(database: tuple[Database, Finds]) -> None:
+    db, finds = database
+    await db["things"].insert_many([{"key": k, "shown": k.upper(), "hidden": 1} for k in ("x", "y")])
+    reader = KeyedReader(db["things"], "key", "things.get", projection={"_id": 0, "hidden": 0})
+    assert await asyncio.gather(reader.get("x"), reader.get("y"), reader.get("z")) == [
+        {"key": "x", "shown": "X"},
+        {"key": "y", "shown": "Y"},
+        None,
+    ]
+    assert [c.get("aggregate") for c in finds.commands] == ["things"]
