@@ -26,9 +26,10 @@ What callers can rely on:
   16 MiB, and a pipeline of 100 branches is far below MongoDB's limit on pipeline stages.
 - Duplicate keys in one flush are sent and read once; every caller of that key gets the document. The
   same dict is handed to each of them: callers decode it and must not change it.
-- Context. The flush runs in a task started by the first caller of its batch, with a copy of that
-  caller's context: a log line of the read (a database failure) carries that caller's request id, and
-  with tracing on the command's span is in that caller's trace, not in the others'.
+- Context. Flushes run in a task started by the lookup that found the reader idle, with a copy of its
+  context, and under continuous load that task sends the following batches too: a log line of a read
+  (a database failure) carries that request's id, and with tracing on the command's span is in that
+  request's trace, not in those of the requests it answered.
 - The idle case. A lone lookup is one `find_one` by equality, exactly the read it replaces: one round
   trip, no waiting on a timer.
 """
