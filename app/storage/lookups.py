@@ -20,6 +20,10 @@ What callers can rely on:
   caller of a failed flush sees the same catalogued error (SERVICE_UNAVAILABLE when the database is
   unreachable or the breaker is open). A cancelled caller does not cancel the flush: the others get
   their documents; its own answer is dropped.
+- Admission. A flush takes one admission slot (app.storage.admission), whatever number of lookups it
+  carries; lookups waiting in the reader hold none, so under a flood they queue here (100 per round
+  trip, one round trip at a time) rather than being refused early as separate calls would be. The
+  request-level limits in front of them (rate limits, budgets) still apply.
 - The batch bound. At most `max_keys` lookups per command (MAX_KEYS by default; the rest wait for the
   next flush). Fewer than 101 documents fit the first reply of a `find` or `aggregate` (the server's
   default first batch), so a flush is one round trip without a getMore unless its documents exceed
