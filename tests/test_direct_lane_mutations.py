@@ -153,6 +153,15 @@ CASES = {
     "another organization": Case(
         LOG_ERROR, lambda org, other: log_vars(other), lambda org, _: org.key, 0, 1, "NOT_FOUND"
     ),
+    # Read as a float by the lane's JSON parser, exactly by the full path's: the lane hands it over unrun.
+    "an integer past 64 bits": Case(
+        LOG_ERROR,
+        lambda org, _: log_vars(org, context={"huge": 2**70}),
+        lambda org, _: org.key,
+        0,
+        0,
+        "VALIDATION_ERROR",
+    ),
     # Both non-null: the second's failure nulls the whole answer, after the first stored its event.
     "the second of two fails": Case(
         TWO_FIELDS, lambda org, _: {"o": org.id, "a": GOOD, "b": BAD}, lambda org, _: org.key, 1, 2, ""

@@ -345,8 +345,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return None
         if COST_HEADER in headers or not self.direct_lane or self._trusted_only():
             return None  # the cost extension, operation spans, persisted-only documents: the full path
+        raw = await request.body()  # Starlette keeps the body for the full path
+        if _LONG_DIGITS.search(raw):
+            return None  # perhaps an integer past 64 bits, which orjson reads as a float (decode_json)
         try:
-            data = orjson.loads(await request.body())  # Starlette keeps the body for the full path
+            data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
         if type(data) is not dict or not data.keys() <= _DIRECT_KEYS or data.get("extensions") is not None:
