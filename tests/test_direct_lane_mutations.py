@@ -12,6 +12,7 @@ replay tape gives each outcome once.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -307,6 +308,17 @@ async def test_the_log_line_says_mutation_on_both_paths(
         assert len(lines) == 1
         fields = tuple(getattr(lines[0], name) for name in ("operation", "operation_type", "outcome"))
         assert fields == ("Log", "mutation", outcome)
+
+
+async def test_a_mutation_by_GET_never_reaches_the_lane(gql: GraphQLClient, org: Org) -> None:
+    document = unique(LOG_ERROR)
+    assert "errors" not in (await gql.post(document, log_vars(org), key=org.key)).json()  # now validated
+    answered, recorded = DirectLane.answered, Tape.recorded
+    params = {"query": document, "variables": json.dumps(log_vars(org))}
+    refused = await gql.http.get("/graphql", params=params, headers={"X-API-KEY": org.key})
+    assert refused.status_code == 405 and refused.headers["allow"] == "POST"
+    assert (DirectLane.answered, Tape.recorded) == (answered, recorded)
+    assert await stored(gql, org) == 1
 
 
 def test_the_production_executor_tapes() -> None:

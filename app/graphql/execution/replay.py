@@ -144,8 +144,13 @@ class ReplayExecutor(StrawberryGraphQLCoreExecutionContext):
         path: Any,
         position_context: Any,
     ) -> Any:
-        tape = getattr(self.context_value, "tape", None)
-        if tape is None or path.prev is not None or self.operation.operation is not OperationType.MUTATION:
+        # (Every field passes here: the cheap tests first.)
+        tape = (
+            getattr(self.context_value, "tape", None)
+            if path.prev is None and self.operation.operation is OperationType.MUTATION
+            else None
+        )
+        if tape is None:
             return super().execute_field(parent_type, source, field_details_list, path, position_context)
         saved = self.middleware_manager
         self.middleware_manager = _TapeManager(self, saved, tape, path.key)  # type: ignore[assignment]
