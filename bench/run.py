@@ -33,7 +33,7 @@ from app.events.fingerprint import fingerprint  # noqa: E402
 from app.events.model import ErrorEventRecord, Severity  # noqa: E402
 from app.events.store import _to_doc, new_event_id  # noqa: E402
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import hostile, memory, servers, storm, subscriptions  # noqa: E402
+from bench import hostile, memory, servers, storm, subscriptions, targets  # noqa: E402
 from bench.servers import cpu_seconds  # noqa: E402
 
 EVENT_FIELDS = "id orgId message severity timestamp receivedAt code source context fingerprint"
@@ -296,6 +296,9 @@ def main() -> None:
                 f"| {r['workload']} | {r['connections']} | {r['rps']:.0f} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | "
                 f"{r['cpu_ms']:.2f} | {vs_peer} | {r['cpu_vs_raw']:.2f} | {r['db_cpu_ms']:.2f} | {r['errors']:.0f} |"
             )
+        print()
+        print("Targets (this run's figures):")
+        print(targets.http_table(rows))
         if args.hostile:
             print()
             results["hostile"] = hostile.run(f"http://127.0.0.1:{port}", key, "bench", server.pid, 20)
@@ -311,6 +314,8 @@ def main() -> None:
         results["subscriptions"] = asyncio.run(subscriptions.run([1000, 5000], 20, 1, 2))
         print()
         print(subscriptions.table(results["subscriptions"]))
+        print()
+        print(targets.subscriptions_table(results["subscriptions"]))
     if args.memory:
         results["memory"] = memory.run(100_000, 20_000, 16)
         print()

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.storage.embedded import EmbeddedMongo, _free_port  # noqa: E402
-from bench import servers  # noqa: E402
+from bench import servers, targets  # noqa: E402
 from bench.run import lua_script, run_wrk  # noqa: E402
 from bench.servers import cpu_seconds  # noqa: E402
 
@@ -102,6 +102,10 @@ def envelope_script(public_key: str) -> tuple[str, int]:
     return script, len(event)
 
 
+def envelope_row(event_bytes: int) -> str:
+    return f"SDK envelope, one {event_bytes / 1024:.1f} KB event"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=8)
@@ -140,7 +144,7 @@ def main() -> None:
         ingest, event_bytes = envelope_script(public_key)
         plan = [
             (
-                f"SDK envelope, one {event_bytes / 1024:.1f} KB event",
+                envelope_row(event_bytes),
                 f"/api/{project['id']}/envelope/",
                 ingest,
             ),
@@ -169,6 +173,9 @@ def main() -> None:
         servers.stop(server)
         database.stop()
     servers.print_rows(rows)
+    print()
+    print("Targets (this run's figures):")
+    print(targets.sdk_table(rows))
     Path(args.out).write_text(json.dumps(rows, indent=2))
 
 

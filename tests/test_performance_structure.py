@@ -376,3 +376,15 @@ async def test_a_response_of_declared_length_is_one_socket_write() -> None:
     assert sent_head.is_set() and writes[0].startswith(b"HTTP/1.1 200 OK\r\n")
     assert writes[0].endswith(b"transfer-encoding: chunked\r\n\r\n")  # the head alone, written at once
     assert b"".join(writes[1:]) == b"2\r\nok\r\n0\r\n\r\n"
+
+
+def test_every_benchmark_target_names_a_measured_workload() -> None:
+    """The verdict tables `make bench` prints (bench/targets.py) find their rows by workload name: a
+    renamed workload would otherwise drop its target from the table without a word."""
+    from bench.run import WORKLOADS
+    from bench.sdk_ingest import envelope_row, envelope_script
+    from bench.targets import HTTP_TARGETS, SDK_TARGETS
+
+    assert {t.workload for t in HTTP_TARGETS} <= WORKLOADS.keys()
+    _script, size = envelope_script("key")
+    assert all(envelope_row(size).startswith(t.workload) for t in SDK_TARGETS)
