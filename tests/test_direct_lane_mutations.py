@@ -25,6 +25,7 @@ import strawberry
 from strawberry.extensions import SchemaExtension
 from ulid import ULID
 
+from app.core.errors import Conflict
 from app.graphql.execution.compiled import CompiledExecutor
 from app.graphql.execution.replay import ReplayExecutor, Tape
 from app.graphql.schema import build_schema
@@ -257,6 +258,32 @@ async def test_an_unexpected_exception_runs_once_and_is_logged_once(
             if r.levelno == logging.ERROR and getattr(r, "request_id", "") == request_id
         ]
         assert len(logged) == 1 and logged[0].exc_info and "hunter2" in str(logged[0].exc_info[1])
+
+
+async def test_a_key_revoked_while_its_mutation_runs_gets_the_mutation_s_own_answer(
+    lane: Lane, gql: GraphQLClient, server: LiveServer, org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The full path replays for the caller the lane ran the mutation for: a key revoked meanwhile
+    does not turn the mutation's own answer into a 401 (the mutation happened)."""
+    original = server.services.events.log
+    calls: list[str] = []
+
+    async def revoke_then_conflict(*args: Any, **kwargs: Any) -> Any:
+        calls.append("log")
+        await server.services.auth.revoke(org.key)
+        raise Conflict("Taken meanwhile")
+
+    document = unique(LOG_ERROR)
+    assert "errors" not in (await gql.post(document, log_vars(org), key=org.key)).json()  # now seen
+    monkeypatch.setattr(server.services.events, "log", revoke_then_conflict)
+    replayed = Tape.replayed
+    response = await gql.post(document, log_vars(org), key=org.key)
+    monkeypatch.setattr(server.services.events, "log", original)
+    assert calls == ["log"] and Tape.replayed == replayed + 1
+    assert response.status_code == 200
+    assert response.json()["errors"][0]["extensions"]["code"] == "CONFLICT"
+    after = await gql.post(unique(LOG_ERROR), log_vars(org), key=org.key)
+    assert after.status_code == 401  # revoked for every request that follows
 
 
 class RequestLines(logging.Handler):

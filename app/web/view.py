@@ -629,18 +629,22 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return body
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
+        state = request_state(request.scope)
+        lane = state.ctx  # the direct lane's context, when the lane handed this request over
         ctx = self._new_context(request, response)
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
-        # (A POST never renders the IDE: no request adapter to build for it.)
-        if request.scope["method"] == "POST" or not self.should_render_graphql_ide(
+        ctx.tape, state.replay = state.replay, None  # handed over by the direct lane; used once
+        if ctx.tape is not None and lane is not None:
+            # A mutation the lane ran: replayed for the caller it ran for. Authenticating again could
+            # answer 401 for a key revoked meanwhile, about a mutation that did happen.
+            ctx.principal = lane.principal
+        elif request.scope["method"] == "POST" or not self.should_render_graphql_ide(
             self.request_adapter_class(request)
-        ):
+        ):  # (A POST never renders the IDE: no request adapter to build for it.)
             # Before parsing or executing anything: a bad credential is a 401, not a GraphQL result.
             await self._authenticate(ctx, request.headers)
         ctx.idempotency_key = request.headers.get("x-idempotency-key")
-        state = request_state(request.scope)
-        ctx.tape, state.replay = state.replay, None  # handed over by the direct lane; used once
         return ctx
 
     def _new_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
