@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from app.core.pubsub import PubSub
     from app.events.feed import EventFeed
     from app.events.service import EventService
+    from app.graphql.execution.replay import Tape
     from app.groups.service import GroupService
     from app.ingest.service import IngestService
     from app.orgs.service import OrgService
@@ -58,6 +59,9 @@ class RequestContext:
     outcome: str = "OK"
     rate_limit: Budget | None = None  # what this request spent, for headers and the rateLimit field
     connection_params: dict[str, Any] | None = field(default=None)
+    # A mutation's root-field outcomes: recorded on the direct lane, replayed by the full path when the
+    # lane hands the request over (app.graphql.execution.replay).
+    tape: Tape | None = None
     # Strawberry's view passes these through; kept so its own hooks keep working.
     request: Any = None
     response: Any = None

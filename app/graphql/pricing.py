@@ -1,4 +1,4 @@
-"""Rate-limit read units of a query, known before it executes (variables included)."""
+"""What an operation costs the credential's budget, known before it executes (variables included)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,14 @@ from graphql import (
     FragmentSpreadNode,
     InlineFragmentNode,
     OperationDefinitionNode,
+    OperationType,
     SelectionSetNode,
     StringValueNode,
     VariableNode,
 )
 
 from app.graphql.limits import STATS_FIELD, stats_read_units
+from app.ratelimit.service import Resource
 
 MAX_UNITS = 1000  # a document within the query limits holds far fewer errorStats fields
 
@@ -61,3 +63,14 @@ def read_units(
                     visited.add(selection.name.value)
                     stack.append(fragment.selection_set)
     return min(units, MAX_UNITS)
+
+
+def price(
+    document: DocumentNode, operation: OperationDefinitionNode, variables: Mapping[str, Any]
+) -> tuple[Resource, int]:
+    """Mutations spend the write budget, one unit per root field (each logError); the rest read units
+    (above). One function for the view's full path and its direct lane, so a request handed from one
+    to the other is charged once and the same."""
+    if operation.operation is OperationType.MUTATION:
+        return Resource.WRITE, max(1, len(operation.selection_set.selections))
+    return Resource.READ, read_units(document, operation, variables)

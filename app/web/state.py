@@ -14,6 +14,7 @@ from starlette.types import Scope
 
 from app.core.request_ids import new_request_id
 from app.graphql.context import RequestContext, Services
+from app.graphql.execution.replay import Tape
 from app.ratelimit.service import Budget
 
 _KEY = "app"  # under scope["state"], which Starlette exposes as request.state
@@ -28,6 +29,7 @@ class RequestState:
     graphql_response: bool = False  # the client accepts application/graphql-response+json
     request_error: bool = False  # a GraphQL request error (answers 400 under graphql-response+json)
     prepaid: Budget | None = None  # the budget the view's direct lane charged before handing over
+    replay: Tape | None = None  # a mutation's outcomes the lane recorded, for the full path (used once)
     expiry_task: asyncio.Task[None] | None = None  # closes a WebSocket when its credential expires
     unavailable: int | None = None  # Retry-After when the whole GraphQL result is SERVICE_UNAVAILABLE
     key_id: str | None = None  # the WebSocket's credential, for the per-key registry (app.web.sockets)

@@ -49,8 +49,9 @@ from app.graphql.context import RequestContext, Services
 from app.graphql.execution.answers import AnswerCache
 from app.graphql.execution.document_cache import cached_parse, is_valid
 from app.graphql.execution.fanout import EncodedData
+from app.graphql.execution.replay import ReplayExecutor, Tape
 from app.graphql.limits import Limits, document_too_long, operation_cost
-from app.graphql.pricing import read_units
+from app.graphql.pricing import price
 from app.graphql.status import CLOCK_FIELDS, MEMORY_FIELDS
 from app.persisted.inputs import persisted_request
 from app.ratelimit.service import Resource
@@ -344,8 +345,11 @@ class GraphQLView(GraphQL[RequestContext, None]):
             return None
         if COST_HEADER in headers or not self.direct_lane or self._trusted_only():
             return None  # the cost extension, operation spans, persisted-only documents: the full path
+        raw = await request.body()  # Starlette keeps the body for the full path
+        if _LONG_DIGITS.search(raw):
+            return None  # perhaps an integer past 64 bits, which orjson reads as a float (decode_json)
         try:
-            data = orjson.loads(await request.body())  # Starlette keeps the body for the full path
+            data = orjson.loads(raw)
         except orjson.JSONDecodeError:
             return None
         if type(data) is not dict or not data.keys() <= _DIRECT_KEYS or data.get("extensions") is not None:
@@ -365,25 +369,37 @@ class GraphQLView(GraphQL[RequestContext, None]):
             operation = get_operation_ast(document, name)
         except GraphQLError:
             return None
-        if operation is None or operation.operation is not OperationType.QUERY:
+        if operation is None:
+            return None
+        kind = operation.operation
+        # A mutation only with an executor that tapes its root fields (app.graphql.execution.replay):
+        # handed over, it must not run its resolvers again. Subscriptions never.
+        mutation = kind is OperationType.MUTATION and issubclass(
+            schema.execution_context_class, ReplayExecutor
+        )
+        if kind is not OperationType.QUERY and not mutation:
             return None
         context = await self._http_context(request, headers)  # authenticates, as the full path does
         services = context.services
         if context.principal is not None:  # priced as the full path prices it (errorStats by its range)
-            units = read_units(document, operation, variables or {})
+            resource, units = price(document, operation, variables or {})
             context.rate_limit = state.prepaid = await services.rate_limiter.spend(
-                context.principal.key_id, Resource.READ, units
+                context.principal.key_id, resource, units
             )
         # The operation's name for the log line: the one asked for, else the document's only operation's.
         context.operation_name = (
             name if name is not None else operation.name.value if operation.name else None
         )
-        context.operation_type = "query"
+        context.operation_type = kind.value
         # An answer from in-memory state, computed before for this document: reused while that state is
         # the same (app.graphql.execution.answers). Anonymous callers are refused by the resolver.
         answer_state = (
-            self.answers.state(document, operation, services) if context.principal is not None else None
+            self.answers.state(document, operation, services)
+            if context.principal is not None and not mutation
+            else None
         )
+        if mutation:
+            context.tape = Tape()
         if answer_state is not None:
             body = self.answers.get(document, name, variables, answer_state)
             if body is not None:
@@ -402,6 +418,8 @@ class GraphQLView(GraphQL[RequestContext, None]):
             result = await result
         if not isinstance(result, GraphQLExecutionResult) or result.errors or result.data is None:
             context.operation_name = context.operation_type = None  # the full path records them again
+            if context.tape is not None:  # a mutation: the full path replays what its resolvers did
+                state.replay = context.tape.for_replay()
             return None  # a query reads only: the full path runs it again and reports its errors
         DirectLane.answered += 1
         body = orjson.dumps({"data": result.data})
@@ -521,7 +539,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
 
     def _price(self, data: GraphQLRequestData) -> tuple[Resource, int]:
         """Mutations spend the write budget, one unit per root field (each logError); the rest one read,
-        and errorStats more by the range and buckets it scans (app.graphql.pricing)."""
+        and errorStats more by the range and buckets it scans (app.graphql.pricing, as the lane)."""
         document = cached_parse(data.query, self.max_tokens) if data.query else None
         if document is None:
             return Resource.READ, 1
@@ -531,9 +549,7 @@ class GraphQLView(GraphQL[RequestContext, None]):
             operation = None
         if operation is None:
             return Resource.READ, 1
-        if operation.operation is OperationType.MUTATION:
-            return Resource.WRITE, max(1, len(operation.selection_set.selections))
-        return Resource.READ, read_units(document, operation, data.variables or {})
+        return price(document, operation, data.variables or {})
 
     async def create_streaming_response(
         self,
@@ -613,13 +629,19 @@ class GraphQLView(GraphQL[RequestContext, None]):
         return body
 
     async def get_context(self, request: Request | WebSocket, response: Any) -> RequestContext:
+        state = request_state(request.scope)
+        lane = state.ctx  # the direct lane's context, when the lane handed this request over
         ctx = self._new_context(request, response)
         if isinstance(request, WebSocket):
             return ctx  # authenticated in on_ws_connect, from connection_init or the upgrade headers
-        # (A POST never renders the IDE: no request adapter to build for it.)
-        if request.scope["method"] == "POST" or not self.should_render_graphql_ide(
+        ctx.tape, state.replay = state.replay, None  # handed over by the direct lane; used once
+        if ctx.tape is not None and lane is not None:
+            # A mutation the lane ran: replayed for the caller it ran for. Authenticating again could
+            # answer 401 for a key revoked meanwhile, about a mutation that did happen.
+            ctx.principal = lane.principal
+        elif request.scope["method"] == "POST" or not self.should_render_graphql_ide(
             self.request_adapter_class(request)
-        ):
+        ):  # (A POST never renders the IDE: no request adapter to build for it.)
             # Before parsing or executing anything: a bad credential is a 401, not a GraphQL result.
             await self._authenticate(ctx, request.headers)
         ctx.idempotency_key = request.headers.get("x-idempotency-key")

@@ -15,8 +15,9 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 from graphql import GraphQLField, GraphQLObjectType, Undefined, get_named_type, is_leaf_type, is_non_null_type
-from strawberry.schema.schema import StrawberryGraphQLCoreExecutionContext
 from strawberry.types.field import StrawberryField
+
+from app.graphql.execution.replay import ReplayExecutor
 
 _BACKREF = "strawberry-definition"  # where Strawberry keeps a GraphQL field's StrawberryField
 
@@ -56,7 +57,7 @@ def _plan(field: GraphQLField) -> _Leaf:
     return plan
 
 
-class LeafFieldsExecutor(StrawberryGraphQLCoreExecutionContext):
+class LeafFieldsExecutor(ReplayExecutor):  # (a mutation's root fields: tape and replay, see replay.py)
     _objects: dict[int, tuple[Any, list[tuple[str, _Leaf]] | None]] | None = None
 
     def execute_fields(
