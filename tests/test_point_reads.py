@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 from ulid import ULID
 
 from app.core.errors import ErrorCode, ServiceUnavailable
-from app.events.model import ErrorEventRecord, Severity
+from app.events.model import ErrorEventRecord
 from app.events.store import EventStore, new_event_id
 from app.groups.store import GroupStore
 from app.storage.breaker import BreakerState, CircuitBreaker
@@ -23,7 +21,7 @@ from app.storage.lookups import MAX_KEYS, KeyedReader
 from app.storage.mongo import Database, create_client
 from tests.conftest import GraphQLClient, LiveServer, Org, make_org
 from tests.documents import ERROR_EVENT
-from tests.helpers import log_error
+from tests.helpers import CommandLog, log_error, monitored_database, record
 
 GROUP = "query($o: ID!, $f: String!) { errorGroup(orgId: $o, fingerprint: $f) { fingerprint occurrences } }"
 
@@ -83,58 +81,27 @@ async def test_concurrent_error_group_requests_each_get_their_own_group(
     assert answers == [expected for _, _, expected in asks]
 
 
-class Finds(monitoring.CommandListener):
-    """The reads sent (`find`, `aggregate`), and an event set when one goes out."""
-
-    def __init__(self) -> None:
-        self.commands: list[dict[str, Any]] = []
-        self.sent = asyncio.Event()
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        if event.command_name in ("find", "aggregate"):
-            self.commands.append(dict(event.command))
-            self.sent.set()
-
-    def keys(self, index: int) -> list[str]:
-        """The event ids the `index`th read asked for: a `find` by equality or a union of matches."""
-        command = self.commands[index]
-        if "filter" in command:
-            return [command["filter"]["event_id"]]
-        stages = command["pipeline"]
-        return [stages[0]["$match"]["event_id"]] + [
-            s["$unionWith"]["pipeline"][0]["$match"]["event_id"] for s in stages[1:]
-        ]
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+def read_keys(finds: CommandLog, index: int) -> list[str]:
+    """The event ids the `index`th read asked for: a `find` by equality or a union of matches."""
+    command = finds.seen[index][1]
+    if "filter" in command:
+        return [command["filter"]["event_id"]]
+    stages = command["pipeline"]
+    return [stages[0]["$match"]["event_id"]] + [
+        s["$unionWith"]["pipeline"][0]["$match"]["event_id"] for s in stages[1:]
+    ]
 
 
 @pytest.fixture
-async def database(mongo_uri: str) -> AsyncIterator[tuple[Database, Finds]]:
-    finds = Finds()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, event_listeners=[finds])
-    try:
-        yield client[f"pointreads_{uuid.uuid4().hex[:12]}"], finds
-    finally:
-        await client.close()
+async def database(mongo_uri: str) -> AsyncIterator[tuple[Database, CommandLog]]:
+    """A database of its own, with the reads (`find`, `aggregate`) its client sends."""
+    finds = CommandLog(names=("find", "aggregate"))
+    async with monitored_database(mongo_uri, finds, "pointreads") as db:
+        yield db, finds
 
 
 def event(org_id: str, message: str) -> ErrorEventRecord:
-    now = datetime.now(UTC)
-    return ErrorEventRecord(
-        id=new_event_id(now),
-        org_id=org_id,
-        message=message,
-        severity=Severity.LOW,
-        timestamp=now,
-        received_at=now,
-        code=None,
-        source=None,
-        context=None,
-        fingerprint=message,
-        seq=None,
-    )
+    return record(org_id, message, message=message)
 
 
 def ident(record: ErrorEventRecord | None) -> tuple[str, str, str] | None:
@@ -149,7 +116,7 @@ async def stored(store: EventStore, org_id: str, count: int) -> list[ErrorEventR
 
 
 async def test_concurrent_gets_share_one_find_and_answer_each_caller(
-    database: tuple[Database, Finds],
+    database: tuple[Database, CommandLog],
 ) -> None:
     db, finds = database
     store = EventStore(db)
@@ -161,29 +128,29 @@ async def test_concurrent_gets_share_one_find_and_answer_each_caller(
     answers = await asyncio.gather(*(store.get(org, e.id) for org, e in asks), store.get("org-a", missing))
 
     assert [ident(a) for a in answers] == [ident(e) if e.org_id == org else None for org, e in asks] + [None]
-    assert len(answers) == 16 and len(finds.commands) == 1  # 16 lookups, one round trip
+    assert len(answers) == 16 and len(finds.seen) == 1  # 16 lookups, one round trip
     # Each id once, whatever number of callers asked for it.
-    assert sorted(finds.keys(0)) == sorted({e.id for e in mine + theirs} | {missing})
+    assert sorted(read_keys(finds, 0)) == sorted({e.id for e in mine + theirs} | {missing})
 
 
-async def test_a_lone_get_is_one_find_by_equality(database: tuple[Database, Finds]) -> None:
+async def test_a_lone_get_is_one_find_by_equality(database: tuple[Database, CommandLog]) -> None:
     db, finds = database
     store = EventStore(db)
     (only,) = await stored(store, "org-a", 1)
     assert ident(await store.get("org-a", only.id)) == ident(only)
-    assert [c["find"] for c in finds.commands] == ["error_events"] and finds.keys(0) == [only.id]
+    assert [c["find"] for _, c in finds.seen] == ["error_events"] and read_keys(finds, 0) == [only.id]
 
 
-async def test_a_batch_holds_at_most_max_keys_ids(database: tuple[Database, Finds]) -> None:
+async def test_a_batch_holds_at_most_max_keys_ids(database: tuple[Database, CommandLog]) -> None:
     db, finds = database
     store = EventStore(db)
     ids = [unknown_id() + str(i) for i in range(2 * MAX_KEYS + 10)]
     assert await asyncio.gather(*(store.get("org-a", i) for i in ids)) == [None] * len(ids)
-    assert [len(finds.keys(i)) for i in range(len(finds.commands))] == [MAX_KEYS, MAX_KEYS, 10]
+    assert [len(read_keys(finds, i)) for i in range(len(finds.seen))] == [MAX_KEYS, MAX_KEYS, 10]
 
 
 async def test_a_get_after_a_write_sees_it_even_with_a_read_in_flight(
-    database: tuple[Database, Finds],
+    database: tuple[Database, CommandLog],
 ) -> None:
     db, finds = database
     store = EventStore(db)
@@ -196,7 +163,9 @@ async def test_a_get_after_a_write_sees_it_even_with_a_read_in_flight(
     assert await earlier is None
 
 
-async def test_a_cancelled_caller_leaves_the_others_their_answers(database: tuple[Database, Finds]) -> None:
+async def test_a_cancelled_caller_leaves_the_others_their_answers(
+    database: tuple[Database, CommandLog],
+) -> None:
     db, finds = database
     store = EventStore(db)
     events = await stored(store, "org-a", 3)
@@ -207,7 +176,7 @@ async def test_a_cancelled_caller_leaves_the_others_their_answers(database: tupl
     assert [ident(a) for a in await asyncio.gather(*staying)] == [ident(e) for e in events]
     with pytest.raises(asyncio.CancelledError):
         await gone
-    assert len(finds.commands) == 1
+    assert len(finds.seen) == 1
 
 
 def _closed_port() -> int:
@@ -235,12 +204,12 @@ async def test_a_failed_flush_reaches_every_caller_as_service_unavailable() -> N
         await client.close()
 
 
-async def test_concurrent_group_gets_share_one_find_by_id(database: tuple[Database, Finds]) -> None:
+async def test_concurrent_group_gets_share_one_find_by_id(database: tuple[Database, CommandLog]) -> None:
     db, finds = database
     store = GroupStore(db)
     for fingerprint in ("a", "b", "a"):
         await store.record(event("org-a", fingerprint))
-    finds.commands.clear()
+    finds.clear()
     found = await asyncio.gather(
         *(store.get(org, f) for org, f in [("org-a", "a"), ("org-a", "b"), ("org-b", "a"), ("org-a", "a")])
     )
@@ -250,12 +219,12 @@ async def test_concurrent_group_gets_share_one_find_by_id(database: tuple[Databa
         None,
         ("a", 2),
     ]
-    assert len(finds.commands) == 1
-    assert sorted(finds.commands[0]["filter"]["_id"]["$in"]) == ["org-a\x1fa", "org-a\x1fb", "org-b\x1fa"]
-    assert finds.commands[0]["projection"] == {"pending": 0}
+    assert len(finds.seen) == 1
+    assert sorted(finds.seen[0][1]["filter"]["_id"]["$in"]) == ["org-a\x1fa", "org-a\x1fb", "org-b\x1fa"]
+    assert finds.seen[0][1]["projection"] == {"pending": 0}
 
 
-async def test_a_union_read_keeps_the_projection(database: tuple[Database, Finds]) -> None:
+async def test_a_union_read_keeps_the_projection(database: tuple[Database, CommandLog]) -> None:
     db, finds = database
     await db["things"].insert_many([{"key": k, "shown": k.upper(), "hidden": 1} for k in ("x", "y")])
     reader = KeyedReader(db["things"], "key", "things.get", projection={"_id": 0, "hidden": 0})
@@ -264,4 +233,4 @@ async def test_a_union_read_keeps_the_projection(database: tuple[Database, Finds
         {"key": "y", "shown": "Y"},
         None,
     ]
-    assert [c.get("aggregate") for c in finds.commands] == ["things"]
+    assert [c.get("aggregate") for _, c in finds.seen] == ["things"]

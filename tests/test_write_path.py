@@ -5,45 +5,24 @@ events reads its groups' state once, and the live feed leaves the events this pr
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
-from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient, monitoring
 
 from app.core.pubsub import Mailbox, PubSub
 from app.events.feed import EVENTS_TOPIC, EventFeed
-from app.events.model import ErrorEventRecord, Severity
-from app.events.store import EventStore, new_event_id
+from app.events.model import ErrorEventRecord
+from app.events.store import EventStore
 from app.groups.store import AliasStore, GroupStore
 from app.storage.mongo import Database
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.seen: list[tuple[str, str]] = []
-        self.operations: list[int | None] = []  # one per command: the driver operation that sent it
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        name = event.command_name
-        self.seen.append((name, repr(dict(event.command))))
-        self.operations.append(event.operation_id)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None: ...
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None: ...
+from tests.helpers import CommandLog, monitored_database, record
 
 
 @pytest.fixture
-async def database(mongo_uri: str) -> AsyncIterator[tuple[Database, Commands]]:
-    commands = Commands()
-    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_uri, event_listeners=[commands])
-    try:
-        yield client[f"writepath_{uuid.uuid4().hex[:12]}"], commands
-    finally:
-        await client.close()
+async def database(mongo_uri: str) -> AsyncIterator[tuple[Database, CommandLog]]:
+    log = CommandLog()
+    async with monitored_database(mongo_uri, log, "writepath") as db:
+        yield db, log
 
 
 def drained(mailbox: Mailbox) -> list[str]:
@@ -54,28 +33,15 @@ def drained(mailbox: Mailbox) -> list[str]:
 
 
 def event(fingerprint: str, seq: int | None = None, org_id: str = "org-w") -> ErrorEventRecord:
-    now = datetime.now(UTC)
-    return ErrorEventRecord(
-        id=new_event_id(now),
-        org_id=org_id,
-        message=f"boom {fingerprint}",
-        severity=Severity.HIGH,
-        timestamp=now,
-        received_at=now,
-        code=None,
-        source=None,
-        context=None,
-        fingerprint=fingerprint,
-        seq=seq,
-    )
+    return record(org_id, fingerprint, seq=seq)
 
 
-async def test_a_batch_of_counted_events_reads_its_groups_once(database: tuple[Database, Commands]) -> None:
+async def test_a_batch_of_counted_events_reads_its_groups_once(database: tuple[Database, CommandLog]) -> None:
     db, commands = database
     store = GroupStore(db)
     first = await store.record(event("old"))
     assert first.started and first.group is None  # a new group: nothing read
-    commands.seen.clear()
+    commands.clear()
     results = await asyncio.gather(  # submitted together: one flush
         store.record(event("old")),
         store.record(event("new")),
@@ -90,18 +56,18 @@ async def test_a_batch_of_counted_events_reads_its_groups_once(database: tuple[D
     assert [name for name, _ in commands.seen] == ["update", "find"]  # one write, one read
 
 
-async def test_concurrent_alias_lookups_share_one_read(database: tuple[Database, Commands]) -> None:
+async def test_concurrent_alias_lookups_share_one_read(database: tuple[Database, CommandLog]) -> None:
     db, commands = database
     aliases = AliasStore(db)
     await aliases.point("org-w", "a", "target")
-    commands.seen.clear()
+    commands.clear()
     found = await asyncio.gather(*(aliases.target("org-w", f) for f in ("a", "b", "a", "c")))
     assert found == ["target", None, "target", None]
     assert [name for name, _ in commands.seen] == ["find"]  # submitted together: one read
 
 
 async def test_the_feed_leaves_an_event_being_stored_to_its_process(
-    database: tuple[Database, Commands],
+    database: tuple[Database, CommandLog],
 ) -> None:
     db, _ = database
     store = EventStore(db)
@@ -132,19 +98,19 @@ async def test_the_feed_leaves_an_event_being_stored_to_its_process(
 
 
 async def test_an_event_inserted_here_is_marked_counted_by_its_id(
-    database: tuple[Database, Commands],
+    database: tuple[Database, CommandLog],
 ) -> None:
     """By `_id`: the one field every deployment updates by from an index (nx-27017 scans for others)."""
     db, commands = database
     store = EventStore(db)
     stored = event("marked", seq=1)
     await store.insert(stored)
-    commands.seen.clear()
+    commands.clear()
     await store.mark_counted(stored.id, True)
     assert len(commands.seen) == 1 and commands.seen[0][0] == "update"
     doc = await db["error_events"].find_one({"event_id": stored.id})
     assert doc is not None and "counting_ms" not in doc and bool(doc["started_group"])  # nx-27017 answers 1
-    assert f"'q': {{'_id': ObjectId('{doc['_id']}')}}" in commands.seen[0][1]
+    assert f"'q': {{'_id': ObjectId('{doc['_id']}')}}" in repr(commands.seen[0][1])
     # An event this process did not insert (a repair after a crash) is found by its public id.
     await db["error_events"].update_one({"event_id": stored.id}, {"$set": {"counting_ms": 1}})
     await store.mark_counted(stored.id, False)
@@ -153,15 +119,14 @@ async def test_an_event_inserted_here_is_marked_counted_by_its_id(
 
 
 async def test_inserts_and_count_marks_waiting_together_are_one_write(
-    database: tuple[Database, Commands],
+    database: tuple[Database, CommandLog],
 ) -> None:
     """One driver operation (one session, server selection and connection checkout) carries both."""
     db, commands = database
     store = EventStore(db)
     counted = event("counted", seq=1)
     await store.insert(counted)
-    commands.seen.clear()
-    commands.operations.clear()
+    commands.clear()
     fresh = event("fresh", seq=2)
     await asyncio.gather(store.mark_counted(counted.id, True), store.insert(fresh))
     assert sorted(name for name, _ in commands.seen) == ["insert", "update"]
@@ -171,12 +136,12 @@ async def test_inserts_and_count_marks_waiting_together_are_one_write(
 
 
 async def test_an_existing_group_is_counted_and_read_in_one_command(
-    database: tuple[Database, Commands],
+    database: tuple[Database, CommandLog],
 ) -> None:
     db, commands = database
     store = GroupStore(db)
     assert (await store.record(event("one"))).started  # new: an upsert
-    commands.seen.clear()
+    commands.clear()
     results = await asyncio.gather(store.record(event("one")), store.record(event("one")))
     assert [name for name, _ in commands.seen] == ["findAndModify"]
     for result in results:
