@@ -83,10 +83,15 @@ async def monitored_database(mongo_uri: str, log: CommandLog, prefix: str) -> As
 
 
 def record(
-    org_id: str, fingerprint: str, *, message: str | None = None, seq: int | None = None
+    org_id: str,
+    fingerprint: str,
+    *,
+    message: str | None = None,
+    seq: int | None = None,
+    received: datetime | None = None,
 ) -> ErrorEventRecord:
-    """An event as the events service hands it to the stores, received now."""
-    now = datetime.now(UTC)
+    """An event as the events service hands it to the stores, received now unless `received` says."""
+    now = received if received is not None else datetime.now(UTC)
     return ErrorEventRecord(
         id=new_event_id(now),
         org_id=org_id,

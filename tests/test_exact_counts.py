@@ -10,10 +10,10 @@ from typing import Any
 from app.events.fingerprint import fingerprint
 from app.events.model import ErrorEventRecord, NewEvent, Severity
 from app.events.service import payload_hash
-from app.events.store import new_event_id
 from app.groups.store import _update as group_update
 from tests.conftest import GraphQLClient, LiveServer, Org
 from tests.documents import LOG_ERROR
+from tests.helpers import record
 
 GROUP = "query($o: ID!, $f: String!) { errorGroup(orgId: $o, fingerprint: $f) { occurrences } }"
 
@@ -23,18 +23,7 @@ def stored_uncounted(
 ) -> ErrorEventRecord:
     """What a process that died between storing an event and counting it leaves behind."""
     received = datetime.now(UTC).replace(microsecond=0) - age
-    event = ErrorEventRecord(
-        id=new_event_id(received),
-        org_id=org.id,
-        message=message,
-        severity=Severity.HIGH,
-        timestamp=received,
-        received_at=received,
-        code=None,
-        source=None,
-        context=None,
-        fingerprint=fingerprint(message, None, None),
-    )
+    event = record(org.id, fingerprint(message, None, None), message=message, received=received)
     new = NewEvent(
         message=message,
         severity=Severity.HIGH,
