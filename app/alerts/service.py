@@ -44,6 +44,7 @@ from app.core.clock import format_datetime, to_ms, utc_now
 from app.core.errors import AppError, NotFound, ValidationFailed
 from app.core.principal import Principal
 from app.core.pubsub import Mailbox, PubSub
+from app.core.tasks import stop_tasks
 from app.events.feed import EVENTS_TOPIC
 from app.events.model import ErrorEventRecord
 from app.groups.model import ActivityCause, ActivityKind, ActivityRecord, ErrorGroupRecord
@@ -445,10 +446,7 @@ class AlertService:
             self._tasks.append(asyncio.create_task(self._deliver_forever(), name="alerts-delivery"))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
         await self._http.aclose()
 

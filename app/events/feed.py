@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 from app.core.errors import AppError
 from app.core.pubsub import Mailbox, PubSub
+from app.core.tasks import stop_tasks
 from app.events.model import ErrorEventRecord
 from app.events.store import ChangeStreamsUnsupported, EventStore
 
@@ -59,10 +60,7 @@ class EventFeed:
 
     async def stop(self) -> None:
         self.running = False
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     def subscribe(self) -> Mailbox:

@@ -9,7 +9,6 @@ and recorded as activity, once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -21,6 +20,7 @@ from app.core.clock import to_ms, utc_now
 from app.core.errors import AppError, Conflict, FieldProblem, NotFound, ValidationFailed
 from app.core.principal import Principal
 from app.core.pubsub import PubSub
+from app.core.tasks import stop_tasks
 from app.events.model import ErrorEventRecord, EventFilter
 from app.events.store import EventStore
 from app.groups.model import (
@@ -99,11 +99,8 @@ class GroupService:
         self._poller = asyncio.create_task(self._poll_forever(), name="group-activity")
 
     async def stop(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._poller
-            self._poller = None
+        await stop_tasks([self._poller])
+        self._poller = None
 
     async def _poll_forever(self) -> None:
         while True:

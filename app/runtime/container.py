@@ -4,7 +4,6 @@ opened and closed as one by the app's lifespan and by the management commands.""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +13,7 @@ from app.alerts.store import DeliveryStore, RuleStore
 from app.auth.service import AuthService
 from app.auth.store import KeyStore
 from app.core.pubsub import PubSub
+from app.core.tasks import stop_tasks
 from app.events.feed import EventFeed
 from app.events.service import EventService
 from app.events.store import EventStore
@@ -259,10 +259,7 @@ async def _supervise_embedded(runtime: Runtime) -> None:
 
 
 async def close_runtime(runtime: Runtime) -> None:
-    for task in [*runtime.tasks, *([runtime.supervisor] if runtime.supervisor else [])]:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await stop_tasks([*runtime.tasks, runtime.supervisor])
     await runtime.services.feed.stop()
     await runtime.services.status_page.stop()
     await runtime.services.status.stop()

@@ -30,6 +30,7 @@ from app.core.clock import utc_now
 from app.core.errors import AppError, FieldProblem, InvalidRequest
 from app.core.paging import Page
 from app.core.pubsub import PubSub
+from app.core.tasks import stop_tasks
 from app.status.error_rate import ErrorRate
 from app.status.model import (
     COMPONENTS,
@@ -105,10 +106,7 @@ class StatusService:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     async def _follow_overrides(self) -> None:

@@ -32,6 +32,7 @@ from ulid import ULID
 
 from app.core.errors import AppError, Conflict, FieldProblem, InvalidRequest, NotFound
 from app.core.pubsub import PubSub
+from app.core.tasks import stop_tasks
 from app.ratelimit.service import RateLimiter, Resource
 from app.status.model import COMPONENTS, Component, Layer, ServiceState, StatusCause, worst
 from app.status.service import StatusService
@@ -134,11 +135,8 @@ class StatusPageService:
         self._task = asyncio.create_task(self._tick_forever(), name="status-page-tick")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks([self._task])
+        self._task = None
 
     async def _tick_forever(self) -> None:
         while True:

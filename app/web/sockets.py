@@ -19,6 +19,7 @@ from starlette.websockets import WebSocket
 
 from app.auth.service import AuthService
 from app.core.errors import AppError
+from app.core.tasks import stop_tasks
 from app.web.state import request_state
 
 log = logging.getLogger("app.web.sockets")
@@ -63,10 +64,8 @@ class SocketRegistry:
         self._task = asyncio.create_task(self._sweep_forever(auth), name="socket-revocation-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
+        self._task = None
 
     async def sweep(self, auth: AuthService) -> None:
         keys = list(self._by_key)
