@@ -4,6 +4,8 @@ credentials, IP anonymisation and default grouping."""
 from __future__ import annotations
 
 import gzip
+import ipaddress
+import itertools
 import tracemalloc
 import zlib
 from collections.abc import Callable
@@ -103,6 +105,55 @@ def test_ip_anonymisation() -> None:
     assert anonymize_ip("203.0.113.77") == "203.0.113.0"
     assert anonymize_ip("2001:db8:abcd:12:34::1") == "2001:db8:abcd::"
     assert anonymize_ip("not an ip") is None
+
+
+def _by_the_library(address: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return None
+    prefix = 24 if ip.version == 4 else 48
+    return str(ipaddress.ip_network(f"{ip}/{prefix}", strict=False).network_address)
+
+
+def test_ipv4_anonymisation_agrees_with_the_ipaddress_module() -> None:
+    """Dotted IPv4 takes a fast path: every form of octet it could misread, compared with `ipaddress`."""
+    octets = ["0", "00", "01", "7", "10", "99", "100", "199", "200", "249", "250", "255", "256", "999"]
+    odd = ["", " 1", "1 ", "-1", "+1", "\u0661", "\u00b2", "1\n", "0x1", "a"]
+    addresses = [".".join(p) for p in itertools.product(octets[:6] + odd[:4], repeat=4)]
+    addresses += [f"1.2.3.{o}" for o in octets + odd] + [f"{o}.2.3.4" for o in octets + odd]
+    addresses += ["1.2.3", "1.2.3.4.5", "1..2.3", "::ffff:1.2.3.4", "1.2.3.4%eth0"]
+    assert [anonymize_ip(a) for a in addresses] == [_by_the_library(a) for a in addresses]
+
+
+def test_malformed_frame_fields_are_dropped_not_the_frame() -> None:
+    frames = [
+        {"function": "f", "lineno": True, "colno": 2**40, "in_app": "yes", "pre_context": "not a list"},
+        {
+            "function": "g",
+            "lineno": 7,
+            "in_app": False,
+            "pre_context": ["a", 1, "b"],
+            "post_context": ["c"] * 9,
+        },
+    ]
+    raw = {"exception": {"values": [{"type": "E", "stacktrace": {"frames": frames}}]}}
+    new = normalize_event(raw, project_id=1, received_at=datetime.now(UTC), client_ip=None, anonymize=True)
+    assert new.event.details is not None
+    first, second = new.event.details.exceptions[0].frames
+    assert (first.function, first.lineno, first.colno, first.in_app, first.pre_context) == (
+        "f",
+        None,
+        None,
+        None,
+        [],
+    )
+    assert (second.lineno, second.in_app, second.pre_context, second.post_context) == (
+        7,
+        False,
+        ["a", "b"],
+        ["c"] * 5,
+    )
 
 
 def _crash(release: str, line: int, fingerprint_parts: list[str] | None = None) -> dict[str, object]:

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
+from datetime import UTC, datetime
 
 import pytest
 
 from app.core.pubsub import Mailbox, PubSub
 from app.events.feed import EVENTS_TOPIC, EventFeed
-from app.events.model import ErrorEventRecord
-from app.events.store import EventStore
+from app.events.model import ErrorEventRecord, EventUser, SdkInfo
+from app.events.store import EventStore, new_event_id
 from app.groups.store import AliasStore, GroupStore
 from app.storage.mongo import Database
 from tests.helpers import CommandLog, monitored_database, record
@@ -150,3 +152,44 @@ async def test_an_existing_group_is_counted_and_read_in_one_command(
     await db["error_groups"].delete_many({})
     again = await store.record(event("one"))
     assert again.started and again.group is None
+
+
+# `details` as the server wrote it before its structs were msgspec's (orjson, field by field, datetimes
+# with "+00:00"), with one field a later version might add ("future").
+EARLIER_DETAILS = (
+    '{"exceptions":[{"type":"KeyError","value":"\'cart\'","module":null,"mechanism":"generic","handled":false,'
+    '"frames":[{"filename":"shop/cart.py","abs_path":null,"function":"add","module":"shop.cart","lineno":12,'
+    '"colno":null,"in_app":true,"context_line":"    cart[key]","pre_context":["def add():"],'
+    '"post_context":[]}]}],'
+    '"user":{"id":"u-1","username":null,"email":null,"ip_address":"203.0.113.0"},'
+    '"request":{"url":"https://shop.example/cart","method":"POST","query_string":null,"headers":{"Accept":"*/*"}},'
+    '"breadcrumbs":[{"timestamp":"2026-11-30T09:00:00.250000+00:00","type":null,"category":"http",'
+    '"message":"GET /cart 200","level":"info","data":{"status":200}}],'
+    '"contexts":{"os":{"name":"Linux"}},"sdk":{"name":"sentry.python","version":"2.40.0"},"future":1}'
+)
+
+
+async def test_details_stored_by_earlier_versions_read_back_and_new_ones_round_trip(
+    database: tuple[Database, CommandLog],
+) -> None:
+    db, _ = database
+    store = EventStore(db)
+    earlier = event("details", seq=1)
+    await store.insert(earlier)
+    await db["error_events"].update_one({"event_id": earlier.id}, {"$set": {"details": EARLIER_DETAILS}})
+    found = await store.get(earlier.org_id, earlier.id)
+    assert found is not None and found.details is not None
+    details = found.details
+    (exception,) = details.exceptions
+    assert (exception.type, exception.handled, exception.frames[0].function) == ("KeyError", False, "add")
+    assert exception.frames[0].pre_context == ["def add():"] and details.handled is False
+    assert details.user == EventUser(id="u-1", ip_address="203.0.113.0")
+    assert details.request is not None and details.request.headers == {"Accept": "*/*"}
+    crumb = details.breadcrumbs[0]
+    assert crumb.timestamp == datetime(2026, 11, 30, 9, 0, 0, 250000, tzinfo=UTC)
+    assert crumb.data == {"status": 200} and details.sdk == SdkInfo("sentry.python", "2.40.0")
+    # Written again by this version, it reads back equal.
+    again = replace(earlier, id=new_event_id(datetime.now(UTC)), seq=2, details=details)
+    await store.insert(again)
+    read_again = await store.get(again.org_id, again.id)
+    assert read_again is not None and read_again.details == details

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from enum import Enum
 from typing import Any
+
+import msgspec
 
 from app.core import cursors
 from app.core.paging import SortOrder
@@ -67,8 +69,11 @@ LEVEL_SEVERITY = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class StackFrame:
+# An event's details (what an SDK tells beyond the message) are msgspec structs, frozen like the records
+# around them: an SDK event carries some fifty (frames, breadcrumbs), and for the benchmark's 5.5 KB
+# event a frozen dataclass took 1.3 µs a frame to build against 0.25, its JSON (the stored `details`)
+# 27 µs to write against 4.6 and 77 µs to read back against 10.
+class StackFrame(msgspec.Struct, frozen=True):
     filename: str | None = None
     abs_path: str | None = None
     function: str | None = None
@@ -77,12 +82,11 @@ class StackFrame:
     colno: int | None = None
     in_app: bool | None = None
     context_line: str | None = None
-    pre_context: list[str] = field(default_factory=list)
-    post_context: list[str] = field(default_factory=list)
+    pre_context: list[str] = msgspec.field(default_factory=list)
+    post_context: list[str] = msgspec.field(default_factory=list)
 
 
-@dataclass(frozen=True, slots=True)
-class ExceptionInfo:
+class ExceptionInfo(msgspec.Struct, frozen=True):
     """One exception of a chain (the outermost last, as Sentry orders them)."""
 
     type: str | None = None
@@ -90,27 +94,24 @@ class ExceptionInfo:
     module: str | None = None
     mechanism: str | None = None  # e.g. "excepthook", "threading", "onunhandledrejection"
     handled: bool | None = None
-    frames: list[StackFrame] = field(default_factory=list)  # oldest call first, the crash last
+    frames: list[StackFrame] = msgspec.field(default_factory=list)  # oldest call first, the crash last
 
 
-@dataclass(frozen=True, slots=True)
-class EventUser:
+class EventUser(msgspec.Struct, frozen=True):
     id: str | None = None
     username: str | None = None
     email: str | None = None
     ip_address: str | None = None  # anonymised unless ANONYMIZE_IP is off
 
 
-@dataclass(frozen=True, slots=True)
-class EventRequest:
+class EventRequest(msgspec.Struct, frozen=True):
     url: str | None = None
     method: str | None = None
     query_string: str | None = None
-    headers: dict[str, str] = field(default_factory=dict)  # never Cookie nor Authorization
+    headers: dict[str, str] = msgspec.field(default_factory=dict)  # never Cookie nor Authorization
 
 
-@dataclass(frozen=True, slots=True)
-class Breadcrumb:
+class Breadcrumb(msgspec.Struct, frozen=True):
     timestamp: datetime | None = None
     type: str | None = None
     category: str | None = None
@@ -119,20 +120,18 @@ class Breadcrumb:
     data: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SdkInfo:
+class SdkInfo(msgspec.Struct, frozen=True):
     name: str
     version: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class EventDetails:
+class EventDetails(msgspec.Struct, frozen=True):
     """What an SDK (or a reporter) tells about an error beyond its message: shown, never filtered on."""
 
-    exceptions: list[ExceptionInfo] = field(default_factory=list)
+    exceptions: list[ExceptionInfo] = msgspec.field(default_factory=list)
     user: EventUser | None = None
     request: EventRequest | None = None
-    breadcrumbs: list[Breadcrumb] = field(default_factory=list)
+    breadcrumbs: list[Breadcrumb] = msgspec.field(default_factory=list)
     contexts: dict[str, Any] | None = None
     sdk: SdkInfo | None = None
 

@@ -9,8 +9,10 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Protocol
 
+import msgspec
 import orjson
 
 from app.core.clock import utc_now
@@ -59,7 +61,9 @@ def payload_hash(event: NewEvent) -> str:
         "level": event.level,
         "platform": event.platform,
         "tags": event.tags,
-        "details": event.details,
+        # A struct, as builtins (datetimes left to orjson). Only SDK events have details, and theirs
+        # are never hashed (ANY_PAYLOAD): logError and the REST route take none.
+        "details": msgspec.to_builtins(event.details, builtin_types=(datetime,)) if event.details else None,
         "project_id": event.project_id,
     }
     payload.update({k: v for k, v in extra.items() if v is not None})

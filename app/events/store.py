@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import msgspec
 import orjson
 from bson import ObjectId
 from pymongo import ASCENDING, DESCENDING, InsertOne, UpdateOne
@@ -45,19 +46,13 @@ from ulid import ULID
 from app.core.clock import from_ms, to_ms
 from app.core.errors import ServiceUnavailable
 from app.events.model import (
-    Breadcrumb,
     ErrorEventRecord,
     EventDetails,
     EventFilter,
     EventPage,
     EventQuery,
-    EventRequest,
-    EventUser,
-    ExceptionInfo,
-    SdkInfo,
     Severity,
     SortOrder,
-    StackFrame,
 )
 from app.storage.batching import Batcher
 from app.storage.breaker import CircuitBreaker
@@ -79,6 +74,11 @@ TIMELINE_FILTERS = (  # equality filters with an index of their own
 # A dotted key would be a path in MongoDB: tag keys are stored (in `tags` only) with this in place of ".".
 TAG_DOT = "\u2024"
 
+
+# `details` is stored as JSON text, field by field (None as null). Documents written before these
+# encoders (by orjson, datetimes with "+00:00") read back the same; unknown fields are ignored.
+_DETAILS_ENCODER = msgspec.json.Encoder()
+_DETAILS_DECODER = msgspec.json.Decoder(EventDetails)
 
 # "The $changeStream stage is only supported on replica sets" and kin: nothing to retry.
 _NO_CHANGE_STREAMS = frozenset({40573, 40324, 136})
@@ -135,7 +135,7 @@ def _to_doc(event: ErrorEventRecord, idem_key: str | None, idem_hash: str | None
         doc["tag_pairs"] = [f"{k}={v}" for k, v in event.tags.items()]
         doc["tags"] = {tag_field(k): v for k, v in event.tags.items()}
     if event.details is not None:
-        doc["details"] = orjson.dumps(event.details).decode()
+        doc["details"] = _DETAILS_ENCODER.encode(event.details).decode()
         if event.details.handled is not None:
             doc["handled"] = event.details.handled
     if idem_key is not None:
@@ -163,36 +163,13 @@ def _from_doc(doc: dict[str, Any]) -> ErrorEventRecord:
         level=doc.get("level"),
         platform=doc.get("platform"),
         tags=dict(p.split("=", 1) for p in doc["tag_pairs"]) if doc.get("tag_pairs") else None,
-        details=details_from_json(orjson.loads(doc["details"])) if doc.get("details") else None,
+        details=_DETAILS_DECODER.decode(doc["details"]) if doc.get("details") else None,
         project_id=doc.get("project_id"),
     )
 
 
 def tag_field(key: str) -> str:
     return key.replace(".", TAG_DOT)
-
-
-def _frame(raw: dict[str, Any]) -> StackFrame:
-    return StackFrame(**raw)
-
-
-def details_from_json(raw: dict[str, Any]) -> EventDetails:
-    """The stored JSON of EventDetails (orjson writes dataclasses field by field) back into records."""
-    crumbs = [
-        Breadcrumb(**{**b, "timestamp": datetime.fromisoformat(b["timestamp"]) if b["timestamp"] else None})
-        for b in raw.get("breadcrumbs") or []
-    ]
-    return EventDetails(
-        exceptions=[
-            ExceptionInfo(**{**e, "frames": [_frame(f) for f in e.get("frames") or []]})
-            for e in raw.get("exceptions") or []
-        ],
-        user=EventUser(**raw["user"]) if raw.get("user") else None,
-        request=EventRequest(**raw["request"]) if raw.get("request") else None,
-        breadcrumbs=crumbs,
-        contexts=raw.get("contexts"),
-        sdk=SdkInfo(**raw["sdk"]) if raw.get("sdk") else None,
-    )
 
 
 def _match(org_id: str, flt: EventFilter) -> dict[str, Any]:

@@ -51,6 +51,8 @@ DROPPED_HEADERS = frozenset(
 )
 _TAG_KEY_RE = re.compile(r"^[A-Za-z0-9_.:-]+$")
 _EVENT_ID_RE = re.compile(r"^[0-9a-f]{32}$")
+# One decimal octet as `ipaddress` accepts it (0-255, no leading zero): the fast path of anonymize_ip.
+_OCTET_RE = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\Z")
 _FUTURE_SKEW = timedelta(minutes=5)
 _EARLIEST = datetime(1970, 1, 2, tzinfo=UTC)
 
@@ -59,6 +61,8 @@ def _text(value: Any, limit: int) -> str | None:
     """A string (numbers and booleans as text) cut to `limit` characters; None for anything else."""
     if type(value) is str:  # nearly always: decided first (an event's frames call this a few hundred times)
         return value[:limit] if value else None
+    if value is None:
+        return None
     if isinstance(value, bool):
         value = "true" if value else "false"
     elif isinstance(value, int | float):
@@ -70,14 +74,19 @@ def _text(value: Any, limit: int) -> str | None:
 
 def _label(value: Any, limit: int) -> str | None:
     """An environment, release or platform: one line, not blank, at most `limit` characters."""
-    text = _text(value, 10 * limit)
+    if type(value) is str:  # the usual case, without the detour through _text
+        if len(value) > limit or "\n" in value or "\r" in value:
+            return None
+        return value.strip() or None
+    text = _text(value, limit + 1)
     if text is None or "\n" in text or "\r" in text or not text.strip() or len(text) > limit:
         return None
     return text.strip()
 
 
 def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31 else None
+    # `type() is int`: a bool is not a line number.
+    return value if type(value) is int and -(2**31) < value < 2**31 else None
 
 
 def _bounded_json(value: Any, limit: int) -> dict[str, Any] | None:
@@ -114,6 +123,9 @@ def parse_timestamp(value: Any) -> datetime | None:
 
 def anonymize_ip(address: str) -> str | None:
     """The network part only: IPv4 /24, IPv6 /48. None when it is not an IP address."""
+    parts = address.split(".")
+    if len(parts) == 4 and all(_OCTET_RE.match(p) for p in parts):  # dotted IPv4, the usual case
+        return f"{parts[0]}.{parts[1]}.{parts[2]}.0"
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -130,22 +142,31 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _lines(value: Any, keep_last: bool) -> list[str]:
+    """Context lines: strings only, each cut to 256 characters, MAX_CONTEXT_LINES of them."""
+    if type(value) is not list or not value:
+        return []
+    lines = [line[:256] for line in value if type(line) is str]
+    return lines[-MAX_CONTEXT_LINES:] if keep_last else lines[:MAX_CONTEXT_LINES]
+
+
 def _frame(raw: Any) -> StackFrame | None:
+    # Called for every frame of every exception (20 in a typical Python event): kept lean.
     if not isinstance(raw, dict):
         return None
-    context = [line[:256] for line in raw.get("pre_context") or [] if isinstance(line, str)]
-    after = [line[:256] for line in raw.get("post_context") or [] if isinstance(line, str)]
+    get = raw.get
+    in_app = get("in_app")
     return StackFrame(
-        filename=_text(raw.get("filename"), 512),
-        abs_path=_text(raw.get("abs_path"), 512),
-        function=_text(raw.get("function"), 256),
-        module=_text(raw.get("module"), 256),
-        lineno=_int(raw.get("lineno")),
-        colno=_int(raw.get("colno")),
-        in_app=raw["in_app"] if isinstance(raw.get("in_app"), bool) else None,
-        context_line=_text(raw.get("context_line"), 256),
-        pre_context=context[-MAX_CONTEXT_LINES:],
-        post_context=after[:MAX_CONTEXT_LINES],
+        filename=_text(get("filename"), 512),
+        abs_path=_text(get("abs_path"), 512),
+        function=_text(get("function"), 256),
+        module=_text(get("module"), 256),
+        lineno=_int(get("lineno")),
+        colno=_int(get("colno")),
+        in_app=in_app if type(in_app) is bool else None,
+        context_line=_text(get("context_line"), 256),
+        pre_context=_lines(get("pre_context"), keep_last=True),
+        post_context=_lines(get("post_context"), keep_last=False),
     )
 
 
