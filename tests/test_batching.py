@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from app.storage.batching import Batcher
+from app.storage.batching import Batcher, Cohort
 
 
 class Recorder:
@@ -77,3 +77,106 @@ async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
     assert await stays == "B"
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+# --- cohorts -------------------------------------------------------------------------------------
+
+
+class Pipeline:
+    """Two batched steps behind a cohort, like logging an event (position, then insert)."""
+
+    def __init__(self) -> None:
+        self.first = Recorder()
+        self.second = Recorder()
+        self.steps = (Batcher(self.first.flush), Batcher(self.second.flush))
+        self.cohort = Cohort()
+
+    async def run(self, item: str) -> str:
+        async with self.cohort:
+            await self.steps[0].submit(item)
+            return await self.steps[1].submit(item)
+
+
+async def test_a_lone_caller_goes_straight_through() -> None:
+    pipeline = Pipeline()
+    assert await pipeline.run("a") == "A"
+    assert await pipeline.run("b") == "B"
+    assert pipeline.first.batches == [["a"], ["b"]] and pipeline.cohort.waiting == 0
+
+
+async def test_callers_arriving_while_a_cohort_is_inside_go_through_every_step_together() -> None:
+    pipeline = Pipeline()
+    pipeline.second.gate.clear()  # the first caller is held at its second step
+    first = asyncio.create_task(pipeline.run("a"))
+    await pipeline.second.entered.wait()
+    later = [asyncio.create_task(pipeline.run(item)) for item in ("b", "c", "d")]
+    await asyncio.sleep(0)
+    # Without the gate "b", "c" and "d" would already be at the first step while "a" is at the second.
+    assert pipeline.first.batches == [["a"]] and pipeline.cohort.waiting == 3
+    pipeline.second.gate.set()
+    assert await first == "A"
+    assert await asyncio.gather(*later) == ["B", "C", "D"]
+    assert pipeline.first.batches == [["a"], ["b", "c", "d"]]
+    assert pipeline.second.batches == [["a"], ["b", "c", "d"]]
+
+
+async def test_a_failing_member_lets_the_next_cohort_in() -> None:
+    pipeline = Pipeline()
+    pipeline.second.gate.clear()
+    pipeline.second.fail_next = ValueError("database away")
+    failing = asyncio.create_task(pipeline.run("a"))
+    await pipeline.second.entered.wait()
+    later = asyncio.create_task(pipeline.run("b"))
+    await asyncio.sleep(0)
+    pipeline.second.gate.set()
+    with pytest.raises(ValueError):
+        await failing
+    assert await later == "B"
+
+
+async def test_a_waiter_cancelled_at_the_gate_leaves_the_others_to_enter() -> None:
+    pipeline = Pipeline()
+    pipeline.second.gate.clear()
+    first = asyncio.create_task(pipeline.run("a"))
+    await pipeline.second.entered.wait()
+    gone = asyncio.create_task(pipeline.run("x"))
+    stays = asyncio.create_task(pipeline.run("b"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert pipeline.cohort.waiting == 1
+    pipeline.second.gate.set()
+    assert (await first, await stays) == ("A", "B")
+    assert pipeline.first.batches == [["a"], ["b"]]
+    assert await pipeline.run("c") == "C"  # and nobody is left counted inside
+
+
+async def test_a_waiter_cancelled_as_the_gate_opens_is_not_left_counted_inside() -> None:
+    pipeline = Pipeline()
+    pipeline.second.gate.clear()
+    first = asyncio.create_task(pipeline.run("a"))
+    await pipeline.second.entered.wait()
+    gone = asyncio.create_task(pipeline.run("x"))
+    await asyncio.sleep(0)
+    pipeline.second.gate.set()
+    assert await first == "A"  # the gate is open: "x" is let in but has not run yet
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    assert await asyncio.wait_for(pipeline.run("b"), 1) == "B"  # not waiting for a member that left
+
+
+async def test_when_every_waiter_was_cancelled_the_next_caller_enters_at_once() -> None:
+    pipeline = Pipeline()
+    pipeline.second.gate.clear()
+    first = asyncio.create_task(pipeline.run("a"))
+    await pipeline.second.entered.wait()
+    gone = asyncio.create_task(pipeline.run("x"))
+    await asyncio.sleep(0)
+    gone.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await gone
+    pipeline.second.gate.set()
+    assert await first == "A"
+    assert await asyncio.wait_for(pipeline.run("b"), 1) == "B"

@@ -24,6 +24,7 @@ from app.events.inputs import validate_log_error
 from app.events.model import ErrorEventRecord, EventPage, EventQuery, NewEvent, Severity
 from app.events.store import DuplicateIdempotencyKey, EventStore, new_event_id
 from app.orgs.service import OrgService
+from app.storage.batching import Cohort
 
 # How long a process may take between storing an event and counting it (two database calls, each
 # bounded by MONGODB_TIMEOUT_MS) before the event counts as left behind by a crash.
@@ -127,6 +128,7 @@ class EventService:
         self._groups = groups
         self._orgs = orgs
         self._feed = feed
+        self._cohort = Cohort()
         self.retention_days = retention_days  # 0: events are kept forever
         self.logged: Counter[Severity] = Counter()  # events stored (replays excluded), for the metrics
 
@@ -147,6 +149,19 @@ class EventService:
         idempotency_key: str | None,
         *,
         replay_any_payload: bool = False,
+    ) -> LoggedEvent:
+        # In cohorts: each batched step below then carries every event logged at the same time (see
+        # app.storage.batching.Cohort).
+        async with self._cohort:
+            return await self._log(principal, org_id, new, idempotency_key, replay_any_payload)
+
+    async def _log(
+        self,
+        principal: Principal,
+        org_id: str,
+        new: NewEvent,
+        idempotency_key: str | None,
+        replay_any_payload: bool,
     ) -> LoggedEvent:
         """Stores and counts an event once per idempotency key. A retry with the same key replays the
         first result; with another payload it is a CONFLICT, unless `replay_any_payload` (SDK event ids:

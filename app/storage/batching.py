@@ -58,3 +58,59 @@ class Batcher(Generic[Item, Result]):
             raise
         finally:
             self._task = None
+
+
+class Cohort:
+    """Callers of a pipeline of batched steps go through it in cohorts: `async with cohort: ...`.
+
+    While callers are inside, newcomers wait at the gate and enter together once the last one is out.
+    Each step's `Batcher` then sees the whole cohort at once: one round trip per step for all of it.
+    Without the gate, callers spread over the steps under steady load and every flush carries only
+    those that happened to reach its step meanwhile. Logging an event takes four batched steps
+    (position, insert, group count, count mark): at 32 concurrent reporters the flushes grew from 7.5
+    to 16 events and the commands per event fell by a third (docs/performance.md, "Cohorts"). A lone
+    caller enters at once, so idle nothing waits.
+
+    The price is that a slow member (a resend answered from its first copy, a new group) holds the
+    next cohort back for its extra round trips; the database's timeouts bound every one of them.
+    """
+
+    def __init__(self) -> None:
+        self._inside = 0
+        self._gate: asyncio.Future[None] | None = None
+        self._waiting = 0  # at the gate
+
+    async def __aenter__(self) -> None:
+        if self._inside == 0 and self._gate is None:
+            self._inside = 1
+            return
+        if self._gate is None:
+            self._gate = asyncio.get_running_loop().create_future()
+        gate = self._gate
+        self._waiting += 1
+        try:
+            # Shielded: a waiter's cancellation must not cancel the gate the others wait on.
+            await asyncio.shield(gate)
+        except asyncio.CancelledError:
+            if gate.done():  # let in already, and counted inside: leave
+                self._leave()
+            else:
+                self._waiting -= 1
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._leave()
+
+    def _leave(self) -> None:
+        self._inside -= 1
+        if self._inside == 0 and self._gate is not None:
+            gate, self._gate = self._gate, None
+            self._inside, self._waiting = self._waiting, 0
+            if self._inside:
+                gate.set_result(None)
+            else:  # every waiter was cancelled: nobody to let in
+                gate.cancel()
+
+    @property
+    def waiting(self) -> int:
+        return self._waiting
