@@ -96,6 +96,19 @@ class Pipeline:
             await self.steps[0].submit(item)
             return await self.steps[1].submit(item)
 
+    async def held(self, item: str) -> asyncio.Task[str]:
+        """A caller inside, held at its second step until `second.gate` is set."""
+        self.second.gate.clear()
+        task = asyncio.create_task(self.run(item))
+        await self.second.entered.wait()
+        return task
+
+    async def arriving(self, *items: str) -> list[asyncio.Task[str]]:
+        """Callers arriving now, each as far as it gets."""
+        tasks = [asyncio.create_task(self.run(item)) for item in items]
+        await asyncio.sleep(0)
+        return tasks
+
 
 async def test_a_lone_caller_goes_straight_through() -> None:
     pipeline = Pipeline()
@@ -106,11 +119,8 @@ async def test_a_lone_caller_goes_straight_through() -> None:
 
 async def test_callers_arriving_while_a_cohort_is_inside_go_through_every_step_together() -> None:
     pipeline = Pipeline()
-    pipeline.second.gate.clear()  # the first caller is held at its second step
-    first = asyncio.create_task(pipeline.run("a"))
-    await pipeline.second.entered.wait()
-    later = [asyncio.create_task(pipeline.run(item)) for item in ("b", "c", "d")]
-    await asyncio.sleep(0)
+    first = await pipeline.held("a")
+    later = await pipeline.arriving("b", "c", "d")
     # Without the gate "b", "c" and "d" would already be at the first step while "a" is at the second.
     assert pipeline.first.batches == [["a"]] and pipeline.cohort.waiting == 3
     pipeline.second.gate.set()
@@ -122,12 +132,9 @@ async def test_callers_arriving_while_a_cohort_is_inside_go_through_every_step_t
 
 async def test_a_failing_member_lets_the_next_cohort_in() -> None:
     pipeline = Pipeline()
-    pipeline.second.gate.clear()
     pipeline.second.fail_next = ValueError("database away")
-    failing = asyncio.create_task(pipeline.run("a"))
-    await pipeline.second.entered.wait()
-    later = asyncio.create_task(pipeline.run("b"))
-    await asyncio.sleep(0)
+    failing = await pipeline.held("a")
+    (later,) = await pipeline.arriving("b")
     pipeline.second.gate.set()
     with pytest.raises(ValueError):
         await failing
@@ -136,12 +143,8 @@ async def test_a_failing_member_lets_the_next_cohort_in() -> None:
 
 async def test_a_waiter_cancelled_at_the_gate_leaves_the_others_to_enter() -> None:
     pipeline = Pipeline()
-    pipeline.second.gate.clear()
-    first = asyncio.create_task(pipeline.run("a"))
-    await pipeline.second.entered.wait()
-    gone = asyncio.create_task(pipeline.run("x"))
-    stays = asyncio.create_task(pipeline.run("b"))
-    await asyncio.sleep(0)
+    first = await pipeline.held("a")
+    gone, stays = await pipeline.arriving("x", "b")
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone
@@ -154,11 +157,8 @@ async def test_a_waiter_cancelled_at_the_gate_leaves_the_others_to_enter() -> No
 
 async def test_a_waiter_cancelled_as_the_gate_opens_is_not_left_counted_inside() -> None:
     pipeline = Pipeline()
-    pipeline.second.gate.clear()
-    first = asyncio.create_task(pipeline.run("a"))
-    await pipeline.second.entered.wait()
-    gone = asyncio.create_task(pipeline.run("x"))
-    await asyncio.sleep(0)
+    first = await pipeline.held("a")
+    (gone,) = await pipeline.arriving("x")
     pipeline.second.gate.set()
     assert await first == "A"  # the gate is open: "x" is let in but has not run yet
     gone.cancel()
@@ -169,11 +169,8 @@ async def test_a_waiter_cancelled_as_the_gate_opens_is_not_left_counted_inside()
 
 async def test_when_every_waiter_was_cancelled_the_next_caller_enters_at_once() -> None:
     pipeline = Pipeline()
-    pipeline.second.gate.clear()
-    first = asyncio.create_task(pipeline.run("a"))
-    await pipeline.second.entered.wait()
-    gone = asyncio.create_task(pipeline.run("x"))
-    await asyncio.sleep(0)
+    first = await pipeline.held("a")
+    (gone,) = await pipeline.arriving("x")
     gone.cancel()
     with pytest.raises(asyncio.CancelledError):
         await gone

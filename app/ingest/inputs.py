@@ -126,6 +126,11 @@ def anonymize_ip(address: str) -> str | None:
     parts = address.split(".")
     if len(parts) == 4 and all(_OCTET_RE.match(p) for p in parts):  # dotted IPv4, the usual case
         return f"{parts[0]}.{parts[1]}.{parts[2]}.0"
+    return anonymize_any_ip(address)
+
+
+def anonymize_any_ip(address: str) -> str | None:
+    """`anonymize_ip` by the `ipaddress` module alone, for any form it accepts."""
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
