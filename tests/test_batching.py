@@ -65,6 +65,23 @@ async def test_a_failed_flush_fails_its_batch_and_the_next_one_runs() -> None:
     assert await batcher.submit("b") == "B"
 
 
+async def test_a_posted_item_goes_with_the_next_flush_and_its_future_tells_how() -> None:
+    recorder = Recorder()
+    batcher: Batcher[str, str] = Batcher(recorder.flush)
+    recorder.gate.clear()
+    first = asyncio.create_task(batcher.submit("a"))
+    await recorder.entered.wait()
+    posted = batcher.post("b")  # not awaited by anyone: the caller goes on
+    failing = batcher.post("bad-c")
+    assert not posted.done() and recorder.batches == [["a"]]
+    later = asyncio.create_task(batcher.submit("d"))
+    recorder.gate.set()
+    assert (await first, await later, await posted) == ("A", "D", "B")
+    assert recorder.batches == [["a"], ["b", "bad-c", "d"]]
+    with pytest.raises(ValueError):
+        await failing
+
+
 async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
     recorder = Recorder()
     batcher: Batcher[str, str] = Batcher(recorder.flush)
@@ -85,16 +102,19 @@ async def test_a_cancelled_caller_leaves_the_others_their_results() -> None:
 class Pipeline:
     """Two batched steps behind a cohort, like logging an event (position, then insert)."""
 
-    def __init__(self) -> None:
+    def __init__(self, concurrent: int = 1) -> None:
         self.first = Recorder()
         self.second = Recorder()
         self.steps = (Batcher(self.first.flush), Batcher(self.second.flush))
-        self.cohort = Cohort()
+        self.cohort = Cohort(concurrent)
 
     async def run(self, item: str) -> str:
-        async with self.cohort:
+        cohort = await self.cohort.enter()
+        try:
             await self.steps[0].submit(item)
             return await self.steps[1].submit(item)
+        finally:
+            self.cohort.leave(cohort)
 
     async def held(self, item: str) -> asyncio.Task[str]:
         """A caller inside, held at its second step until `second.gate` is set."""
@@ -128,6 +148,17 @@ async def test_callers_arriving_while_a_cohort_is_inside_go_through_every_step_t
     assert await asyncio.gather(*later) == ["B", "C", "D"]
     assert pipeline.first.batches == [["a"], ["b", "c", "d"]]
     assert pipeline.second.batches == [["a"], ["b", "c", "d"]]
+
+
+async def test_with_room_for_two_cohorts_the_second_enters_and_the_third_waits() -> None:
+    pipeline = Pipeline(concurrent=2)
+    first = await pipeline.held("a")  # cohort one, at its second step
+    second = await pipeline.arriving("b")  # cohort two enters at once: its first step runs meanwhile
+    later = await pipeline.arriving("c", "d")
+    assert pipeline.first.batches == [["a"], ["b"]] and pipeline.cohort.waiting == 2
+    pipeline.second.gate.set()
+    assert [await first, *await asyncio.gather(*second, *later)] == ["A", "B", "C", "D"]
+    assert pipeline.first.batches == [["a"], ["b"], ["c", "d"]]
 
 
 async def test_a_failing_member_lets_the_next_cohort_in() -> None:

@@ -83,6 +83,7 @@ async def test_events_logged_normally_are_marked_counted(
     for i in range(3):
         variables = {"orgId": org.id, "key": f"n-{i}", "error": {"message": "normal", "severity": "LOW"}}
         await gql.data(LOG_ERROR, variables, key=org.key)
+    server.call(lambda s: s.events.settle())  # the marks are written just after the answers
 
     async def uncounted(services: Any) -> int:
         col = services.events._store._col
@@ -120,10 +121,13 @@ def pending_ids(server: LiveServer, org: Org, fp: str) -> set[str]:
     return server.call(read)
 
 
-async def log_one(gql: GraphQLClient, org: Org, message: str) -> None:
+async def log_one(gql: GraphQLClient, org: Org, message: str, server: LiveServer | None = None) -> None:
+    """Logs an event; with `server`, also waits for its count mark (written after the answer)."""
     await gql.data(
         LOG_ERROR, {"orgId": org.id, "error": {"message": message, "severity": "LOW"}}, key=org.key
     )
+    if server is not None:
+        server.call(lambda s: s.events.settle())
 
 
 async def test_the_repair_does_not_count_again_an_event_whose_group_was_incremented(
@@ -203,7 +207,7 @@ async def test_a_group_forgets_the_events_it_counted_once_they_are_marked(
     server: LiveServer, gql: GraphQLClient, org: Org
 ) -> None:
     for _ in range(4):
-        await log_one(gql, org, "steady")
+        await log_one(gql, org, "steady", server)
     fp = fingerprint("steady", None, None)
     # Each update removes the ids marked since the previous one: only the last event's may remain.
     assert len(pending_ids(server, org, fp)) <= 1
@@ -212,7 +216,7 @@ async def test_a_group_forgets_the_events_it_counted_once_they_are_marked(
 async def test_the_sweep_removes_the_ids_of_marked_events_and_keeps_the_unmarked(
     server: LiveServer, gql: GraphQLClient, org: Org
 ) -> None:
-    await log_one(gql, org, "swept")
+    await log_one(gql, org, "swept", server)
     fp = fingerprint("swept", None, None)
     marked = pending_ids(server, org, fp)
     assert len(marked) == 1  # the last event's id, removed only by this process's next update

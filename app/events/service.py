@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import time
@@ -128,7 +129,9 @@ class EventService:
         self._groups = groups
         self._orgs = orgs
         self._feed = feed
-        self._cohort = Cohort()
+        self._cohorts = Cohort()
+        # Event id -> its count mark on its way (posted, not yet written), and whether it started its group.
+        self._marks: dict[str, tuple[asyncio.Future[None], bool]] = {}
         self.retention_days = retention_days  # 0: events are kept forever
         self.logged: Counter[Severity] = Counter()  # events stored (replays excluded), for the metrics
 
@@ -152,8 +155,11 @@ class EventService:
     ) -> LoggedEvent:
         # In cohorts: each batched step below then carries every event logged at the same time (see
         # app.storage.batching.Cohort).
-        async with self._cohort:
+        cohort = await self._cohorts.enter()
+        try:
             return await self._log(principal, org_id, new, idempotency_key, replay_any_payload)
+        finally:
+            self._cohorts.leave(cohort)
 
     async def _log(
         self,
@@ -211,10 +217,36 @@ class EventService:
             # Counted after the event is stored, so a replayed retry never counts twice. A crash between
             # the writes leaves the event marked uncounted (no multi-document transaction on every
             # deployment): a retry or the repair (`repair_counts`) counts it once its lease has expired.
-            new_group = await self._count(event)
+            new_group = await self._groups.record(event)
+            self._mark_later(event, new_group)
             self.logged[event.severity] += 1
             self._feed.publish_local(event)
         return LoggedEvent(event=event, replayed=False, new_group=new_group)
+
+    def _mark_later(self, event: ErrorEventRecord, started_group: bool) -> None:
+        """The event's count mark, written with the next flush of writes while its caller is answered:
+        the cohort is out one round trip sooner, and under load the mark rides with the next cohort's
+        inserts. Exact counts do not depend on it: until the mark is written, the event's group keeps
+        its id as counted (the pending map), so after a crash in between the repair only marks it. A
+        retry meanwhile is answered from what the mark will say (`_replay`)."""
+        written = self._store.post_mark(event.id, started_group)
+        self._marks[event.id] = (written, started_group)
+        written.add_done_callback(functools.partial(self._marked, event))
+
+    def _marked(self, event: ErrorEventRecord, written: asyncio.Future[None]) -> None:
+        self._marks.pop(event.id, None)
+        if written.cancelled():
+            return
+        error = written.exception()
+        if error is None:
+            self._groups.marked(event)
+        else:  # left to the repair, once the event's lease has expired
+            log.warning("count mark of %s not written: %s", event.id, error)
+
+    async def settle(self) -> None:
+        """Waits (at most 5 s) for the count marks on their way: at shutdown, before the client closes."""
+        if self._marks:
+            await asyncio.wait([written for written, _ in self._marks.values()], timeout=5)
 
     async def _count(self, event: ErrorEventRecord) -> bool:
         new_group = await self._groups.record(event)
@@ -240,7 +272,10 @@ class EventService:
         if digest is not None and found.idem_hash != digest:
             raise Conflict()
         started_group = found.started_group
-        if found.counting_ms is not None and await self._claim(found.event.id):
+        on_its_way = self._marks.get(found.event.id)
+        if on_its_way is not None:  # counted here a moment ago, its mark not written yet
+            started_group = on_its_way[1]
+        elif found.counting_ms is not None and await self._claim(found.event.id):
             # The first attempt stored the event and died before marking it counted: count it now,
             # unless its group was incremented already.
             started_group = await self._count_claimed(found.event)

@@ -30,6 +30,7 @@ compound index, and keyset pagination needs (org_id, sort key) in one index. `_i
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -318,11 +319,16 @@ class EventStore:
     async def mark_counted(self, event_id: str, started_group: bool) -> None:
         """The event is counted into its group (and started it, when `started_group`); concurrent
         callers share one round trip, with the inserts waiting at the same time."""
+        await self.post_mark(event_id, started_group)
+
+    def post_mark(self, event_id: str, started_group: bool) -> asyncio.Future[None]:
+        """`mark_counted` without waiting: the mark goes with the next flush of writes (under load,
+        with the next events' inserts); the future says when it is written, or why it was not."""
         object_id = self._object_ids.pop(event_id, None)
         update: dict[str, Any] = {"$unset": {"counting_ms": ""}}
         if started_group:
             update["$set"] = {"started_group": True}
-        await self._writes.submit(
+        return self._writes.post(
             UpdateOne({"_id": object_id} if object_id is not None else {"event_id": event_id}, update)
         )
 

@@ -260,6 +260,7 @@ async def _supervise_embedded(runtime: Runtime) -> None:
 
 async def close_runtime(runtime: Runtime) -> None:
     await stop_tasks([*runtime.tasks, runtime.supervisor])
+    await runtime.services.events.settle()  # count marks still on their way
     await runtime.services.feed.stop()
     await runtime.services.status_page.stop()
     await runtime.services.status.stop()

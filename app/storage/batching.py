@@ -28,11 +28,15 @@ class Batcher(Generic[Item, Result]):
         self._task: asyncio.Task[None] | None = None
 
     async def submit(self, item: Item) -> Result:
+        return await self.post(item)
+
+    def post(self, item: Item) -> asyncio.Future[Result]:
+        """Queues `item` for the next flush without waiting for it: its future holds the result."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._pending.append((item, future))
         if self._task is None:
             self._task = asyncio.create_task(self._drain())
-        return await future
+        return future
 
     async def _drain(self) -> None:
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
@@ -60,57 +64,73 @@ class Batcher(Generic[Item, Result]):
             self._task = None
 
 
+class _Group:
+    __slots__ = ("gate", "members")
+
+    def __init__(self, gate: asyncio.Future[None] | None) -> None:
+        self.gate = gate
+        self.members = 0
+
+
 class Cohort:
-    """Callers of a pipeline of batched steps go through it in cohorts: `async with cohort: ...`.
+    """Callers of a pipeline of batched steps go through it in cohorts.
 
-    While callers are inside, newcomers wait at the gate and enter together once the last one is out.
-    Each step's `Batcher` then sees the whole cohort at once: one round trip per step for all of it.
-    Without the gate, callers spread over the steps under steady load and every flush carries only
-    those that happened to reach its step meanwhile. Logging an event takes four batched steps
-    (position, insert, group count, count mark): at 32 concurrent reporters the flushes grew from 7.5
-    to 16 events and the commands per event fell by a third (docs/performance.md, "Cohorts"). A lone
-    caller enters at once, so idle nothing waits.
+    At most `concurrent` cohorts are inside at a time; newcomers meanwhile wait at the gate and enter
+    together, as the next cohort, when one inside has left. Each step's `Batcher` then sees whole
+    cohorts: one round trip per step for all of one. Without the gate, callers spread over the steps
+    under steady load and every flush carries only those that happened to reach its step meanwhile.
+    A caller finding room enters at once, so idle nothing waits. Use: `cohort = await c.enter()`,
+    then `c.leave(cohort)` in a `finally`.
 
-    The price is that a slow member (a resend answered from its first copy, a new group) holds the
-    next cohort back for its extra round trips; the database's timeouts bound every one of them.
+    The price: the steps of one cohort no longer overlap those of the next, and a slow member (a
+    resend answered from its first copy, a new group) holds its cohort's place for its extra round
+    trips (the database's timeouts bound every one). Logging an event (docs/performance.md,
+    "Cohorts") therefore answers before its last step, the count mark, is written.
     """
 
-    def __init__(self) -> None:
-        self._inside = 0
-        self._gate: asyncio.Future[None] | None = None
-        self._waiting = 0  # at the gate
+    def __init__(self, concurrent: int = 1) -> None:
+        self._concurrent = concurrent
+        self._inside: list[_Group] = []
+        self._forming: _Group | None = None  # at the gate
 
-    async def __aenter__(self) -> None:
-        if self._inside == 0 and self._gate is None:
-            self._inside = 1
-            return
-        if self._gate is None:
-            self._gate = asyncio.get_running_loop().create_future()
-        gate = self._gate
-        self._waiting += 1
+    async def enter(self) -> _Group:
+        """Returns the caller's cohort, to `leave` when done (always: `try/finally`)."""
+        if self._forming is None and len(self._inside) < self._concurrent:
+            group = _Group(None)
+            group.members = 1
+            self._inside.append(group)
+            return group
+        if self._forming is None:
+            self._forming = _Group(asyncio.get_running_loop().create_future())
+        group = self._forming
+        assert group.gate is not None
+        group.members += 1
         try:
             # Shielded: a waiter's cancellation must not cancel the gate the others wait on.
-            await asyncio.shield(gate)
+            await asyncio.shield(group.gate)
         except asyncio.CancelledError:
-            if gate.done():  # let in already, and counted inside: leave
-                self._leave()
+            if group.gate.done():  # let in already, and counted inside: leave
+                self.leave(group)
             else:
-                self._waiting -= 1
+                group.members -= 1
             raise
+        return group
 
-    async def __aexit__(self, *exc: object) -> None:
-        self._leave()
-
-    def _leave(self) -> None:
-        self._inside -= 1
-        if self._inside == 0 and self._gate is not None:
-            gate, self._gate = self._gate, None
-            self._inside, self._waiting = self._waiting, 0
-            if self._inside:
-                gate.set_result(None)
-            else:  # every waiter was cancelled: nobody to let in
-                gate.cancel()
+    def leave(self, group: _Group) -> None:
+        group.members -= 1
+        if group.members:
+            return
+        self._inside.remove(group)
+        forming = self._forming
+        if forming is None or forming.gate is None:
+            return
+        self._forming = None
+        if forming.members:
+            self._inside.append(forming)
+            forming.gate.set_result(None)
+        else:  # every waiter was cancelled: nobody to let in
+            forming.gate.cancel()
 
     @property
     def waiting(self) -> int:
-        return self._waiting
+        return self._forming.members if self._forming is not None else 0
