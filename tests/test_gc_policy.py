@@ -9,8 +9,11 @@ import weakref
 from collections.abc import AsyncIterator
 
 import pytest
+import uvicorn
+from starlette.applications import Starlette
 
-from app.runtime.gc_policy import FreezeSurvivors
+from app.runtime.gc_policy import FreezeSurvivors, set_young_threshold
+from app.runtime.server import GracefulServer
 
 
 class Node:
@@ -144,3 +147,28 @@ async def test_closed_connections_are_reclaimed_by_an_early_sweep() -> None:
         assert policy.closed_since_sweep == 0
     finally:
         policy.uninstall()
+
+
+async def test_a_server_raises_the_young_threshold_while_it_runs_and_puts_it_back() -> None:
+    app = Starlette()
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="off", log_level="warning")
+    config.load()
+    server = GracefulServer(config, app, gc_young_threshold=12_345)
+    server.lifespan = config.lifespan_class(config)
+    before = gc.get_threshold()
+    await server.startup()
+    try:
+        assert gc.get_threshold() == (12_345, before[1], before[2])
+    finally:
+        await server.shutdown()
+    assert gc.get_threshold() == before
+
+
+def test_setting_the_young_threshold_keeps_the_older_generations() -> None:
+    before = gc.get_threshold()
+    previous = set_young_threshold(before[0] + 1)
+    try:
+        assert previous == before
+        assert gc.get_threshold() == (before[0] + 1, before[1], before[2])
+    finally:
+        gc.set_threshold(*previous)

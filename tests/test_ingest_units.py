@@ -9,15 +9,27 @@ import tracemalloc
 import zlib
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import brotli
+import orjson
 import pytest
 import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.core.errors import InvalidRequest, PayloadTooLarge
 from app.events.fingerprint import fingerprint
 from app.ingest.envelope import decode_body, parse_envelope
-from app.ingest.inputs import anonymize_any_ip, anonymize_ip, normalize_event, public_key_from
+from app.ingest.inputs import (
+    _WIRE_DECODER,
+    anonymize_any_ip,
+    anonymize_ip,
+    decode_event,
+    normalize_event,
+    public_key_from,
+)
+from bench.sdk_ingest import sample_event
 
 LIMIT = 1 << 20
 ZEROS = b"\0" * (64 << 20)  # 64 MiB that compress to almost nothing
@@ -181,3 +193,186 @@ def test_default_grouping_ignores_line_numbers_and_values() -> None:
     assert _print(_crash("1.0", 10, ["{{ default }}"])) != _print(_crash("1.0", 10, ["checkout"]))
     message_a = _print({"message": "User 42 not found"})
     assert message_a == _print({"message": "User 7 not found"}) != _print(_crash("1.0", 10))
+
+
+# --- the typed path and the lenient path give the same event --------------------------------------
+# Generated payloads of every shape (the typed path takes about half of them), then payloads that miss
+# the typed path's bounds by one: if a bound of `_WireEvent` were looser than the lenient path's, the
+# typed path would take those and keep what the lenient one cuts or drops.
+
+_INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
+_JUNK = st.one_of(st.none(), st.booleans(), _INT64, st.floats(allow_nan=False, allow_infinity=False))
+_TEXT = st.one_of(st.text(min_size=1, max_size=8), st.sampled_from(["", " padded ", "two\nlines"]), _JUNK)
+_LINES = st.one_of(st.lists(st.text(max_size=5), max_size=6), st.lists(st.one_of(st.text(max_size=3), _JUNK)))
+_NUMBER = st.one_of(st.integers(min_value=0, max_value=5000), _JUNK)
+_FRAME = st.fixed_dictionaries(
+    {},
+    optional={
+        **dict.fromkeys(["filename", "abs_path", "function", "module", "context_line"], _TEXT),
+        "lineno": _NUMBER,
+        "colno": _NUMBER,
+        "in_app": st.one_of(st.booleans(), _JUNK),
+        "pre_context": _LINES,
+        "post_context": _LINES,
+        "vars": st.dictionaries(st.text(max_size=4), _INT64, max_size=2),  # kept by neither path
+    },
+)
+_EXCEPTION = st.fixed_dictionaries(
+    {"stacktrace": st.one_of(st.fixed_dictionaries({"frames": st.lists(_FRAME, max_size=3)}), _JUNK)},
+    optional={
+        "type": _TEXT,
+        "value": _TEXT,
+        "module": _TEXT,
+        "mechanism": st.one_of(
+            st.fixed_dictionaries({}, optional={"type": _TEXT, "handled": st.one_of(st.booleans(), _JUNK)}),
+            _JUNK,
+        ),
+    },
+)
+_CRUMB = st.fixed_dictionaries(
+    {},
+    optional={
+        "timestamp": st.one_of(
+            st.floats(min_value=1e9, max_value=2e9),
+            st.just("2026-11-30T10:00:00Z"),
+            st.text(max_size=8),
+            _JUNK,
+        ),
+        **dict.fromkeys(["type", "category", "message", "level"], _TEXT),
+        "data": st.one_of(st.dictionaries(st.text(max_size=4), _INT64, max_size=3), _JUNK),
+    },
+)
+_LABEL = st.one_of(st.sampled_from(["production", "shop@1.4.2", "python", " padded", "a\nb", ""]), _JUNK)
+_EVENT = st.fixed_dictionaries(
+    {
+        "event_id": st.just("0123456789abcdef0123456789abcdef"),
+        "exception": st.one_of(
+            st.fixed_dictionaries({"values": st.lists(_EXCEPTION, min_size=1, max_size=3)}),
+            st.lists(_EXCEPTION, max_size=2),
+        ),
+        "breadcrumbs": st.one_of(
+            st.fixed_dictionaries({"values": st.lists(_CRUMB, min_size=1, max_size=4)}),
+            st.lists(_CRUMB, max_size=2),
+        ),
+    },
+    optional={
+        "timestamp": st.one_of(st.floats(min_value=1.7e9, max_value=1.8e9), st.text(max_size=25), _JUNK),
+        "level": st.one_of(st.sampled_from(["fatal", "error", "warning", "info", "debug", "loud"]), _JUNK),
+        **dict.fromkeys(["platform", "environment", "release", "server_name"], _LABEL),
+        "tags": st.one_of(
+            st.dictionaries(st.text(max_size=6), _LABEL, max_size=3),
+            st.lists(st.tuples(st.text(max_size=4), _LABEL), max_size=2),
+        ),
+        "contexts": st.dictionaries(
+            st.sampled_from(["os", "runtime", "browser", "device", "other"]),
+            st.one_of(st.dictionaries(st.text(max_size=4), st.text(max_size=6), max_size=2), _JUNK),
+            max_size=3,
+        ),
+        "user": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "id": _TEXT,
+                    "ip_address": st.sampled_from(["203.0.113.7", "{{auto}}", "2001:db8::1", "nope"]),
+                },
+            ),
+            _JUNK,
+        ),
+        "request": st.one_of(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "url": _TEXT,
+                    "method": _LABEL,
+                    "headers": st.dictionaries(
+                        st.sampled_from(["Cookie", "Accept", "X-A"]), _LABEL, max_size=2
+                    ),
+                },
+            ),
+            _JUNK,
+        ),
+        "sdk": st.one_of(st.fixed_dictionaries({"name": _LABEL, "version": _LABEL}), _JUNK),
+        "extra": st.one_of(st.dictionaries(st.text(max_size=4), _INT64, max_size=2), _JUNK),
+        "fingerprint": st.one_of(st.lists(st.one_of(st.text(max_size=6), _INT64), max_size=3), _JUNK),
+        "message": st.one_of(_TEXT, st.fixed_dictionaries({"formatted": _TEXT})),
+        "logentry": st.one_of(st.none(), st.fixed_dictionaries({"message": _TEXT})),
+        "modules": st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2),  # kept by neither
+    },
+)
+_OPTIONS: dict[str, Any] = {
+    "project_id": 1,
+    "received_at": datetime(2026, 11, 30, 12, tzinfo=UTC),
+    "client_ip": "198.51.100.9",
+    "anonymize": True,
+}
+
+
+def _both_ways(payload: bytes) -> None:
+    assert decode_event(payload, "items[0]", **_OPTIONS) == normalize_event(orjson.loads(payload), **_OPTIONS)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_EVENT)
+def test_the_typed_path_gives_the_lenient_paths_event(raw: dict[str, object]) -> None:
+    _both_ways(orjson.dumps(raw))
+
+
+def _frame_of(event: dict[str, Any]) -> dict[str, Any]:
+    frame: dict[str, Any] = event["exception"]["values"][0]["stacktrace"]["frames"][-1]
+    return frame
+
+
+def _crumb_of(event: dict[str, Any]) -> dict[str, Any]:
+    crumb: dict[str, Any] = event["breadcrumbs"]["values"][0]
+    return crumb
+
+
+NEAR_MISSES: dict[str, Callable[[dict[str, Any]], None]] = {
+    "an empty function": lambda e: _frame_of(e).update(function=""),
+    "a 257-character module": lambda e: _frame_of(e).update(module="m" * 257),
+    "a 513-character filename": lambda e: _frame_of(e).update(filename="f" * 513),
+    "a 513-character abs_path": lambda e: _frame_of(e).update(abs_path="f" * 513),
+    "a 257-character context line": lambda e: _frame_of(e).update(context_line="c" * 257),
+    "six lines before": lambda e: _frame_of(e).update(pre_context=["a"] * 6),
+    "six lines after": lambda e: _frame_of(e).update(post_context=["a"] * 6),
+    "a 257-character line": lambda e: _frame_of(e).update(pre_context=["x" * 257]),
+    "a line that is a number": lambda e: _frame_of(e).update(post_context=["a", 1]),
+    "lines as a string": lambda e: _frame_of(e).update(pre_context="ab"),
+    "line 2**31": lambda e: _frame_of(e).update(lineno=2**31),
+    "line -2**31": lambda e: _frame_of(e).update(lineno=-(2**31)),
+    "a column as a string": lambda e: _frame_of(e).update(colno="3"),
+    "a boolean line": lambda e: _frame_of(e).update(lineno=True),
+    "in_app as a string": lambda e: _frame_of(e).update(in_app="yes"),
+    "a frame that is not an object": lambda e: e["exception"]["values"][0]["stacktrace"]["frames"].append(3),
+    "51 frames": lambda e: e["exception"]["values"][0]["stacktrace"].update(
+        frames=[{"function": f"f{i}"} for i in range(51)]
+    ),
+    "11 exceptions": lambda e: e["exception"].update(values=e["exception"]["values"] * 11),
+    "frames as null": lambda e: e["exception"]["values"][0]["stacktrace"].update(frames=None),
+    "an exception list without values": lambda e: e.update(exception=e["exception"]["values"]),
+    "101 breadcrumbs": lambda e: e["breadcrumbs"].update(values=[{"message": str(i)} for i in range(101)]),
+    "breadcrumbs without values": lambda e: e.update(breadcrumbs=e["breadcrumbs"]["values"]),
+    "a crumb that is not an object": lambda e: e["breadcrumbs"]["values"].append("x"),
+    "a crumb category of two lines": lambda e: _crumb_of(e).update(category="a\nb"),
+    "a padded crumb type": lambda e: _crumb_of(e).update(type=" http"),
+    "a 1025-character crumb message": lambda e: _crumb_of(e).update(message="m" * 1025),
+    "crumb data over its bound": lambda e: _crumb_of(e).update(data={"k": "v" * 3000}),
+    "a timestamp as a string": lambda e: _crumb_of(e).update(timestamp="2026-11-30T10:00:00Z"),
+}
+
+
+@pytest.mark.parametrize("change", NEAR_MISSES.values(), ids=NEAR_MISSES.keys())
+def test_payloads_just_past_a_bound_get_the_lenient_paths_event(
+    change: Callable[[dict[str, Any]], None],
+) -> None:
+    event = sample_event()
+    event["event_id"] = "0123456789abcdef0123456789abcdef"  # else each path makes one up
+    change(event)
+    _both_ways(orjson.dumps(event))
+
+
+def test_the_usual_sdk_event_takes_the_typed_path() -> None:
+    _WIRE_DECODER.decode(orjson.dumps(sample_event()))  # no ValidationError: the typed path
+    with pytest.raises(InvalidRequest) as refused:
+        decode_event(b"[1]", "items[2]", **_OPTIONS)
+    assert refused.value.details[0].field == "items[2]"

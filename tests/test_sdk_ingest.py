@@ -115,6 +115,17 @@ async def test_preflight_for_browser_sdks(http: httpx.AsyncClient, project: Proj
     )
     assert response.status_code == 200
     assert "POST" in response.headers["Access-Control-Allow-Methods"]
+    assert response.headers["Access-Control-Allow-Origin"] == "*" and response.content == b""
+
+
+async def test_other_methods_are_refused_with_the_allowed_ones(
+    http: httpx.AsyncClient, project: Project
+) -> None:
+    response = await http.get(f"/api/{project.id}/envelope/")
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST, OPTIONS"
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["X-Request-ID"].startswith("req_") and response.content == b""
 
 
 @pytest.mark.parametrize("encoding", ["gzip", "deflate", "br", "zstd"])

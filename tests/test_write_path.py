@@ -99,6 +99,45 @@ async def test_the_feed_leaves_an_event_being_stored_to_its_process(
         await feed.stop()
 
 
+async def test_the_poll_reads_in_full_only_the_events_another_process_stored(
+    database: tuple[Database, CommandLog],
+) -> None:
+    db, log = database
+    store = EventStore(db)
+    pubsub = PubSub()
+    feed = EventFeed(store, pubsub, interval=3600, grace=0)  # polled by hand
+    await feed.start()
+    try:
+        with pubsub.subscribe(EVENTS_TOPIC) as mailbox:
+            own = [event("own", seq=await store.next_seq()) for _ in range(3)]
+            for e in own:
+                await store.insert(e)
+                feed.publish_local(e)
+            assert drained(mailbox) == [e.id for e in own]
+            log.clear()
+            await feed.poll()  # everything found is this process's own: positions only
+            assert drained(mailbox) == []
+            assert [name for name, _ in log.seen] == ["aggregate"]
+            assert {"$project": {"seq": 1}} in log.seen[0][1]["pipeline"]
+
+            # Another process's event between two of this one's: read in full, the others are not.
+            foreign = event("foreign", seq=await store.next_seq())
+            later = event("own", seq=await store.next_seq())
+            await store.insert(later)
+            feed.publish_local(later)
+            await store.insert(foreign)
+            drained(mailbox)
+            log.clear()
+            await feed.poll()
+            assert drained(mailbox) == [foreign.id]
+            assert [name for name, _ in log.seen] == ["aggregate", "aggregate"]
+            full_read = log.seen[1][1]["pipeline"]
+            assert not any("$project" in stage for stage in full_read)
+            assert full_read[0]["$match"]["seq"] == {"$gte": foreign.seq, "$lte": foreign.seq}
+    finally:
+        await feed.stop()
+
+
 async def test_an_event_inserted_here_is_marked_counted_by_its_id(
     database: tuple[Database, CommandLog],
 ) -> None:

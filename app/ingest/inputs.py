@@ -3,6 +3,15 @@ three places a DSN key can arrive in.
 
 SDK payloads are lenient by nature (old SDKs, other languages): a malformed optional field is dropped,
 never the event. Everything kept is bounded: counts, string lengths and JSON sizes.
+
+Two ways in, one result. `decode_event` first decodes the payload with msgspec into `_WireEvent`, whose
+stack frames and lists are typed with this module's bounds: a payload the SDKs' usual shape fits is
+decoded, type-checked and bounded in C, and its frames become `StackFrame`s without a call per field.
+Anything else (a field of another type, a string or list over its bound, a bare list where Sentry has
+`{"values": [...]}`) fails that decode and takes the lenient path (`normalize_event` on the parsed
+JSON), which keeps what it can. For a payload that passes the typed decode both paths give the same
+event (tests/test_ingest_units.py checks this on generated payloads); the typed one took 15 µs where
+the lenient one took 70 for the benchmark's 5.5 KB event (JSON parse included).
 """
 
 from __future__ import annotations
@@ -12,9 +21,10 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlencode, urlsplit
 
+import msgspec
 import orjson
 
 from app.core.errors import FieldProblem, InvalidRequest
@@ -31,6 +41,7 @@ from app.events.model import (
     Severity,
     StackFrame,
 )
+from app.ingest.envelope import parse_json_object
 
 MAX_MESSAGE_CHARS = 8192
 MAX_TAGS = 50
@@ -178,13 +189,19 @@ def _frame(raw: Any) -> StackFrame | None:
 def _exception(raw: Any) -> ExceptionInfo | None:
     if not isinstance(raw, dict):
         return None
-    mechanism = _object(raw.get("mechanism"))
     raw_frames = _list(_object(raw.get("stacktrace")).get("frames"))
     frames = [f for f in (_frame(r) for r in raw_frames[-MAX_FRAMES:]) if f is not None]
+    return _exception_of(raw.get("type"), raw.get("value"), raw.get("module"), raw.get("mechanism"), frames)
+
+
+def _exception_of(
+    type_: Any, value: Any, module: Any, mechanism: Any, frames: list[StackFrame]
+) -> ExceptionInfo:
+    mechanism = _object(mechanism)
     return ExceptionInfo(
-        type=_text(raw.get("type"), 256),
-        value=_text(raw.get("value"), MAX_MESSAGE_CHARS),
-        module=_text(raw.get("module"), 256),
+        type=_text(type_, 256),
+        value=_text(value, MAX_MESSAGE_CHARS),
+        module=_text(module, 256),
         mechanism=_text(mechanism.get("type"), 64),
         handled=mechanism["handled"] if isinstance(mechanism.get("handled"), bool) else None,
         frames=frames,
@@ -243,13 +260,23 @@ def _request(raw: Any) -> EventRequest | None:
 def _breadcrumb(raw: Any) -> Breadcrumb | None:
     if not isinstance(raw, dict):
         return None
+    get = raw.get
+    return _breadcrumb_of(
+        get("timestamp"), get("type"), get("category"), get("message"), get("level"), get("data")
+    )
+
+
+def _breadcrumb_of(
+    timestamp: Any, type_: Any, category: Any, message: Any, level: Any, data: Any
+) -> Breadcrumb:
+    """Both paths' breadcrumb, from its fields as decoded JSON."""
     return Breadcrumb(
-        timestamp=parse_timestamp(raw.get("timestamp")),
-        type=_label(raw.get("type"), 64),
-        category=_label(raw.get("category"), 128),
-        message=_text(raw.get("message"), 1024),
-        level=_label(raw.get("level"), 16),
-        data=_bounded_json(raw.get("data"), MAX_SMALL_JSON),
+        timestamp=parse_timestamp(timestamp),
+        type=_label(type_, 64),
+        category=_label(category, 128),
+        message=_text(message, 1024),
+        level=_label(level, 16),
+        data=_bounded_json(data, MAX_SMALL_JSON) if data is not None else None,
     )
 
 
@@ -309,12 +336,83 @@ def normalize_event(
     anonymize: bool,
     fallback_id: str | None = None,
 ) -> SdkEvent:
+    """The lenient path: a parsed JSON object of any shape."""
     exceptions = [e for e in (_exception(r) for r in _values(raw.get("exception"))[-MAX_EXCEPTIONS:]) if e]
+    crumbs = [b for b in (_breadcrumb(r) for r in _values(raw.get("breadcrumbs"))[-MAX_BREADCRUMBS:]) if b]
+    return _assemble(raw, exceptions, crumbs, project_id, received_at, client_ip, anonymize, fallback_id)
+
+
+def decode_event(
+    payload: bytes,
+    field: str,
+    *,
+    project_id: int,
+    received_at: datetime,
+    client_ip: str | None,
+    anonymize: bool,
+    fallback_id: str | None = None,
+) -> SdkEvent:
+    """An event item's (or store body's) bytes into the event: the typed path when the payload fits
+    `_WireEvent`, else the lenient one; INVALID_REQUEST naming `field` when it is not a JSON object."""
+    try:
+        wire = _WIRE_DECODER.decode(payload)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return normalize_event(
+            parse_json_object(payload, field),
+            project_id=project_id,
+            received_at=received_at,
+            client_ip=client_ip,
+            anonymize=anonymize,
+            fallback_id=fallback_id,
+        )
+    exceptions = [
+        _exception_of(
+            e.type,
+            e.value,
+            e.module,
+            e.mechanism,
+            [
+                StackFrame(
+                    filename=f.filename,
+                    abs_path=f.abs_path,
+                    function=f.function,
+                    module=f.module,
+                    lineno=f.lineno,
+                    colno=f.colno,
+                    in_app=f.in_app,
+                    context_line=f.context_line,
+                    pre_context=f.pre_context,
+                    post_context=f.post_context,
+                )
+                for f in (e.stacktrace.frames if e.stacktrace is not None else ())
+            ],
+        )
+        for e in (wire.exception.values if wire.exception is not None else ())
+    ]
+    crumbs = [
+        _breadcrumb_of(c.timestamp, c.type, c.category, c.message, c.level, c.data)
+        for c in (wire.breadcrumbs.values if wire.breadcrumbs is not None else ())
+    ]
+    top = {name: getattr(wire, name) for name in _WIRE_TOP_FIELDS}
+    return _assemble(top, exceptions, crumbs, project_id, received_at, client_ip, anonymize, fallback_id)
+
+
+def _assemble(
+    raw: dict[str, Any],
+    exceptions: list[ExceptionInfo],
+    crumbs: list[Breadcrumb],
+    project_id: int,
+    received_at: datetime,
+    client_ip: str | None,
+    anonymize: bool,
+    fallback_id: str | None,
+) -> SdkEvent:
+    """Everything but the exceptions and breadcrumbs, from the event's top-level fields (JSON null and
+    absent alike are None in `raw`)."""
     level = raw["level"] if isinstance(raw.get("level"), str) and raw["level"] in LEVEL_SEVERITY else "error"
     timestamp = parse_timestamp(raw.get("timestamp"))
     if timestamp is None or timestamp > received_at + _FUTURE_SKEW or timestamp < _EARLIEST:
         timestamp = None  # the receive time, as Sentry does with a clock far off
-    crumbs = [b for b in (_breadcrumb(r) for r in _values(raw.get("breadcrumbs"))[-MAX_BREADCRUMBS:]) if b]
     contexts_raw = _object(raw.get("contexts"))
     contexts = {k: v for k in KEPT_CONTEXTS if (v := _bounded_json(contexts_raw.get(k), MAX_CONTEXT_JSON))}
     sdk_raw = _object(raw.get("sdk"))
@@ -367,6 +465,94 @@ def _depth(value: Any) -> int:
     if isinstance(value, list):
         return 1 + max((_depth(v) for v in value), default=0)
     return 0
+
+
+# --- the typed path: the SDKs' usual shape, with this module's bounds -----------------------------
+# A string field of a frame as `_text` keeps it unchanged: a non-empty string within the limit.
+_Text256 = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+_Text512 = Annotated[str, msgspec.Meta(min_length=1, max_length=512)]
+_Int32 = Annotated[int, msgspec.Meta(gt=-(2**31), lt=2**31)]  # as `_int` keeps it
+_Lines = Annotated[
+    list[Annotated[str, msgspec.Meta(max_length=256)]], msgspec.Meta(max_length=MAX_CONTEXT_LINES)
+]
+
+
+class _WireFrame(msgspec.Struct):
+    filename: _Text512 | None = None
+    abs_path: _Text512 | None = None
+    function: _Text256 | None = None
+    module: _Text256 | None = None
+    lineno: _Int32 | None = None
+    colno: _Int32 | None = None
+    in_app: bool | None = None
+    context_line: _Text256 | None = None
+    pre_context: _Lines = msgspec.field(default_factory=list)
+    post_context: _Lines = msgspec.field(default_factory=list)
+
+
+class _WireStacktrace(msgspec.Struct):
+    frames: Annotated[list[_WireFrame], msgspec.Meta(max_length=MAX_FRAMES)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class _WireException(msgspec.Struct):
+    # Few per event: checked by the same functions as on the lenient path.
+    type: Any = None
+    value: Any = None
+    module: Any = None
+    mechanism: Any = None
+    stacktrace: _WireStacktrace | None = None
+
+
+class _WireExceptions(msgspec.Struct):
+    values: Annotated[list[_WireException], msgspec.Meta(max_length=MAX_EXCEPTIONS)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class _WireBreadcrumb(msgspec.Struct):
+    # Checked by the lenient path's functions: typing these (a pattern for `_label`'s one line) was slower.
+    timestamp: Any = None
+    type: Any = None
+    category: Any = None
+    message: Any = None
+    level: Any = None
+    data: Any = None
+
+
+class _WireBreadcrumbs(msgspec.Struct):
+    values: Annotated[list[_WireBreadcrumb], msgspec.Meta(max_length=MAX_BREADCRUMBS)] = msgspec.field(
+        default_factory=list
+    )
+
+
+class _WireEvent(msgspec.Struct):
+    """What `_assemble` reads, as decoded JSON (`Any`), beside the typed exceptions and breadcrumbs.
+    Fields the server does not keep (modules, debug_meta, spans...) are skipped unread."""
+
+    exception: _WireExceptions | None = None
+    breadcrumbs: _WireBreadcrumbs | None = None
+    event_id: Any = None
+    timestamp: Any = None
+    level: Any = None
+    platform: Any = None
+    environment: Any = None
+    release: Any = None
+    server_name: Any = None
+    tags: Any = None
+    contexts: Any = None
+    user: Any = None
+    request: Any = None
+    sdk: Any = None
+    extra: Any = None
+    fingerprint: Any = None
+    message: Any = None
+    logentry: Any = None
+
+
+_WIRE_DECODER = msgspec.json.Decoder(_WireEvent)
+_WIRE_TOP_FIELDS = tuple(f for f in _WireEvent.__struct_fields__ if f not in ("exception", "breadcrumbs"))
 
 
 # --- credentials -------------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from app.core.errors import (
 )
 from app.core.principal import Principal
 from app.events.service import EventService
-from app.ingest.envelope import decode_body, parse_envelope, parse_header, parse_json_object
-from app.ingest.inputs import SdkEvent, event_id_of, normalize_event, public_key_from
+from app.ingest.envelope import decode_body, parse_envelope, parse_header
+from app.ingest.inputs import SdkEvent, decode_event, event_id_of, public_key_from
 from app.ingest.model import EVENT_ITEMS, IngestCounters, IngestRequest, IngestResult, Outcome
 from app.projects.service import ProjectService
 from app.ratelimit.service import RateLimiter, Resource
@@ -91,7 +91,7 @@ class IngestService:
             if len(data) > self.limits.max_event_bytes:
                 message = f"Event is larger than {self.limits.max_event_bytes} bytes"
                 raise PayloadTooLarge(message, details=[FieldProblem("body", message)])
-            raw_events = [(parse_json_object(data, "body"), None)]
+            raw_events: list[tuple[bytes, str, Any]] = [(data, "body", None)]
             skipped: dict[str, int] = {}
             header: dict[str, Any] = {}
         else:
@@ -104,21 +104,21 @@ class IngestService:
             skipped = {}
             for index, item in enumerate(envelope.items):
                 if item.type in EVENT_ITEMS:
-                    raw_events.append(
-                        (parse_json_object(item.payload, f"items[{index}]"), header.get("event_id"))
-                    )
+                    raw_events.append((item.payload, f"items[{index}]", header.get("event_id")))
                 else:
                     skipped[item.type] = skipped.get(item.type, 0) + 1
+        # Every event is decoded before any is stored: a bad one refuses the whole envelope.
         sdk_events: list[SdkEvent] = [
-            normalize_event(
-                raw,
+            decode_event(
+                payload,
+                field,
                 project_id=project_id,
                 received_at=received_at,
                 client_ip=request.client_ip,
                 anonymize=self.limits.anonymize_ip,
                 fallback_id=fallback if isinstance(fallback, str) else None,
             )
-            for raw, fallback in raw_events
+            for payload, field, fallback in raw_events
         ]
         retention = self._events.retention_days
         if retention:

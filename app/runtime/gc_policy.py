@@ -23,6 +23,17 @@ slowest deliveries (bench/subscriptions.py). Long-lived objects do not need walk
   so a heap that really grows is swept each time it doubles (amortised: a few sweeps while thousands of
   subscribers arrive, none once they are there), and dead cycles never hold more than the live heap.
 
+The youngest generation's threshold is raised too (`young_threshold`, GC_YOUNG_THRESHOLD). CPython collects
+it whenever 700 more container objects have been made than freed. A request's objects are nearly all
+freed by reference counting as it ends, but an SDK event parses into several hundred (its JSON, then
+its frames and breadcrumbs), so with 32 requests in flight the young generation filled every request
+or two; every collection walked the in-flight objects, found nothing to free, and moved them into the
+next generation, whose own passes walked them again. Measured with `gc.callbacks` under
+bench/sdk_ingest.py (envelopes at 32 connections): 6% of the server's CPU, about 1,400 young and 130
+middle collections in 8 s, which freed almost nothing. With 10,000 there was one young collection in
+the same run: what piles up between collections is garbage in cycles, which requests here make
+rarely (bounded by the threshold: a few MiB at most).
+
 "Took long" is the collecting thread's CPU time, not wall time: on a busy machine a small heap's pass
 can take 50 ms of wall time while other processes run, and freezing then pins the garbage of ordinary
 traffic for nothing (measured: the frozen set grew with every request under mixed HTTP load).
@@ -38,6 +49,14 @@ from collections.abc import Callable
 from typing import Any
 
 log = logging.getLogger("app.gc")
+
+
+def set_young_threshold(threshold: int) -> tuple[int, int, int]:
+    """Sets the youngest generation's threshold (the others are kept); returns the thresholds before,
+    for `gc.set_threshold(*before)` to undo."""
+    before = gc.get_threshold()
+    gc.set_threshold(threshold, before[1], before[2])
+    return before
 
 
 SLOW_COLLECTION_SECONDS = 0.05  # a full pass this long means a big heap worth freezing (measured: an

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -20,7 +21,7 @@ from starlette.applications import Starlette
 from app.runtime.app import create_app
 from app.runtime.container import close_runtime, open_runtime, print_banner
 from app.runtime.demo import ensure_demo
-from app.runtime.gc_policy import FreezeSurvivors
+from app.runtime.gc_policy import FreezeSurvivors, set_young_threshold
 from app.runtime.logging import configure
 from app.runtime.protocol import guarded_protocol
 from app.runtime.settings import Settings, load_settings
@@ -32,16 +33,27 @@ log = logging.getLogger("app.runtime.server")
 
 class GracefulServer(uvicorn.Server):
     """Before uvicorn drops its connections (WebSockets get 1012), our subscribers are told 1001
-    "going away", the code clients treat as "reconnect elsewhere". With `gc_sweep_seconds`, the process
-    it serves runs the GC policy of app.runtime.gc_policy (`serve` passes GC_SWEEP_SECONDS; tests do not)."""
+    "going away", the code clients treat as "reconnect elsewhere". With `gc_sweep_seconds` and
+    `gc_young_threshold`, the process it serves runs the GC policy of app.runtime.gc_policy (`serve`
+    passes GC_SWEEP_SECONDS and GC_YOUNG_THRESHOLD; tests do not)."""
 
-    def __init__(self, config: uvicorn.Config, app: Starlette, gc_sweep_seconds: float = 0) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        app: Starlette,
+        gc_sweep_seconds: float = 0,
+        gc_young_threshold: int = 0,
+    ) -> None:
         super().__init__(config)
         self.starlette_app = app
         self.gc_policy = FreezeSurvivors(gc_sweep_seconds) if gc_sweep_seconds > 0 else None
+        self.gc_young_threshold = gc_young_threshold
+        self._gc_thresholds_before: tuple[int, int, int] | None = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets)
+        if self.gc_young_threshold > 0:
+            self._gc_thresholds_before = set_young_threshold(self.gc_young_threshold)
         if self.gc_policy is not None:
             view = getattr(self.starlette_app.state, "graphql_view", None)
             open_sockets: set[Any] = view.open_sockets if view is not None else set()
@@ -60,6 +72,8 @@ class GracefulServer(uvicorn.Server):
         await super().shutdown(sockets)
         if self.gc_policy is not None:
             self.gc_policy.uninstall()
+        if self._gc_thresholds_before is not None:
+            gc.set_threshold(*self._gc_thresholds_before)
 
 
 def uvicorn_options(ws_compression: bool = False, settings: Settings | None = None) -> dict[str, Any]:
@@ -110,7 +124,7 @@ def serve(settings: Settings, *, reuse_port: bool = False) -> int:
         return serve_workers(settings)
     app = create_app(settings, banner=not reuse_port)
     config = config_for(app, settings.host, settings.port, settings.ws_compression)
-    server = GracefulServer(config, app, settings.gc_sweep_seconds)
+    server = GracefulServer(config, app, settings.gc_sweep_seconds, settings.gc_young_threshold)
     server.run(sockets=[_reuse_port_socket(settings.host, settings.port)] if reuse_port else None)
     return 0
 

@@ -178,6 +178,13 @@ class Settings(BaseSettings):
         "thousands of subscribers); every this many seconds one full pass walks them all, and sooner once "
         "the frozen set has doubled since the last pass. 0: CPython's collector as it is.",
     )
+    gc_young_threshold: int = Field(
+        default=10_000,
+        ge=0,
+        description="Container objects made (net of those freed) before the youngest generation is "
+        "collected: CPython's 700 collected every request or two under load, freeing nothing. "
+        "0: CPython's own.",
+    )
     feed_mode: str = Field(
         default="auto",
         pattern="^(auto|poll|stream)$",

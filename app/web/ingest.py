@@ -12,14 +12,14 @@ import logging
 import re
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from starlette.datastructures import QueryParams
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import AppError, FieldProblem, InternalError, PayloadTooLarge, RateLimited
 from app.core.wire import rest_error_body
 from app.ingest.model import EVENT_CATEGORIES, IngestRequest
-from app.web.state import request_state, services_of
+from app.web.state import request_state, services_in
 
 log = logging.getLogger("app.web.ingest")
 PATH_RE = re.compile(r"^/api/([^/]+)/(envelope|store)/?$")
@@ -34,14 +34,32 @@ _PREFLIGHT = {
     "Authorization, X-Requested-With, sentry-trace, baggage",
     "Access-Control-Max-Age": "3600",
 }
+# The request headers the routes read (ASGI gives names in lower case).
+_READ = frozenset({b"content-length", b"content-encoding", b"x-sentry-auth", b"authorization"})
+
+RawHeaders = list[tuple[bytes, bytes]]
+Answer = tuple[int, RawHeaders, bytes]
 
 
-def _json(body: object, status: int, headers: dict[str, str]) -> Response:
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
+def _raw(headers: dict[str, str]) -> RawHeaders:
+    return [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()]
+
+
+_CORS_RAW = _raw(_CORS)
+_PREFLIGHT_RAW = _raw(_PREFLIGHT)
+_JSON_TYPE = (b"content-type", b"application/json")
+
+
+def _json(body: object, status: int, headers: RawHeaders) -> Answer:
+    return status, [*headers, _JSON_TYPE], orjson.dumps(body)
 
 
 class IngestRoutes:
-    """Dispatches /api/<id>/envelope|store/ to the ingest service; anything else goes on to `app`."""
+    """Dispatches /api/<id>/envelope|store/ to the ingest service; anything else goes on to `app`.
+
+    Plain ASGI, without Starlette's Request and Response: every SDK event comes through here, and those
+    objects (a header map built per request, the body stream, the response's header list) were 14 µs
+    a request of the ~0.6 ms an envelope costs; the few headers read are picked out in one pass."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -51,30 +69,33 @@ class IngestRoutes:
         if match is None:
             await self.app(scope, receive, send)
             return
-        request = Request(scope, receive)
-        response = await self._handle(request, match.group(1), match.group(2))
-        await response(scope, receive, send)
+        status, headers, body = await self._handle(scope, receive, match.group(1), match.group(2))
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
 
-    async def _handle(self, request: Request, project_id: str, kind: str) -> Response:
-        state = request_state(request.scope)
+    async def _handle(self, scope: Scope, receive: Receive, project_id: str, kind: str) -> Answer:
+        state = request_state(scope)
         request_id = state.request_id
-        if request.method == "OPTIONS":
-            return Response(status_code=200, headers=_PREFLIGHT)
-        if request.method != "POST":
-            return Response(status_code=405, headers={**_CORS, "Allow": "POST, OPTIONS"})
-        ingest = services_of(request).ingest
+        method = scope["method"]
+        if method == "OPTIONS":
+            return 200, list(_PREFLIGHT_RAW), b""
+        if method != "POST":
+            return 405, [*_CORS_RAW, (b"allow", b"POST, OPTIONS")], b""
+        ingest = services_in(scope).ingest
+        read = {name: value for name, value in scope["headers"] if name in _READ}
         try:
-            body = await _read_body(request, ingest.limits.max_body_bytes)
+            body = await _read_body(receive, read.get(b"content-length", b""), ingest.limits.max_body_bytes)
             result = await ingest.submit(
                 IngestRequest(
                     project_id=project_id,
                     kind=kind,
                     body=body,
-                    content_encoding=request.headers.get("content-encoding"),
-                    auth_header=request.headers.get("x-sentry-auth")
-                    or _sentry_authorization(request.headers.get("authorization")),
-                    query_key=_query_key(request),
-                    client_ip=request.client.host if request.client else None,
+                    content_encoding=_text(read.get(b"content-encoding")),
+                    auth_header=_text(read.get(b"x-sentry-auth"))
+                    or _sentry_authorization(_text(read.get(b"authorization"))),
+                    query_key=_query_key(scope),
+                    client_ip=scope["client"][0] if scope.get("client") else None,
                 )
             )
         except AppError as error:
@@ -85,19 +106,26 @@ class IngestRoutes:
                 categories = ";".join(EVENT_CATEGORIES)
                 headers["X-Sentry-Rate-Limits"] = f"{error.retry_after}:{categories}:key"
             body_json = {"detail": error.message, **rest_error_body(error, request_id)}
-            return _json(body_json, error.code.status, headers)
+            return _json(body_json, error.code.status, _raw(headers))
+        except ClientDisconnect:
+            raise  # nobody to answer: the request id middleware logs it
         except Exception:
-            log.exception("unexpected error in %s %s", request.method, request.url.path)
+            log.exception("unexpected error in %s %s", method, scope["path"])
             state.outcome = "INTERNAL_ERROR"
-            return _json(rest_error_body(InternalError(), request_id), 500, dict(_CORS))
-        headers = {**_CORS, "X-Sentry-Rate-Limits": result.rate_limits_header}
-        return _json({"id": result.event_id}, 200, headers)
+            return _json(rest_error_body(InternalError(), request_id), 500, _CORS_RAW)
+        limits = (b"x-sentry-rate-limits", result.rate_limits_header.encode("latin-1"))
+        return _json({"id": result.event_id}, 200, [*_CORS_RAW, limits])
 
 
-def _query_key(request: Request) -> str | None:
+def _text(value: bytes | None) -> str | None:
+    return value.decode("latin-1") if value is not None else None
+
+
+def _query_key(scope: Scope) -> str | None:
     """`sentry_key` from the query string, parsed only when there is one: browser SDKs send the key
     there, the others send none."""
-    return request.query_params.get("sentry_key") if request.scope.get("query_string") else None
+    query: bytes = scope.get("query_string", b"")
+    return QueryParams(query).get("sentry_key") if query else None
 
 
 def _sentry_authorization(value: str | None) -> str | None:
@@ -105,15 +133,18 @@ def _sentry_authorization(value: str | None) -> str | None:
     return value if value and value.lower().startswith("sentry ") else None
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def _read_body(receive: Receive, declared: bytes, limit: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `limit` (declared or streamed)."""
-    declared = request.headers.get("content-length", "")
     message = f"Request body is larger than {limit} bytes"
     if declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(message, details=[FieldProblem("body", message)])
     chunks = bytearray()
-    async for chunk in request.stream():
-        chunks += chunk
+    while True:
+        received = await receive()
+        if received["type"] == "http.disconnect":
+            raise ClientDisconnect
+        chunks += received.get("body", b"")
         if len(chunks) > limit:
             raise PayloadTooLarge(message, details=[FieldProblem("body", message)])
-    return bytes(chunks)
+        if not received.get("more_body", False):
+            return bytes(chunks)

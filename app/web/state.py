@@ -55,7 +55,12 @@ def start_request(scope: Scope, request_id: str) -> RequestState:
 
 def services_of(request: HTTPConnection) -> Services:
     """The services the app's lifespan built (routes reach them through the app, never a global)."""
-    services = getattr(request.app.state, "services", None)
+    return services_in(request.scope)
+
+
+def services_in(scope: Scope) -> Services:
+    """`services_of` for plain ASGI code: from the app Starlette puts on the scope."""
+    services = getattr(scope["app"].state, "services", None)
     if not isinstance(services, Services):
         raise RuntimeError("the app's lifespan has not started")
     return services
