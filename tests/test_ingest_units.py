@@ -351,7 +351,10 @@ NEAR_MISSES: dict[str, Callable[[dict[str, Any]], None]] = {
     "frames as null": lambda e: e["exception"]["values"][0]["stacktrace"].update(frames=None),
     "an exception list without values": lambda e: e.update(exception=e["exception"]["values"]),
     "101 breadcrumbs": lambda e: e["breadcrumbs"].update(values=[{"message": str(i)} for i in range(101)]),
-    "breadcrumbs without values": lambda e: e.update(breadcrumbs=e["breadcrumbs"]["values"]),
+    "101 breadcrumbs in a bare list": lambda e: e.update(
+        breadcrumbs=[{"message": str(i)} for i in range(101)]
+    ),
+    "11 exceptions in a bare list": lambda e: e.update(exception=e["exception"]["values"] * 11),
     "a crumb that is not an object": lambda e: e["breadcrumbs"]["values"].append("x"),
     "a crumb category of two lines": lambda e: _crumb_of(e).update(category="a\nb"),
     "a padded crumb type": lambda e: _crumb_of(e).update(type=" http"),
@@ -372,7 +375,14 @@ def test_payloads_just_past_a_bound_get_the_lenient_paths_event(
 
 
 def test_the_usual_sdk_event_takes_the_typed_path() -> None:
-    _WIRE_DECODER.decode(orjson.dumps(sample_event()))  # no ValidationError: the typed path
+    event = sample_event()
+    _WIRE_DECODER.decode(orjson.dumps(event))  # no ValidationError: the typed path
+    # The JavaScript SDKs send bare lists (`"breadcrumbs": [...]`): the typed path too.
+    event["breadcrumbs"] = event["breadcrumbs"]["values"]
+    event["exception"] = event["exception"]["values"]
+    event["event_id"] = "0123456789abcdef0123456789abcdef"
+    _WIRE_DECODER.decode(orjson.dumps(event))
+    _both_ways(orjson.dumps(event))
     with pytest.raises(InvalidRequest) as refused:
         decode_event(b"[1]", "items[2]", **_OPTIONS)
     assert refused.value.details[0].field == "items[2]"

@@ -72,8 +72,10 @@ LEVEL_SEVERITY = {
 # An event's details (what an SDK tells beyond the message) are msgspec structs, frozen like the records
 # around them: an SDK event carries some fifty (frames, breadcrumbs), and for the benchmark's 5.5 KB
 # event a frozen dataclass took 1.3 µs a frame to build against 0.25, its JSON (the stored `details`)
-# 27 µs to write against 4.6 and 77 µs to read back against 10.
-class StackFrame(msgspec.Struct, frozen=True):
+# 27 µs to write against 4.6 and 77 µs to read back against 10. Fields at their defaults (null, empty)
+# are left out of the JSON and come back as the defaults: a fifth less to write, send and store for
+# that event (5.4 KB of JSON instead of 6.7).
+class StackFrame(msgspec.Struct, frozen=True, omit_defaults=True):
     filename: str | None = None
     abs_path: str | None = None
     function: str | None = None
@@ -86,7 +88,7 @@ class StackFrame(msgspec.Struct, frozen=True):
     post_context: list[str] = msgspec.field(default_factory=list)
 
 
-class ExceptionInfo(msgspec.Struct, frozen=True):
+class ExceptionInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     """One exception of a chain (the outermost last, as Sentry orders them)."""
 
     type: str | None = None
@@ -97,21 +99,21 @@ class ExceptionInfo(msgspec.Struct, frozen=True):
     frames: list[StackFrame] = msgspec.field(default_factory=list)  # oldest call first, the crash last
 
 
-class EventUser(msgspec.Struct, frozen=True):
+class EventUser(msgspec.Struct, frozen=True, omit_defaults=True):
     id: str | None = None
     username: str | None = None
     email: str | None = None
     ip_address: str | None = None  # anonymised unless ANONYMIZE_IP is off
 
 
-class EventRequest(msgspec.Struct, frozen=True):
+class EventRequest(msgspec.Struct, frozen=True, omit_defaults=True):
     url: str | None = None
     method: str | None = None
     query_string: str | None = None
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # never Cookie nor Authorization
 
 
-class Breadcrumb(msgspec.Struct, frozen=True):
+class Breadcrumb(msgspec.Struct, frozen=True, omit_defaults=True):
     timestamp: datetime | None = None
     type: str | None = None
     category: str | None = None
@@ -120,12 +122,12 @@ class Breadcrumb(msgspec.Struct, frozen=True):
     data: dict[str, Any] | None = None
 
 
-class SdkInfo(msgspec.Struct, frozen=True):
+class SdkInfo(msgspec.Struct, frozen=True, omit_defaults=True):
     name: str
     version: str | None = None
 
 
-class EventDetails(msgspec.Struct, frozen=True):
+class EventDetails(msgspec.Struct, frozen=True, omit_defaults=True):
     """What an SDK (or a reporter) tells about an error beyond its message: shown, never filtered on."""
 
     exceptions: list[ExceptionInfo] = msgspec.field(default_factory=list)

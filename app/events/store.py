@@ -76,8 +76,9 @@ TIMELINE_FILTERS = (  # equality filters with an index of their own
 TAG_DOT = "\u2024"
 
 
-# `details` is stored as JSON text, field by field (None as null). Documents written before these
-# encoders (by orjson, datetimes with "+00:00") read back the same; unknown fields are ignored.
+# `details` is stored as JSON text, field by field, without the fields at their defaults (null, empty).
+# Documents written before (by orjson, datetimes with "+00:00"; or with every field) read back the
+# same; unknown fields are ignored.
 _DETAILS_ENCODER = msgspec.json.Encoder()
 _DETAILS_DECODER = msgspec.json.Decoder(EventDetails)
 
