@@ -12,7 +12,7 @@ import pytest
 import uvicorn
 from starlette.applications import Starlette
 
-from app.runtime.gc_policy import FreezeSurvivors, set_young_threshold
+from app.runtime.gc_policy import MIDDLE_THRESHOLD, FreezeSurvivors, set_young_threshold
 from app.runtime.server import GracefulServer
 
 
@@ -158,17 +158,17 @@ async def test_a_server_raises_the_young_threshold_while_it_runs_and_puts_it_bac
     before = gc.get_threshold()
     await server.startup()
     try:
-        assert gc.get_threshold() == (12_345, before[1], before[2])
+        assert gc.get_threshold() == (12_345, MIDDLE_THRESHOLD, before[2])
     finally:
         await server.shutdown()
     assert gc.get_threshold() == before
 
 
-def test_setting_the_young_threshold_keeps_the_older_generations() -> None:
+def test_setting_the_young_threshold_keeps_the_oldest_generations() -> None:
     before = gc.get_threshold()
     previous = set_young_threshold(before[0] + 1)
     try:
         assert previous == before
-        assert gc.get_threshold() == (before[0] + 1, before[1], before[2])
+        assert gc.get_threshold() == (before[0] + 1, MIDDLE_THRESHOLD, before[2])
     finally:
         gc.set_threshold(*previous)
