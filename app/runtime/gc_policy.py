@@ -29,10 +29,10 @@ freed by reference counting as it ends, but an SDK event parses into several hun
 its frames and breadcrumbs), so with 32 requests in flight the young generation filled every request
 or two; every collection walked the in-flight objects, found nothing to free, and moved them into the
 next generation, whose own passes walked them again. Measured with `gc.callbacks` under
-bench/sdk_ingest.py (envelopes at 32 connections): 6% of the server's CPU, about 1,400 young and 130
-middle collections in 8 s, which freed almost nothing. With 10,000 there was one young collection in
-the same run: what piles up between collections is garbage in cycles, which requests here make
-rarely (bounded by the threshold: a few MiB at most).
+bench/sdk_ingest.py (envelopes at 32 connections): 6% of the server's CPU, 1,227 young and 111 middle
+collections in 8 s, which freed 5 objects. With 10,000 there was one young collection in the same run.
+What waits longer between collections is garbage in cycles, which these requests make rarely; the
+middle generation is collected more often in return (MIDDLE_THRESHOLD, below).
 
 "Took long" is the collecting thread's CPU time, not wall time: on a busy machine a small heap's pass
 can take 50 ms of wall time while other processes run, and freezing then pins the garbage of ordinary

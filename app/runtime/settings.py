@@ -182,8 +182,8 @@ class Settings(BaseSettings):
         default=10_000,
         ge=0,
         description="Container objects made (net of those freed) before the youngest generation is "
-        "collected: CPython's 700 collected every request or two under load, freeing nothing. "
-        "0: CPython's own.",
+        "collected (the middle one then at every other young collection): CPython's 700 collected every "
+        "request or two under load, freeing nothing. 0: CPython's thresholds.",
     )
     feed_mode: str = Field(
         default="auto",
