@@ -27,6 +27,7 @@ from urllib.parse import urlencode, urlsplit
 
 import msgspec
 import orjson
+from msgspec.structs import astuple
 
 from app.core.errors import FieldProblem, InvalidRequest
 from app.events.fingerprint import custom_fingerprint, default_basis
@@ -372,21 +373,8 @@ def decode_event(
             e.value,
             e.module,
             e.mechanism,
-            [
-                StackFrame(
-                    filename=f.filename,
-                    abs_path=f.abs_path,
-                    function=f.function,
-                    module=f.module,
-                    lineno=f.lineno,
-                    colno=f.colno,
-                    in_app=f.in_app,
-                    context_line=f.context_line,
-                    pre_context=f.pre_context,
-                    post_context=f.post_context,
-                )
-                for f in (e.stacktrace.frames if e.stacktrace is not None else ())
-            ],
+            # Field by field in order: `_WireFrame` has StackFrame's fields (checked where it is defined).
+            [StackFrame(*astuple(f)) for f in (e.stacktrace.frames if e.stacktrace is not None else ())],
         )
         for e in _wire_values(wire.exception)
     ]
@@ -489,6 +477,10 @@ class _WireFrame(msgspec.Struct):
     context_line: _Text256 | None = None
     pre_context: _Lines = msgspec.field(default_factory=list)
     post_context: _Lines = msgspec.field(default_factory=list)
+
+
+if _WireFrame.__struct_fields__ != StackFrame.__struct_fields__:
+    raise TypeError("_WireFrame must have StackFrame's fields, in its order")
 
 
 class _WireStacktrace(msgspec.Struct):
