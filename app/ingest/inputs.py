@@ -278,7 +278,7 @@ def _breadcrumb_of(
         category=_label(category, 128),
         message=_text(message, 1024),
         level=_label(level, 16),
-        data=_bounded_json(data, MAX_SMALL_JSON) if data is not None else None,
+        data=_bounded_json(data, MAX_SMALL_JSON),
     )
 
 

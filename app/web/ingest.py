@@ -83,7 +83,10 @@ class IngestRoutes:
         if method != "POST":
             return 405, [*_CORS_RAW, (b"allow", b"POST, OPTIONS")], b""
         ingest = services_in(scope).ingest
-        read = {name: value for name, value in scope["headers"] if name in _READ}
+        read: dict[bytes, bytes] = {}
+        for name, value in scope["headers"]:
+            if name in _READ:
+                read.setdefault(name, value)  # the first of a repeated header, as Starlette's `get`
         try:
             body = await _read_body(receive, read.get(b"content-length", b""), ingest.limits.max_body_bytes)
             result = await ingest.submit(
